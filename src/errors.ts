@@ -1,0 +1,67 @@
+/**
+ * The one rooted error tree of cowbuf. Every error the project throws on purpose is a
+ * `CowbufError`, carries the values that explain it as plain fields, and keeps the
+ * original failure as `cause`.
+ *
+ *     CowbufError
+ *     ├── ValidationError          bad input at a boundary (CLI, API, config, scenario, peer)
+ *     └── BufferError              a request the partition cannot honour
+ *         ├── ShrinkBelowUsedError     resize below the bytes in use
+ *         ├── UnknownMigrationError    id not in the partition
+ *         └── DuplicateMigrationError  id already admitted
+ */
+
+export class CowbufError extends Error {
+  override readonly name: string = 'CowbufError';
+}
+
+/** Bad input at a boundary. `field` is a dotted path, `value` what was given. */
+export class ValidationError extends CowbufError {
+  override readonly name: string = 'ValidationError';
+  constructor(
+    readonly field: string,
+    readonly value: unknown,
+    readonly expected: string,
+    options?: ErrorOptions,
+  ) {
+    super(`Expected \`${field}\` to be ${expected}, got ${describe(value)}`, options);
+  }
+}
+
+export class BufferError extends CowbufError {
+  override readonly name: string = 'BufferError';
+}
+
+export class ShrinkBelowUsedError extends BufferError {
+  override readonly name: string = 'ShrinkBelowUsedError';
+  constructor(
+    readonly requested: number,
+    readonly floor: number,
+  ) {
+    super(`cannot shrink the buffer to ${requested} bytes: ${floor} bytes are in use`);
+  }
+}
+
+export class UnknownMigrationError extends BufferError {
+  override readonly name: string = 'UnknownMigrationError';
+  constructor(readonly migration: string) {
+    super(`unknown migration ${JSON.stringify(migration)}`);
+  }
+}
+
+export class DuplicateMigrationError extends BufferError {
+  override readonly name: string = 'DuplicateMigrationError';
+  constructor(readonly migration: string) {
+    super(`migration ${JSON.stringify(migration)} is already admitted`);
+  }
+}
+
+/** Renders a rejected value for a message: short, quoted when a string, typed otherwise. */
+export function describe(value: unknown): string {
+  if (typeof value === 'string') return `\`${value.length > 80 ? `${value.slice(0, 77)}...` : value}\``;
+  if (value === undefined) return 'nothing';
+  if (value === null) return '`null`';
+  if (typeof value === 'number' || typeof value === 'boolean') return `\`${String(value)}\``;
+  if (Array.isArray(value)) return 'an array';
+  return `a ${typeof value}`;
+}

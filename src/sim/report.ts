@@ -1,0 +1,107 @@
+/**
+ * The simulator's output shapes, fixed by shared/scenarios/README.md: the `--json` summary and
+ * the `--trace` line of each tick.
+ */
+import type { Partition } from '../buffer/partition.js';
+import type { ThrottleDemand } from '../buffer/throttle/policy.js';
+import { viewMigrations } from '../buffer/view.js';
+import type { SimPolicy } from './policies.js';
+import type { ScenarioMigration } from './scenario.js';
+
+export type Phase = 'base' | 'mirror' | 'ram';
+export type MigrationStatus = 'completed' | 'failed' | 'unfinished';
+
+export interface SimMigrationResult {
+  readonly id: string;
+  readonly status: MigrationStatus;
+  readonly seconds: number;
+  readonly wantedWriteBytes: number;
+  readonly writtenBytes: number;
+  readonly peakCowBytes: number;
+  readonly floorSeconds: number;
+}
+
+export interface SimResult {
+  readonly scenario: string;
+  readonly policy: string;
+  readonly completed: number;
+  readonly failed: number;
+  /** Still running at maxSeconds. */
+  readonly unfinished: number;
+  readonly overflowEvents: number;
+  readonly peakBufferBytes: number;
+  readonly makespanSeconds: number;
+  readonly lowerBoundSeconds: number;
+  readonly retainedWriteFraction: number;
+  readonly floorSeconds: number;
+  readonly migrations: readonly SimMigrationResult[];
+}
+
+export interface TraceShard {
+  readonly bin: string;
+  readonly bytes: number;
+  readonly priority: number;
+}
+
+export interface TraceMigration {
+  readonly id: string;
+  readonly phase: Phase;
+  /** Own bin size (size-state: the VM's cap). */
+  readonly bin: number;
+  readonly cow: number;
+  readonly shards: readonly TraceShard[];
+  readonly frozen: boolean;
+  readonly meanPriority: number;
+  /** γ applied this tick in bytes/s; null when the policy does not throttle. */
+  readonly throttle: number | null;
+  /** The other inputs of γ: U/N, bytes still to ship, unique fraction. */
+  readonly linkShare: number;
+  readonly remainingBytes: number;
+  readonly uniqueFraction: number;
+}
+
+export interface TraceLine {
+  readonly t: number;
+  readonly capacity: number;
+  readonly linkRate: number;
+  readonly migrations: readonly TraceMigration[];
+}
+
+interface ActiveRun {
+  readonly spec: ScenarioMigration;
+  readonly phase: string;
+  readonly cow: number;
+}
+
+export function traceLine(
+  t: number,
+  policy: SimPolicy,
+  bufferSize: number,
+  partition: Partition,
+  linkRate: number,
+  active: readonly ActiveRun[],
+  demands: ReadonlyMap<string, ThrottleDemand>,
+  throttles: ReadonlyMap<string, number>,
+): TraceLine {
+  const views = new Map(viewMigrations(partition).map((view) => [view.id, view]));
+  const migrations = active.map((run): TraceMigration => {
+    const view = views.get(run.spec.id);
+    const own = view?.holdings[0];
+    const demand = demands.get(run.spec.id);
+    return {
+      id: run.spec.id,
+      phase: run.phase as Phase,
+      bin: own?.binSize ?? run.spec.sizeState ?? 0,
+      cow: view?.cowBytes ?? run.cow,
+      shards: (view?.holdings.slice(1) ?? []).map((h) => ({ bin: h.bin, bytes: h.bytes, priority: h.priority })),
+      frozen: own?.frozen ?? false,
+      meanPriority: view?.meanPriority ?? 1,
+      throttle: throttles.get(run.spec.id) ?? null,
+      linkShare: demand?.linkShare ?? 0,
+      remainingBytes: demand?.remainingBytes ?? 0,
+      uniqueFraction: demand?.uniqueFraction ?? run.spec.uniqueFraction,
+    };
+  });
+  const capacity = policy.buffer === 'shared' ? bufferSize : active.reduce((sum, run) => sum + (run.spec.sizeState ?? 0), 0);
+  return { t, capacity, linkRate, migrations };
+}

@@ -1,0 +1,209 @@
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { admit, emptyPartition, observe, type Partition } from '../../src/buffer/partition.js';
+import { deadline } from '../../src/buffer/throttle/deadline.js';
+import { THROTTLE_POLICIES, throttlePolicy } from '../../src/buffer/throttle/index.js';
+import { lx066, lx066Red } from '../../src/buffer/throttle/lx066.js';
+import { EPSILON, computeThrottles, type ThrottleDemand } from '../../src/buffer/throttle/policy.js';
+import { viewMigrations } from '../../src/buffer/view.js';
+import { ValidationError } from '../../src/errors.js';
+import { capacityArb, commandsArb, run } from '../support/partition-commands.js';
+
+const MB = 1e6;
+/** The paper's figure: Π = 100 MB, U/N = 10 MB/s. */
+const PI = 100 * MB;
+const SHARE = 10 * MB;
+
+/** s where the red curve meets `level`, by bisection (red is decreasing). */
+function crossing(meanPriority: number, level: number): number {
+  let low = 0;
+  let high = PI;
+  for (let i = 0; i < 200; i += 1) {
+    const mid = (low + high) / 2;
+    if (lx066Red(PI, mid, meanPriority) > level) low = mid;
+    else high = mid;
+  }
+  return low / PI;
+}
+
+describe('lx066: the red curve, against the paper (Π = 100 MB, U/N = 10 MB/s)', () => {
+  it('starts at Π + ε and ends at ε', () => {
+    expect(lx066Red(PI, 0, 1)).toBe(PI + EPSILON);
+    expect(lx066Red(PI, PI, 1)).toBe(EPSILON);
+    expect(lx066Red(PI, 2 * PI, 1)).toBe(EPSILON);
+  });
+
+  it('meets U/N at s/Π = ln10/(1+ln10) ≈ 0.697 (Σα = 1) and ln10/(2+ln10) ≈ 0.535 (Σα = 2)', () => {
+    expect(crossing(1, SHARE)).toBeCloseTo(Math.LN10 / (1 + Math.LN10), 3);
+    expect(crossing(1, SHARE)).toBeCloseTo(0.697, 3);
+    expect(crossing(2, SHARE)).toBeCloseTo(Math.LN10 / (2 + Math.LN10), 3);
+    expect(crossing(2, SHARE)).toBeCloseTo(0.535, 3);
+  });
+
+  it('with Σα = 2 the red term is halved at s/Π = ln2/(1+ln2) ≈ 0.409', () => {
+    const s = (Math.LN2 / (1 + Math.LN2)) * PI;
+    expect(Math.LN2 / (1 + Math.LN2)).toBeCloseTo(0.409, 3);
+    const ratio = (lx066Red(PI, s, 2) - EPSILON) / (lx066Red(PI, s, 1) - EPSILON);
+    expect(ratio).toBeCloseTo(0.5, 3);
+  });
+
+  it('is non-increasing in s and stays within [ε, Π + ε]', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 ** 40 }),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        fc.integer({ min: 1, max: 8 }),
+        (bin, a, b, alpha) => {
+          const [low, high] = [Math.min(a, b), Math.max(a, b)].map((permille) => Math.floor((bin * permille) / 1e6)) as [number, number];
+          const atLow = lx066Red(bin, low, alpha);
+          const atHigh = lx066Red(bin, high, alpha);
+          expect(atHigh).toBeLessThanOrEqual(atLow);
+          expect(atHigh).toBeGreaterThanOrEqual(EPSILON);
+          expect(atLow).toBeLessThanOrEqual(bin + EPSILON);
+        },
+      ),
+    );
+  });
+
+  it('is scale-invariant in s/Π: (red − ε)/Π depends on the fill only', () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 0, max: 990 }), fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: 4 }), (permille, scale, alpha) => {
+        const base = 1e9;
+        const fill = permille / 1000;
+        const small = (lx066Red(base, fill * base, alpha) - EPSILON) / base;
+        const large = (lx066Red(base * scale, fill * base * scale, alpha) - EPSILON) / (base * scale);
+        expect(large).toBeCloseTo(small, 4);
+      }),
+    );
+  });
+});
+
+function demandsFor(partition: Partition, demand: Partial<ThrottleDemand> = {}): Map<string, ThrottleDemand> {
+  return new Map(
+    partition.bins.map((bin) => [bin.owner, { linkShare: SHARE, remainingBytes: 10 * PI, uniqueFraction: 1, ...demand }]),
+  );
+}
+
+/** The paper's four bins, b1 and b3 frozen; m0 and m2 each sharded across three bins. */
+const fourBins: Partition = {
+  capacity: 4 * PI,
+  bins: [
+    { owner: 'm0', size: PI, frozen: false, stack: [{ migration: 'm0', bytes: 0.5 * PI }] },
+    {
+      owner: 'm1',
+      size: PI,
+      frozen: true,
+      stack: [
+        { migration: 'm1', bytes: 0.6 * PI },
+        { migration: 'm0', bytes: 0.2 * PI },
+        { migration: 'm2', bytes: 0.2 * PI },
+      ],
+    },
+    { owner: 'm2', size: PI, frozen: false, stack: [{ migration: 'm2', bytes: 0.3 * PI }] },
+    {
+      owner: 'm3',
+      size: PI,
+      frozen: true,
+      stack: [
+        { migration: 'm3', bytes: 0.5 * PI },
+        { migration: 'm2', bytes: 0.25 * PI },
+        { migration: 'm0', bytes: 0.25 * PI },
+      ],
+    },
+  ],
+  unplaced: [],
+};
+
+describe("the paper's four-bin example", () => {
+  const views = new Map(viewMigrations(fourBins).map((view) => [view.id, view]));
+
+  it('gives Σα_0 = Σα_2 = 2 and Σα = 1 to the others', () => {
+    expect(views.get('m0')?.meanPriority).toBe(2);
+    expect(views.get('m2')?.meanPriority).toBe(2);
+    expect(views.get('m1')?.meanPriority).toBe(1);
+    expect(views.get('m3')?.meanPriority).toBe(1);
+  });
+
+  it('takes s and Π over the non-frozen bins and penalises by Σα', () => {
+    const throttles = new Map(computeThrottles(lx066, fourBins, demandsFor(fourBins, { linkShare: 1e12 })).map((t) => [t.id, t.rate]));
+    // m0's only non-frozen bin is its own: Π = 100 MB, s = 50 MB, Σα = 2.
+    expect(throttles.get('m0')).toBeCloseTo(lx066Red(PI, 0.5 * PI, 2), 6);
+    expect(throttles.get('m2')).toBeCloseTo(lx066Red(PI, 0.3 * PI, 2), 6);
+    // m1 owns a frozen bin and has no other: no usable room, γ = ε.
+    expect(throttles.get('m1')).toBe(EPSILON);
+  });
+});
+
+describe('computeThrottles: the rules every policy obeys', () => {
+  const sequences = fc.tuple(capacityArb, commandsArb, fc.integer({ min: 0, max: 1e9 }));
+
+  for (const policy of THROTTLE_POLICIES.values()) {
+    it(`${policy.name}: ε ≤ γ ≤ max(ε, U/N), and a guest never outpaces the owner of a bin it sits in`, () => {
+      fc.assert(
+        fc.property(sequences, ([capacity, commands, share]) => {
+          for (const { after } of run(capacity, commands)) {
+            const throttles = computeThrottles(policy, after, demandsFor(after, { linkShare: share }));
+            const rates = new Map(throttles.map((t) => [t.id, t.rate]));
+            for (const { rate, view } of throttles) {
+              expect(rate).toBeGreaterThanOrEqual(EPSILON);
+              expect(rate).toBeLessThanOrEqual(Math.max(EPSILON, share));
+              for (const holding of view.holdings.filter((h) => !h.frozen)) {
+                expect(rate).toBeLessThanOrEqual(rates.get(holding.bin) ?? Infinity);
+              }
+            }
+          }
+        }),
+      );
+    });
+  }
+
+  it('lx066 equals min(red, U/N) exactly on a non-sharded migration', () => {
+    const partition = observe(admit(admit(emptyPartition(2 * PI), 'a'), 'b'), [['a', 0.7 * PI]]);
+    const [a, b] = computeThrottles(lx066, partition, demandsFor(partition));
+    expect(a?.rate).toBe(Math.min(lx066Red(PI, 0.7 * PI, 1), SHARE));
+    expect(b?.rate).toBe(SHARE);
+  });
+
+  it('clamps a guest to the owner of a bin it can still grow into, and ignores frozen hosts', () => {
+    const hosted: Partition = { ...fourBins, bins: fourBins.bins.map((bin) => ({ ...bin, frozen: false })) };
+    const rates = new Map(computeThrottles(lx066, hosted, demandsFor(hosted, { linkShare: 1e12 })).map((t) => [t.id, t.rate]));
+    expect(rates.get('m0')).toBeLessThanOrEqual(rates.get('m1') ?? 0);
+    expect(rates.get('m0')).toBeLessThan(lx066Red(4 * PI, PI, 2));
+  });
+
+  it('names the unknown policy and the known ones', () => {
+    expect(() => throttlePolicy('fastest')).toThrow(ValidationError);
+    expect(() => throttlePolicy('fastest')).toThrow('Expected `policy` to be one of lx066, deadline, got `fastest`');
+  });
+});
+
+describe('deadline: the physical bound', () => {
+  it('lets the overlay just fill the room by the time the last byte crosses the link', () => {
+    const partition = observe(admit(emptyPartition(PI), 'a'), [['a', 0.2 * PI]]);
+    const remaining = 4 * PI;
+    const [throttle] = computeThrottles(deadline, partition, demandsFor(partition, { linkShare: 1e12, remainingBytes: remaining }));
+    const rate = throttle?.rate ?? 0;
+    // Simulate: writes at γ grow the overlay and add to what must be shipped at U/N.
+    const share = 1e12;
+    const seconds = remaining / (share - rate);
+    expect(rate * seconds).toBeCloseTo(0.8 * PI, -2);
+  });
+
+  it('counts the shards a bin hosts as taken room, unlike lx066', () => {
+    const host: Partition = {
+      capacity: 2 * PI,
+      bins: [
+        { owner: 'a', size: PI, frozen: false, stack: [{ migration: 'a', bytes: 0 }, { migration: 'b', bytes: 0.9 * PI }] },
+        { owner: 'b', size: PI, frozen: true, stack: [{ migration: 'b', bytes: PI }] },
+      ],
+      unplaced: [],
+    };
+    const demands = demandsFor(host, { remainingBytes: PI });
+    const ours = computeThrottles(deadline, host, demands)[0]?.rate ?? 0;
+    const paper = computeThrottles(lx066, host, demands)[0]?.rate ?? 0;
+    // lx066 sees an empty bin (s = 0) and grants the whole link share.
+    expect(paper).toBe(SHARE);
+    expect(ours).toBeLessThan(0.1 * paper);
+  });
+});
