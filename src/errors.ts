@@ -62,6 +62,6 @@ export function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   if (value === null) return '`null`';
   if (typeof value === 'number' || typeof value === 'boolean') return `\`${String(value)}\``;
-  if (Array.isArray(value)) return 'an array';
+  if (Array.isArray(value)) return value.length === 0 ? 'an empty array' : `an array of ${value.length} item(s)`;
   return `a ${typeof value}`;
 }

@@ -10,7 +10,7 @@ export type Json = Readonly<Record<string, unknown>>;
 /** A plain object whose keys are all in `required` ∪ `optional`, with every required key present. */
 export function object(field: string, value: unknown, required: readonly string[], optional: readonly string[] = []): Json {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ValidationError(field, value, 'an object');
+    throw new ValidationError(field || 'document', value, 'an object');
   }
   const record = value as Json;
   const known = new Set([...required, ...optional]);

@@ -40,25 +40,25 @@ export function parseScenario(input: unknown): Scenario {
   const tickSeconds = root.tickSeconds === undefined ? DEFAULT_TICK_SECONDS : number('tickSeconds', root.tickSeconds, { min: 0, positive: true });
   const maxSeconds =
     root.maxSeconds === undefined ? DEFAULT_MAX_SECONDS : number('maxSeconds', root.maxSeconds, { min: tickSeconds });
-  const buffer = object('buffer', root.buffer, ['size']);
+  // Checked in document order, so the first error reported is the first bad field in the file.
+  const name = string('name', root.name);
+  const bufferSize = parsePositiveSize('buffer.size', object('buffer', root.buffer, ['size']).size);
   const link = object('link', root.link, ['bandwidth'], ['rampSeconds', 'trace']);
+  const bandwidth = positiveRate('link.bandwidth', link.bandwidth);
+  const rampSeconds = link.rampSeconds === undefined ? 0 : number('link.rampSeconds', link.rampSeconds, { min: 0 });
+  const trace = link.trace === undefined ? [] : array('link.trace', link.trace).map((step, index) => parseStep(`link.trace[${index}]`, step));
   const migrations = array('migrations', root.migrations, 1).map((entry, index) => parseMigration(join('migrations', index), entry));
   const seen = new Set<string>();
   migrations.forEach((migration, index) => {
     if (seen.has(migration.id)) throw new ValidationError(`migrations[${index}].id`, migration.id, 'unique among migrations');
     seen.add(migration.id);
   });
-  const trace = link.trace === undefined ? [] : array('link.trace', link.trace).map((step, index) => parseStep(`link.trace[${index}]`, step));
   return {
-    name: string('name', root.name),
+    name,
     tickSeconds,
     maxSeconds,
-    bufferSize: parsePositiveSize('buffer.size', buffer.size),
-    link: {
-      bandwidth: positiveRate('link.bandwidth', link.bandwidth),
-      rampSeconds: link.rampSeconds === undefined ? 0 : number('link.rampSeconds', link.rampSeconds, { min: 0 }),
-      trace: [...trace].sort((a, b) => a.at - b.at),
-    },
+    bufferSize,
+    link: { bandwidth, rampSeconds, trace: [...trace].sort((a, b) => a.at - b.at) },
     migrations,
   };
 }

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { admit, emptyPartition, observe, type Partition } from '../../src/buffer/partition.js';
-import { deadline } from '../../src/buffer/throttle/deadline.js';
+import { MIN_HORIZON_SECONDS, RESERVE_FRACTION, deadline } from '../../src/buffer/throttle/deadline.js';
 import { THROTTLE_POLICIES, throttlePolicy } from '../../src/buffer/throttle/index.js';
 import { lx066, lx066Red } from '../../src/buffer/throttle/lx066.js';
 import { EPSILON, computeThrottles, type ThrottleDemand } from '../../src/buffer/throttle/policy.js';
@@ -179,15 +179,20 @@ describe('computeThrottles: the rules every policy obeys', () => {
 });
 
 describe('deadline: the physical bound', () => {
-  it('lets the overlay just fill the room by the time the last byte crosses the link', () => {
+  it('lets the overlay just fill the planned room by the time the last byte crosses the link', () => {
     const partition = observe(admit(emptyPartition(PI), 'a'), [['a', 0.2 * PI]]);
     const remaining = 4 * PI;
-    const [throttle] = computeThrottles(deadline, partition, demandsFor(partition, { linkShare: 1e12, remainingBytes: remaining }));
+    const [throttle] = computeThrottles(deadline, partition, demandsFor(partition, { remainingBytes: remaining }));
     const rate = throttle?.rate ?? 0;
-    // Simulate: writes at γ grow the overlay and add to what must be shipped at U/N.
-    const share = 1e12;
-    const seconds = remaining / (share - rate);
-    expect(rate * seconds).toBeCloseTo(0.8 * PI, -2);
+    // Writes at γ grow the overlay and add to what must cross the link at U/N.
+    const seconds = remaining / (SHARE - rate);
+    expect((rate * seconds) / PI).toBeCloseTo(1 - RESERVE_FRACTION - 0.2, 9);
+  });
+
+  it('never plans on less than MIN_HORIZON_SECONDS, so one control period cannot overshoot', () => {
+    const partition = observe(admit(emptyPartition(PI), 'a'), [['a', 0.5 * PI]]);
+    const [throttle] = computeThrottles(deadline, partition, demandsFor(partition, { remainingBytes: 1 }));
+    expect((throttle?.rate ?? 0) * MIN_HORIZON_SECONDS).toBeLessThanOrEqual((1 - RESERVE_FRACTION - 0.5) * PI);
   });
 
   it('counts the shards a bin hosts as taken room, unlike lx066', () => {

@@ -1,0 +1,79 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import { scenarioPath } from '../support/scenarios.js';
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'cowbuf', ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
+  return { code, stdout, stderr };
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cowbuf-sim-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('cowbuf sim', () => {
+  it('lists the policies one per line', async () => {
+    const { code, stdout } = await cli('sim', '--list-policies');
+    expect(code).toBe(0);
+    expect(stdout).toBe('none\nsize-state\nlx066\ndeadline\n');
+  });
+
+  it('prints the JSON summary in the documented shape', async () => {
+    const { code, stdout } = await cli('sim', scenarioPath('slow-link-flap'), '--policy', 'lx066', '--json');
+    expect(code).toBe(0);
+    const result = JSON.parse(stdout) as Record<string, unknown>;
+    expect(Object.keys(result)).toEqual(
+      expect.arrayContaining(['scenario', 'policy', 'completed', 'failed', 'overflowEvents', 'peakBufferBytes', 'makespanSeconds', 'lowerBoundSeconds', 'retainedWriteFraction', 'floorSeconds', 'migrations']),
+    );
+    expect(result).toMatchObject({ scenario: 'slow-link-flap', policy: 'lx066', completed: 2, failed: 0 });
+  });
+
+  it('writes one trace line per tick and a readable SVG', async () => {
+    const trace = join(dir, 't.jsonl');
+    const plot = join(dir, 'p.svg');
+    const { code } = await cli('sim', scenarioPath('staggered-four'), '--trace', trace, '--plot', plot);
+    expect(code).toBe(0);
+    const lines = (await readFile(trace, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { t: number; migrations: unknown[] });
+    expect(lines[0]?.t).toBe(0);
+    expect(lines[1]?.t).toBe(0.5);
+    const svg = await readFile(plot, 'utf8');
+    expect(svg).toMatch(/^<svg xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    expect(svg).toContain('staggered-four — policy deadline: 4 completed, 0 failed');
+  });
+
+  it.each([
+    [['sim', 'nope.json'], 'Error: Expected `scenario` to be a readable file, got `nope.json`\n'],
+    [['sim'], 'Error: Expected `scenario` to be a scenario file path, got nothing\n'],
+  ])('fails with one clear line and exit 2: %j', async (args, message) => {
+    const { code, stderr } = await cli(...args);
+    expect(code).toBe(2);
+    expect(stderr).toBe(message);
+  });
+
+  it('names a bad field of a scenario file', async () => {
+    const path = join(dir, 'bad.json');
+    await writeFile(path, JSON.stringify({ name: 'x', buffer: { size: '1 parsec' }, link: { bandwidth: '1Gbit' }, migrations: [] }));
+    const { code, stderr } = await cli('sim', path);
+    expect(code).toBe(2);
+    expect(stderr).toMatch(/^Error: Expected `buffer.size` to be a size such as `10GiB`.*got `1 parsec`\n$/);
+    await writeFile(path, '{"name": ');
+    expect((await cli('sim', path)).stderr).toMatch(/^Error: Expected `scenario` to be valid JSON/);
+  });
+
+  it('works as the installed `cowbuf` binary', async () => {
+    const bin = new URL('../../bin/cowbuf.js', import.meta.url).pathname;
+    const { stdout } = await promisify(execFile)(process.execPath, [bin, 'sim', '--list-policies']);
+    expect(stdout.split('\n')).toContain('deadline');
+  });
+});

@@ -1,0 +1,132 @@
+import { describe, expect, it } from 'vitest';
+import { EPSILON } from '../../src/buffer/throttle/policy.js';
+import { SIM_POLICIES, simPolicy } from '../../src/sim/policies.js';
+import type { SimResult, TraceLine } from '../../src/sim/report.js';
+import { parseScenario, type Scenario } from '../../src/sim/scenario.js';
+import { simulate } from '../../src/sim/simulate.js';
+import { PUBLIC_SCENARIOS, loadScenario } from '../support/scenarios.js';
+
+function traced(scenario: Scenario, policy: string): { result: SimResult; lines: TraceLine[] } {
+  const lines: TraceLine[] = [];
+  const result = simulate(scenario, simPolicy(policy), { onTick: (line) => lines.push(line) });
+  return { result, lines };
+}
+
+describe('determinism', () => {
+  it.each(PUBLIC_SCENARIOS)('%s: the same input gives byte-identical output and trace', (name) => {
+    const scenario = loadScenario(name);
+    const first = traced(scenario, 'deadline');
+    const second = traced(loadScenario(name), 'deadline');
+    expect(JSON.stringify(second.result)).toBe(JSON.stringify(first.result));
+    expect(second.lines.map((line) => JSON.stringify(line)).join('\n')).toBe(first.lines.map((line) => JSON.stringify(line)).join('\n'));
+  });
+});
+
+describe('trace invariants', () => {
+  for (const name of PUBLIC_SCENARIOS) {
+    for (const policy of SIM_POLICIES) {
+      it(`${name} under ${policy.name}: Σ bins ≤ capacity, overlays never shrink, ε ≤ γ ≤ max(ε, U/N)`, () => {
+        const { lines } = traced(loadScenario(name), policy.name);
+        const lastCow = new Map<string, number>();
+        for (const line of lines) {
+          const bins = line.migrations.reduce((sum, m) => sum + m.bin, 0);
+          if (policy.buffer === 'shared') expect(bins).toBeLessThanOrEqual(line.capacity);
+          for (const migration of line.migrations) {
+            expect(migration.cow).toBeGreaterThanOrEqual(lastCow.get(migration.id) ?? 0);
+            lastCow.set(migration.id, migration.cow);
+            if (policy.throttle) {
+              expect(migration.throttle).not.toBeNull();
+              expect(migration.throttle ?? 0).toBeGreaterThanOrEqual(EPSILON);
+              expect(migration.throttle ?? 0).toBeLessThanOrEqual(Math.max(EPSILON, migration.linkShare) * (1 + 1e-12));
+            } else {
+              expect(migration.throttle).toBeNull();
+            }
+          }
+        }
+      });
+    }
+
+    it(`${name}: lx066's γ equals the paper's formula on every non-sharded tick`, () => {
+      const { lines } = traced(loadScenario(name), 'lx066');
+      let checked = 0;
+      for (const line of lines) {
+        for (const m of line.migrations) {
+          if (m.shards.length > 0 || m.frozen) continue;
+          const paper = Math.min(m.bin * Math.exp(-m.cow / (m.bin - m.cow + EPSILON)) + EPSILON, m.linkShare);
+          const expected = m.cow >= m.bin ? EPSILON : Math.max(EPSILON, paper);
+          expect(m.throttle).toBeCloseTo(expected, 6);
+          checked += 1;
+        }
+      }
+      expect(checked).toBeGreaterThan(100);
+    });
+  }
+});
+
+describe('the public scenarios: deadline against the paper', () => {
+  for (const name of PUBLIC_SCENARIOS) {
+    it(`${name}: no overflow, no failure, and no worse than lx066 on stalls, writes and makespan`, () => {
+      const scenario = loadScenario(name);
+      const ours = simulate(scenario, simPolicy('deadline'));
+      const paper = simulate(scenario, simPolicy('lx066'));
+      expect(ours.overflowEvents).toBe(0);
+      expect(ours.failed).toBe(0);
+      expect(ours.completed).toBe(scenario.migrations.length);
+      expect(ours.floorSeconds).toBeLessThanOrEqual(paper.floorSeconds / 5);
+      if (paper.failed === 0) {
+        expect(ours.retainedWriteFraction).toBeGreaterThanOrEqual(0.9 * paper.retainedWriteFraction);
+        expect(ours.makespanSeconds).toBeLessThanOrEqual(1.1 * paper.makespanSeconds);
+      }
+    });
+  }
+
+  it("staggered-four: the paper's heuristic lets newcomers overfill the re-cut buffer", () => {
+    const paper = simulate(loadScenario('staggered-four'), simPolicy('lx066'));
+    expect(paper.failed).toBeGreaterThan(0);
+    expect(paper.overflowEvents).toBeGreaterThan(0);
+  });
+
+  it('the baselines overflow where there is no throttle', () => {
+    for (const name of PUBLIC_SCENARIOS) {
+      const none = simulate(loadScenario(name), simPolicy('none'));
+      expect(none.failed + none.overflowEvents).toBeGreaterThan(0);
+    }
+  });
+});
+
+describe('scale', () => {
+  it('runs 10 000 ticks with 100 concurrent migrations to the end', () => {
+    const migrations = Array.from({ length: 100 }, (_, i) => ({
+      id: `vm${i}`,
+      start: (i % 10) * 5,
+      disk: '200GiB',
+      ram: '4GiB',
+      writeRate: `${10 + (i % 7) * 10}MB`,
+      uniqueFraction: 0.3 + (i % 5) * 0.1,
+      ramDirtyRate: '20MB',
+    }));
+    const scenario = parseScenario({
+      name: 'hundred',
+      tickSeconds: 0.5,
+      maxSeconds: 5000,
+      buffer: { size: '100GiB' },
+      link: { bandwidth: '10Gbit', rampSeconds: 2 },
+      migrations,
+    });
+    let ticks = 0;
+    const result = simulate(scenario, simPolicy('deadline'), { onTick: () => (ticks += 1) });
+    expect(ticks).toBe(10_000);
+    expect(result.unfinished + result.completed + result.failed).toBe(100);
+    expect(result.overflowEvents).toBe(0);
+  });
+
+  it('refuses size-state on a scenario without sizeState, naming the field', () => {
+    const scenario = parseScenario({
+      name: 'x',
+      buffer: { size: '1GiB' },
+      link: { bandwidth: '1Gbit' },
+      migrations: [{ id: 'a', start: 0, disk: '1GiB', ram: '1GiB', writeRate: '1MB', uniqueFraction: 1, ramDirtyRate: '1MB' }],
+    });
+    expect(() => simulate(scenario, simPolicy('size-state'))).toThrow('Expected `migrations[0].sizeState` to be present');
+  });
+});
