@@ -30,6 +30,8 @@ export class Draft {
   readonly bins: DraftBin[];
   readonly byOwner = new Map<MigrationId, DraftBin>();
   readonly unplaced = new Map<MigrationId, number>();
+  /** Bins that hold (or held) a shard of each migration; built on first use, a superset. */
+  private guests: Map<MigrationId, Set<DraftBin>> | undefined;
 
   constructor(
     public capacity: number,
@@ -100,6 +102,13 @@ export class Draft {
    */
   place(migration: MigrationId, bytes: number, exclude: DraftBin | undefined): number {
     if (bytes <= 0) return 0;
+    // The steady state of a sharded migration: its growth fits a bin it already holds. Same
+    // choice as chooseBin would make, without scanning every bin.
+    const quick = this.quickTarget(migration, bytes, exclude);
+    if (quick) {
+      this.addGuest(quick, migration, bytes);
+      return 0;
+    }
     const eligible = this.bins.filter((bin) => bin !== exclude && !bin.frozen && free(bin) > 0);
     if (eligible.reduce((sum, bin) => sum + free(bin), 0) < bytes) return bytes;
     const pieces = [bytes];
@@ -107,7 +116,7 @@ export class Draft {
       const piece = pieces.pop() as number;
       const target = this.chooseBin(migration, piece, eligible);
       if (target) {
-        addToBin(target, migration, piece);
+        this.addGuest(target, migration, piece);
       } else if (piece > MIN_SHARD_BYTES) {
         const half = Math.ceil(piece / 2);
         pieces.push(piece - half, half);
@@ -116,6 +125,43 @@ export class Draft {
       }
     }
     return 0;
+  }
+
+  private addGuest(bin: DraftBin, migration: MigrationId, bytes: number): void {
+    addToBin(bin, migration, bytes);
+    if (bin.owner !== migration) this.guestBins(migration).add(bin);
+  }
+
+  private guestBins(migration: MigrationId): Set<DraftBin> {
+    if (!this.guests) {
+      this.guests = new Map();
+      for (const bin of this.bins) {
+        for (const layer of bin.stack.slice(1)) {
+          const set = this.guests.get(layer.migration) ?? new Set();
+          set.add(bin);
+          this.guests.set(layer.migration, set);
+        }
+      }
+    }
+    let set = this.guests.get(migration);
+    if (!set) {
+      set = new Set();
+      this.guests.set(migration, set);
+    }
+    return set;
+  }
+
+  /** Home if it can take `bytes`, else the least-used bin already holding a shard that can. */
+  private quickTarget(migration: MigrationId, bytes: number, exclude: DraftBin | undefined): DraftBin | undefined {
+    const home = this.byOwner.get(migration);
+    if (home && home !== exclude && !home.frozen && free(home) >= bytes) return home;
+    let best: DraftBin | undefined;
+    for (const bin of this.guestBins(migration)) {
+      if (bin === exclude || bin.frozen || free(bin) < bytes || this.byOwner.get(bin.owner) !== bin) continue;
+      if (!bin.stack.some((layer) => layer.migration === migration)) continue;
+      if (!best || lessUsed(bin, best)) best = bin;
+    }
+    return best;
   }
 
   /** Home first (un-sharding), then a bin already holding a shard, then the least-used. */
@@ -141,7 +187,7 @@ export class Draft {
     for (const bin of byRoom) {
       if (left === 0) break;
       const take = Math.min(left, Math.max(0, free(bin)));
-      if (take > 0) addToBin(bin, migration, take);
+      if (take > 0) this.addGuest(bin, migration, take);
       left -= take;
     }
   }
