@@ -18,4 +18,8 @@ export default tseslint.config(
     files: ['bench/**', 'scripts/**', 'bin/**'],
     rules: { 'no-console': 'off' },
   },
+  {
+    files: ['test/**'],
+    rules: { 'no-console': ['error', { allow: ['error', 'info'] }] },
+  },
 );

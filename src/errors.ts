@@ -5,6 +5,8 @@
  *
  *     CowbufError
  *     ├── ValidationError          bad input at a boundary (CLI, API, config, scenario, peer)
+ *     ├── CommandError             a subprocess failed (cmd, args, exit code, stderr)
+ *     ├── QmpError                 see src/qmp/errors.ts
  *     └── BufferError              a request the partition cannot honour
  *         ├── ShrinkBelowUsedError     resize below the bytes in use
  *         ├── UnknownMigrationError    id not in the partition
@@ -25,6 +27,46 @@ export class ValidationError extends CowbufError {
     options?: ErrorOptions,
   ) {
     super(`Expected \`${field}\` to be ${expected}, got ${describe(value)}`, options);
+  }
+}
+
+export interface CommandFailure {
+  readonly cmd: string;
+  readonly args: readonly string[];
+  readonly exitCode: number | undefined;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+  readonly aborted: boolean;
+  /** Why it did not run at all (binary missing, ...), when there is no exit code. */
+  readonly reason: string | undefined;
+}
+
+export class CommandError extends CowbufError implements CommandFailure {
+  override readonly name: string = 'CommandError';
+  readonly cmd: string;
+  readonly args: readonly string[];
+  readonly exitCode: number | undefined;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+  readonly aborted: boolean;
+  readonly reason: string | undefined;
+  constructor(failure: CommandFailure, options?: ErrorOptions) {
+    const how = failure.timedOut
+      ? 'timed out'
+      : failure.aborted
+        ? 'was aborted'
+        : failure.exitCode === undefined
+          ? `could not run (${failure.reason ?? 'unknown reason'})`
+          : `exited with ${failure.exitCode}`;
+    const detail = failure.stderr.trim().split('\n').slice(-3).join(' | ');
+    super(`\`${[failure.cmd, ...failure.args].join(' ')}\` ${how}${detail ? `: ${detail}` : ''}`, options);
+    this.cmd = failure.cmd;
+    this.args = failure.args;
+    this.exitCode = failure.exitCode;
+    this.stderr = failure.stderr;
+    this.timedOut = failure.timedOut;
+    this.aborted = failure.aborted;
+    this.reason = failure.reason;
   }
 }
 

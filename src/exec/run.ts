@@ -1,0 +1,109 @@
+/**
+ * The one chokepoint for subprocesses (execa underneath). Argv only, never a shell; every call
+ * has a timeout and honours an `AbortSignal`; a failure is a `CommandError` carrying the
+ * command, its arguments, exit code and stderr. `netns` runs the command inside a network
+ * namespace (`ip netns exec`), which is how the test bed's two hosts are reached.
+ */
+import { execa } from 'execa';
+import { CommandError, ValidationError } from '../errors.js';
+
+export const DEFAULT_TIMEOUT_MS = 60_000;
+const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export interface RunOptions {
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+  readonly input?: string;
+  readonly netns?: string;
+  /** Treat these exit codes as success too (e.g. `ip netns del` of a missing namespace). */
+  readonly okExitCodes?: readonly number[];
+}
+
+export interface RunResult {
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly exitCode: number;
+}
+
+/** Validates a name that will become an argv element (namespace, dataset, node name...). */
+export function checkName(field: string, name: string): string {
+  if (!NAME.test(name)) throw new ValidationError(field, name, 'a name of letters, digits, `_`, `.`, `-` (not starting with `-`, at most 64)');
+  return name;
+}
+
+function argv(cmd: string, args: readonly string[], netns: string | undefined): [string, string[]] {
+  return netns === undefined ? [cmd, [...args]] : ['ip', ['netns', 'exec', checkName('netns', netns), cmd, ...args]];
+}
+
+/**
+ * Runs a command to completion.
+ * @throws CommandError (non-zero exit, timeout, abort, or the binary missing)
+ */
+export async function run(cmd: string, args: readonly string[], options: RunOptions = {}): Promise<RunResult> {
+  const [file, fullArgs] = argv(cmd, args, options.netns);
+  const result = await execa(file, fullArgs, {
+    reject: false,
+    timeout: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    ...(options.signal ? { cancelSignal: options.signal } : {}),
+    ...(options.input !== undefined ? { input: options.input } : { stdin: 'ignore' as const }),
+    stripFinalNewline: true,
+  });
+  const exitCode = result.exitCode ?? -1;
+  if (!result.failed || (result.exitCode !== undefined && options.okExitCodes?.includes(result.exitCode))) {
+    return { stdout: String(result.stdout), stderr: String(result.stderr), exitCode };
+  }
+  throw new CommandError({
+    cmd,
+    args,
+    exitCode: result.exitCode,
+    stderr: String(result.stderr ?? ''),
+    timedOut: result.timedOut,
+    aborted: result.isCanceled,
+    reason: result.exitCode === undefined ? result.shortMessage : undefined,
+  });
+}
+
+export interface SpawnOptions {
+  readonly netns?: string;
+  readonly signal?: AbortSignal;
+  /** File that receives stdout and stderr (QEMU's own diagnostics). */
+  readonly logFile: string;
+}
+
+export interface ChildExit {
+  readonly exitCode: number | undefined;
+  readonly signal: string | undefined;
+}
+
+/** A long-running process the caller owns. */
+export interface Child {
+  readonly pid: number | undefined;
+  /** Settles (never rejects) when the process has exited. */
+  readonly exited: Promise<ChildExit>;
+  readonly running: () => boolean;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+/** Starts a long-running process (QEMU); the caller owns its lifetime. */
+export function spawn(cmd: string, args: readonly string[], options: SpawnOptions): Child {
+  const [file, fullArgs] = argv(cmd, args, options.netns);
+  const subprocess = execa(file, fullArgs, {
+    reject: false,
+    stdin: 'ignore',
+    stdout: { file: options.logFile },
+    stderr: { file: options.logFile, append: true },
+    ...(options.signal ? { cancelSignal: options.signal } : {}),
+  });
+  let running = true;
+  const exited = subprocess.then(
+    (result) => {
+      running = false;
+      return { exitCode: result.exitCode, signal: result.signal };
+    },
+    () => {
+      running = false;
+      return { exitCode: undefined, signal: undefined };
+    },
+  );
+  return { pid: subprocess.pid, exited, running: () => running, kill: (signal = 'SIGTERM') => void subprocess.kill(signal) };
+}

@@ -1,0 +1,233 @@
+/**
+ * One typed method per QMP command cowbuf uses, over a connected `QmpClient`. Argument names
+ * follow QEMU's schema (qapi/*.json) so a reader can check them against the QMP reference;
+ * comments explain choices, not the commands.
+ */
+import type { QmpClient, ExecuteOptions } from './client.js';
+
+export interface StatusInfo {
+  readonly status: string;
+  readonly running: boolean;
+}
+
+export interface BlockJobInfo {
+  readonly device: string;
+  readonly type: string;
+  readonly len: number;
+  readonly offset: number;
+  readonly ready: boolean;
+  readonly status: string;
+  readonly speed: number;
+}
+
+export interface NamedBlockNode {
+  readonly 'node-name': string;
+  readonly drv: string;
+  readonly file: string;
+  readonly image: { readonly filename: string; readonly 'virtual-size': number; readonly 'actual-size'?: number };
+}
+
+export interface BlockStatsEntry {
+  readonly device?: string;
+  readonly qdev?: string;
+  readonly 'node-name'?: string;
+  readonly stats: { readonly wr_bytes: number; readonly wr_operations: number; readonly rd_bytes: number; readonly wr_highest_offset: number };
+}
+
+export interface MigrationInfo {
+  readonly status?: string;
+  readonly 'total-time'?: number;
+  readonly downtime?: number;
+  readonly 'expected-downtime'?: number;
+  readonly 'cpu-throttle-percentage'?: number;
+  readonly 'error-desc'?: string;
+  readonly ram?: {
+    readonly transferred: number;
+    readonly remaining: number;
+    readonly total: number;
+    readonly mbps: number;
+    readonly 'dirty-sync-count': number;
+    readonly 'dirty-pages-rate': number;
+  };
+}
+
+export interface IoThrottle {
+  readonly bps: number;
+  readonly bps_rd: number;
+  readonly bps_wr: number;
+  readonly iops: number;
+  readonly iops_rd: number;
+  readonly iops_wr: number;
+}
+
+export type NbdServerAddress =
+  | { readonly type: 'inet'; readonly data: { readonly host: string; readonly port: string } }
+  | { readonly type: 'unix'; readonly data: { readonly path: string } };
+
+export type BlockdevOptions = Readonly<Record<string, unknown>> & { readonly driver: string; readonly 'node-name': string };
+
+export class QmpCommands {
+  constructor(private readonly client: QmpClient) {}
+
+  private run<T = void>(command: string, args?: Readonly<Record<string, unknown>>, options?: ExecuteOptions): Promise<T> {
+    return this.client.execute<T>(command, args, options);
+  }
+
+  queryStatus(options?: ExecuteOptions): Promise<StatusInfo> {
+    return this.run('query-status', undefined, options);
+  }
+
+  cont(options?: ExecuteOptions): Promise<void> {
+    return this.run('cont', undefined, options);
+  }
+
+  stop(options?: ExecuteOptions): Promise<void> {
+    return this.run('stop', undefined, options);
+  }
+
+  quit(options?: ExecuteOptions): Promise<void> {
+    return this.run('quit', undefined, options);
+  }
+
+  blockdevAdd(node: BlockdevOptions, options?: ExecuteOptions): Promise<void> {
+    return this.run('blockdev-add', node, options);
+  }
+
+  blockdevDel(nodeName: string, options?: ExecuteOptions): Promise<void> {
+    return this.run('blockdev-del', { 'node-name': nodeName }, options);
+  }
+
+  /** Makes `overlay` (added with `backing: null`) the active layer above `node`: writes now land in it. */
+  blockdevSnapshot(node: string, overlay: string, options?: ExecuteOptions): Promise<void> {
+    return this.run('blockdev-snapshot', { node, overlay }, options);
+  }
+
+  /**
+   * `sync: top` ships only the overlay (the base travels separately); `write-blocking` makes a
+   * guest write complete only once it reached the target too, so the job converges however fast
+   * the guest writes (at the price of guest write latency), which `background` does not.
+   */
+  blockdevMirror(
+    args: { readonly jobId: string; readonly device: string; readonly target: string; readonly sync: 'top' | 'full'; readonly copyMode: 'background' | 'write-blocking' },
+    options?: ExecuteOptions,
+  ): Promise<void> {
+    return this.run(
+      'blockdev-mirror',
+      { 'job-id': args.jobId, device: args.device, target: args.target, sync: args.sync, 'copy-mode': args.copyMode, 'auto-dismiss': false },
+      options,
+    );
+  }
+
+  /** On a ready mirror this completes it *without* pivoting: the source keeps its own chain. */
+  blockJobCancel(device: string, force = false, options?: ExecuteOptions): Promise<void> {
+    return this.run('block-job-cancel', { device, force }, options);
+  }
+
+  blockJobComplete(device: string, options?: ExecuteOptions): Promise<void> {
+    return this.run('block-job-complete', { device }, options);
+  }
+
+  /** Commits the active overlay down into its backing file (the rollback path). */
+  blockCommit(args: { readonly jobId: string; readonly device: string; readonly topNode?: string; readonly baseNode?: string }, options?: ExecuteOptions): Promise<void> {
+    return this.run(
+      'block-commit',
+      {
+        'job-id': args.jobId,
+        device: args.device,
+        'auto-dismiss': false,
+        ...(args.topNode ? { 'top-node': args.topNode } : {}),
+        ...(args.baseNode ? { 'base-node': args.baseNode } : {}),
+      },
+      options,
+    );
+  }
+
+  jobDismiss(id: string, options?: ExecuteOptions): Promise<void> {
+    return this.run('job-dismiss', { id }, options);
+  }
+
+  queryBlockJobs(options?: ExecuteOptions): Promise<readonly BlockJobInfo[]> {
+    return this.run('query-block-jobs', undefined, options);
+  }
+
+  queryNamedBlockNodes(options?: ExecuteOptions): Promise<readonly NamedBlockNode[]> {
+    return this.run('query-named-block-nodes', { flat: true }, options);
+  }
+
+  queryBlockstats(options?: ExecuteOptions): Promise<readonly BlockStatsEntry[]> {
+    return this.run('query-blockstats', undefined, options);
+  }
+
+  /**
+   * `id` is the qdev path (`<qdev-id>/virtio-backend` for virtio-blk-pci). QEMU wants all six
+   * limits; 0 means unlimited, so "remove the throttle" is all zeros.
+   */
+  setIoThrottle(id: string, limits: Partial<IoThrottle>, options?: ExecuteOptions): Promise<void> {
+    return this.run('block_set_io_throttle', { id, bps: 0, bps_rd: 0, bps_wr: 0, iops: 0, iops_rd: 0, iops_wr: 0, ...limits }, options);
+  }
+
+  /** Arms BLOCK_WRITE_THRESHOLD on a node: an event the moment a write crosses `threshold` bytes. */
+  setWriteThreshold(nodeName: string, threshold: number, options?: ExecuteOptions): Promise<void> {
+    return this.run('block-set-write-threshold', { 'node-name': nodeName, 'write-threshold': threshold }, options);
+  }
+
+  nbdServerStart(addr: NbdServerAddress, options?: ExecuteOptions): Promise<void> {
+    return this.run('nbd-server-start', { addr }, options);
+  }
+
+  nbdServerStop(options?: ExecuteOptions): Promise<void> {
+    return this.run('nbd-server-stop', undefined, options);
+  }
+
+  blockExportAdd(args: { readonly id: string; readonly nodeName: string; readonly name: string; readonly writable: boolean }, options?: ExecuteOptions): Promise<void> {
+    return this.run('block-export-add', { type: 'nbd', id: args.id, 'node-name': args.nodeName, name: args.name, writable: args.writable }, options);
+  }
+
+  blockExportDel(id: string, mode: 'safe' | 'hard' = 'safe', options?: ExecuteOptions): Promise<void> {
+    return this.run('block-export-del', { id, mode }, options);
+  }
+
+  migrateSetCapabilities(capabilities: Readonly<Record<string, boolean>>, options?: ExecuteOptions): Promise<void> {
+    return this.run(
+      'migrate-set-capabilities',
+      { capabilities: Object.entries(capabilities).map(([capability, state]) => ({ capability, state })) },
+      options,
+    );
+  }
+
+  migrateSetParameters(parameters: Readonly<Record<string, unknown>>, options?: ExecuteOptions): Promise<void> {
+    return this.run('migrate-set-parameters', parameters, options);
+  }
+
+  migrate(uri: string, options?: ExecuteOptions): Promise<void> {
+    return this.run('migrate', { uri }, options);
+  }
+
+  migrateIncoming(uri: string, options?: ExecuteOptions): Promise<void> {
+    return this.run('migrate-incoming', { uri }, options);
+  }
+
+  migrateContinue(state = 'pre-switchover', options?: ExecuteOptions): Promise<void> {
+    return this.run('migrate-continue', { state }, options);
+  }
+
+  migrateCancel(options?: ExecuteOptions): Promise<void> {
+    return this.run('migrate_cancel', undefined, options);
+  }
+
+  migrateStartPostcopy(options?: ExecuteOptions): Promise<void> {
+    return this.run('migrate-start-postcopy', undefined, options);
+  }
+
+  queryMigrate(options?: ExecuteOptions): Promise<MigrationInfo> {
+    return this.run('query-migrate', undefined, options);
+  }
+
+  /**
+   * HMP reports its failures in the returned text ("Error: ..."), not as a QMP error, so callers
+   * must check the output. `qemu-io -d <qdev path>` addresses a device, plain `qemu-io` a node.
+   */
+  humanMonitorCommand(commandLine: string, options?: ExecuteOptions): Promise<string> {
+    return this.run('human-monitor-command', { 'command-line': commandLine }, options);
+  }
+}

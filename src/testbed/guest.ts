@@ -1,0 +1,127 @@
+/**
+ * The test bed's tiny guest (built by scripts/testbed/build-guest.sh): its files, its kernel
+ * command line, and what it reports on its serial console. `nokaslr` is not optional: with
+ * KASLR, destination guests crashed after migrations with an active write throttle (TESTBED.md).
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CowbufError } from '../errors.js';
+import type { VmSpec } from '../vm/spec.js';
+
+/** build/guest at the repository root (two levels up from src/testbed or dist/testbed). */
+export const GUEST_DIR = fileURLToPath(new URL('../../build/guest/', import.meta.url));
+
+export interface GuestWorkload {
+  /** MiB/s written to the disk, in 64 KiB O_DIRECT requests. */
+  readonly diskRateMiB: number;
+  /** MiB at the start of the disk that writes cycle over: sets the share of unique clusters. */
+  readonly diskSpanMiB: number;
+  /** MiB/s of RAM dirtied. */
+  readonly dirtyRateMiB: number;
+  /** Iterations between read-back verifications of the whole span (0: never). */
+  readonly verifyEvery: number;
+}
+
+export function guestAppend(workload: GuestWorkload): string {
+  return [
+    'console=ttyS0 quiet nokaslr',
+    `cowbuf.disk_rate=${workload.diskRateMiB}`,
+    `cowbuf.disk_span=${workload.diskSpanMiB}`,
+    `cowbuf.dirty_rate=${workload.dirtyRateMiB}`,
+    `cowbuf.verify_every=${workload.verifyEvery}`,
+  ].join(' ');
+}
+
+export interface GuestVmOptions {
+  readonly name: string;
+  readonly dir: string;
+  readonly disk: { readonly file: string; readonly format: 'qcow2' | 'raw' };
+  readonly workload: GuestWorkload;
+  readonly memoryMiB?: number;
+  readonly incoming?: boolean;
+  readonly netns?: string;
+}
+
+/** The disk's qdev id and node name in every guest VM. */
+export const GUEST_DISK = { id: 'vdisk0', nodeName: 'disk0' } as const;
+
+export function guestVm(options: GuestVmOptions): VmSpec {
+  return {
+    name: options.name,
+    memoryMiB: options.memoryMiB ?? 256,
+    vcpus: 1,
+    kernel: join(GUEST_DIR, 'vmlinuz'),
+    initrd: join(GUEST_DIR, 'initrd.cpio.gz'),
+    append: guestAppend(options.workload),
+    disks: [{ ...GUEST_DISK, file: options.disk.file, format: options.disk.format, werror: 'stop' }],
+    qmpSocket: join(options.dir, `${options.name}.qmp`),
+    serialLog: join(options.dir, `${options.name}.serial`),
+    ...(options.incoming ? { incoming: true } : {}),
+    ...(options.netns ? { netns: options.netns } : {}),
+  };
+}
+
+export interface Heartbeat {
+  readonly n: number;
+  readonly seq: number;
+  readonly errors: number;
+}
+
+export interface Verification {
+  readonly n: number;
+  readonly blocks: number;
+  readonly lost: number;
+}
+
+export interface SerialReport {
+  readonly ready: boolean;
+  readonly heartbeats: readonly Heartbeat[];
+  readonly verifications: readonly Verification[];
+  /** Lines where the guest saw a write fail (it should never: drives run with werror=stop). */
+  readonly ioErrors: readonly string[];
+}
+
+export function parseSerial(text: string): SerialReport {
+  const heartbeats: Heartbeat[] = [];
+  const verifications: Verification[] = [];
+  const ioErrors: string[] = [];
+  let ready = false;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('GUEST: READY')) ready = true;
+    const hb = /^HB (\d+) seq=(\d+) errors=(\d+)/.exec(line);
+    if (hb) heartbeats.push({ n: Number(hb[1]), seq: Number(hb[2]), errors: Number(hb[3]) });
+    const verify = /^VERIFY n=(\d+) blocks=(\d+) lost=(\d+)/.exec(line);
+    if (verify) verifications.push({ n: Number(verify[1]), blocks: Number(verify[2]), lost: Number(verify[3]) });
+    if (line.startsWith('GUEST: IOERROR')) ioErrors.push(line);
+  }
+  return { ready, heartbeats, verifications, ioErrors };
+}
+
+export async function readSerial(path: string): Promise<SerialReport> {
+  return parseSerial(await readFile(path, 'utf8').catch(() => ''));
+}
+
+export class GuestTimeoutError extends CowbufError {
+  override readonly name: string = 'GuestTimeoutError';
+}
+
+/** Polls the serial log until `done` holds. @throws GuestTimeoutError with what was seen last */
+export async function waitForSerial(
+  path: string,
+  done: (report: SerialReport) => boolean,
+  what: string,
+  options: { readonly timeoutMs?: number; readonly signal?: AbortSignal } = {},
+): Promise<SerialReport> {
+  const deadline = Date.now() + (options.timeoutMs ?? 60_000);
+  for (;;) {
+    const report = await readSerial(path);
+    if (done(report)) return report;
+    if (Date.now() > deadline) {
+      const last = report.heartbeats.at(-1);
+      throw new GuestTimeoutError(`guest (${path}) never showed ${what}; last heartbeat ${last ? `n=${last.n} seq=${last.seq}` : 'none'}`);
+    }
+    await sleep(200, undefined, options.signal ? { signal: options.signal } : {});
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Starts a QEMU process from a `VmSpec`, waits for its QMP socket, and stops it cleanly
+ * (`quit`, then SIGTERM, then SIGKILL of that one PID). The receiving daemon uses it to start
+ * the destination VM; the test bed uses it for guests.
+ */
+import { readFile, rm } from 'node:fs/promises';
+import { CowbufError } from '../errors.js';
+import { spawn, type Child } from '../exec/run.js';
+import { QmpClient } from '../qmp/client.js';
+import { QmpCommands } from '../qmp/commands.js';
+import { detectAccel } from './accel.js';
+import { qemuArgv, type Accel, type VmSpec } from './spec.js';
+
+export const QEMU_BINARY = 'qemu-system-x86_64';
+
+export class VmStartError extends CowbufError {
+  override readonly name: string = 'VmStartError';
+  constructor(
+    readonly vm: string,
+    readonly log: string,
+    options?: ErrorOptions,
+  ) {
+    super(`VM ${vm} did not start: ${log.trim().split('\n').slice(-3).join(' | ') || 'no output'}`, options);
+  }
+}
+
+export interface RunningVm {
+  readonly spec: VmSpec;
+  readonly accel: Accel;
+  readonly child: Child;
+  readonly qmp: QmpClient;
+  readonly commands: QmpCommands;
+  readonly logFile: string;
+  /** Quit (or kill) the QEMU process and wait for it; idempotent. */
+  stop(timeoutMs?: number): Promise<void>;
+}
+
+export interface LaunchOptions {
+  readonly accel?: Accel;
+  readonly signal?: AbortSignal;
+  readonly qmpTimeoutMs?: number;
+}
+
+/** @throws VmStartError (with the tail of QEMU's own log), ValidationError */
+export async function launchVm(spec: VmSpec, options: LaunchOptions = {}): Promise<RunningVm> {
+  const accel = options.accel ?? (await detectAccel());
+  const argv = qemuArgv(spec, accel);
+  const logFile = `${spec.qmpSocket}.log`;
+  await rm(spec.qmpSocket, { force: true });
+  const child = spawn(QEMU_BINARY, argv, { logFile, ...(spec.netns ? { netns: spec.netns } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+  const qmp = new QmpClient();
+  const exitedEarly = child.exited.then(() => {
+    throw new Error('QEMU exited before its QMP socket answered');
+  });
+  try {
+    await Promise.race([qmp.connect(spec.qmpSocket, { timeoutMs: options.qmpTimeoutMs ?? 15_000, ...(options.signal ? { signal: options.signal } : {}) }), exitedEarly]);
+  } catch (error) {
+    child.kill('SIGKILL');
+    await child.exited;
+    await qmp.disconnect();
+    throw new VmStartError(spec.name, await readFile(logFile, 'utf8').catch(() => ''), { cause: error });
+  }
+  exitedEarly.catch(() => undefined);
+  const commands = new QmpCommands(qmp);
+  let stopping: Promise<void> | undefined;
+  const stop = (timeoutMs = 10_000) => (stopping ??= terminate(child, qmp, commands, timeoutMs));
+  return { spec, accel, child, qmp, commands, logFile, stop };
+}
+
+async function terminate(child: Child, qmp: QmpClient, commands: QmpCommands, timeoutMs: number): Promise<void> {
+  if (child.running() && qmp.state === 'running') await commands.quit({ timeoutMs: 2000 }).catch(() => undefined);
+  const exited = (ms: number) => Promise.race([child.exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), ms).unref())]);
+  if (!(await exited(timeoutMs))) {
+    child.kill('SIGTERM');
+    if (!(await exited(3000))) child.kill('SIGKILL');
+  }
+  await child.exited;
+  await qmp.disconnect();
+}

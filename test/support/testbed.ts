@@ -1,0 +1,59 @@
+/**
+ * Integration-test scaffolding on the real test bed: a scope that owns every VM, namespace pair
+ * and temp dir a test creates and tears them down afterwards, whatever happened.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../../src/exec/run.js';
+import { GUEST_DISK, guestVm, waitForSerial, type GuestWorkload } from '../../src/testbed/guest.js';
+import { createTwoHosts, sweepStaleHosts, type TwoHosts } from '../../src/testbed/netns.js';
+import { launchVm, type RunningVm } from '../../src/vm/launcher.js';
+
+const ROOT = new URL('../../build/test-runs/', import.meta.url).pathname;
+
+export class Scope {
+  private readonly vms: RunningVm[] = [];
+  private readonly hosts: TwoHosts[] = [];
+  private constructor(readonly dir: string) {}
+
+  static async create(name: string): Promise<Scope> {
+    await mkdir(ROOT, { recursive: true });
+    return new Scope(await mkdtemp(join(ROOT, `${name}-`)));
+  }
+
+  path(file: string): string {
+    return join(this.dir, file);
+  }
+
+  async twoHosts(): Promise<TwoHosts> {
+    await sweepStaleHosts();
+    const hosts = await createTwoHosts();
+    this.hosts.push(hosts);
+    return hosts;
+  }
+
+  async launch(...args: Parameters<typeof launchVm>): Promise<RunningVm> {
+    const vm = await launchVm(...args);
+    this.vms.push(vm);
+    return vm;
+  }
+
+  /** Boots the test guest on `disk` and waits until its workload is running. */
+  async bootGuest(name: string, disk: string, workload: GuestWorkload, extra: { netns?: string; incoming?: boolean } = {}): Promise<RunningVm> {
+    const vm = await this.launch(guestVm({ name, dir: this.dir, disk: { file: disk, format: 'qcow2' }, workload, ...extra }));
+    if (!extra.incoming) await waitForSerial(vm.spec.serialLog, (r) => r.heartbeats.length > 0, 'a first heartbeat', { timeoutMs: 60_000 });
+    return vm;
+  }
+
+  async cleanup(keepFiles = false): Promise<void> {
+    await Promise.all(this.vms.splice(0).map((vm) => vm.stop()));
+    for (const hosts of this.hosts.splice(0)) await hosts.destroy();
+    if (!keepFiles) await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+export async function qemuImg(...args: string[]): Promise<string> {
+  return (await run('qemu-img', args, { timeoutMs: 60_000 })).stdout;
+}
+
+export const DISK = GUEST_DISK;
