@@ -1,0 +1,59 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { run } from '../../src/exec/run.js';
+import { Scope } from '../support/testbed.js';
+
+let scope: Scope;
+beforeEach(async () => {
+  scope = await Scope.create('netns');
+});
+afterEach(async () => {
+  await scope.cleanup();
+});
+
+/** Sends `bytes` from src to dst over TCP inside the namespaces; returns bytes/s seen by the sender. */
+async function transfer(hosts: Awaited<ReturnType<Scope['twoHosts']>>, bytes: number): Promise<number> {
+  const server = `require('net').createServer((s) => s.on('data', () => {}).on('end', () => process.exit(0))).listen(5201, '${hosts.dst.ip}', () => console.log('up'))`;
+  const listening = run(process.execPath, ['-e', server], { netns: hosts.dst.ns, timeoutMs: 60_000 });
+  const client = `const s = require('net').connect(5201, '${hosts.dst.ip}'); const b = Buffer.alloc(1 << 20); let left = ${bytes}; const t = Date.now();
+    const pump = () => { while (left > 0) { left -= b.length; if (!s.write(b)) return s.once('drain', pump); } s.end(() => {}); };
+    s.on('connect', pump); s.on('close', () => console.log(${bytes} / ((Date.now() - t) / 1000)));`;
+  for (let attempt = 0; ; attempt += 1) {
+    try {
+      const { stdout } = await run(process.execPath, ['-e', client], { netns: hosts.src.ns, timeoutMs: 60_000 });
+      await listening;
+      return Number(stdout);
+    } catch (error) {
+      if (attempt > 20) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+}
+
+/** How a TCP connect to a port nobody listens on ends: ECONNREFUSED means the peer answered. */
+async function probe(hosts: Awaited<ReturnType<Scope['twoHosts']>>): Promise<string> {
+  const script = `const s = require('net').connect(5999, '${hosts.dst.ip}'); s.setTimeout(2000, () => { console.log('TIMEOUT'); process.exit(0); }); s.on('error', (e) => { console.log(e.code); process.exit(0); });`;
+  return (await run(process.execPath, ['-e', script], { netns: hosts.src.ns, timeoutMs: 10_000 })).stdout;
+}
+
+describe('two hosts on one machine', { timeout: 90_000 }, () => {
+  it('joins two namespaces by a shaped link that can change and be cut, and cleans up', async () => {
+    const hosts = await scope.twoHosts();
+    await hosts.shape('50mbit');
+    const slow = await transfer(hosts, 12 * 2 ** 20);
+    await hosts.shape('200mbit');
+    const fast = await transfer(hosts, 40 * 2 ** 20);
+    expect(slow / (50e6 / 8)).toBeGreaterThan(0.85);
+    expect(slow / (50e6 / 8)).toBeLessThan(1.15);
+    expect(fast / (200e6 / 8)).toBeGreaterThan(0.85);
+    expect(fast / (200e6 / 8)).toBeLessThan(1.15);
+    expect(await probe(hosts)).toBe('ECONNREFUSED');
+    await hosts.cut();
+    expect(['ENETUNREACH', 'EHOSTUNREACH', 'TIMEOUT']).toContain(await probe(hosts));
+    await hosts.restore();
+    expect(await probe(hosts)).toBe('ECONNREFUSED');
+    await hosts.destroy();
+    const { stdout } = await run('ip', ['netns', 'list']);
+    expect(stdout).not.toContain(hosts.src.ns);
+    expect(stdout).not.toContain(hosts.dst.ns);
+  });
+});
