@@ -7,6 +7,10 @@
  *     ├── ValidationError          bad input at a boundary (CLI, API, config, scenario, peer)
  *     ├── CommandError             a subprocess failed (cmd, args, exit code, stderr)
  *     ├── QmpError                 see src/qmp/errors.ts
+ *     ├── StorageError             the buffer volume cannot do what was asked
+ *     │   ├── VolumeExistsError        init on an initialised host
+ *     │   ├── VolumeMissingError       no buffer volume (not initialised)
+ *     │   └── InsufficientSpaceError   the pool or filesystem lacks the room
  *     └── BufferError              a request the partition cannot honour
  *         ├── ShrinkBelowUsedError     resize below the bytes in use
  *         ├── UnknownMigrationError    id not in the partition
@@ -67,6 +71,35 @@ export class CommandError extends CowbufError implements CommandFailure {
     this.timedOut = failure.timedOut;
     this.aborted = failure.aborted;
     this.reason = failure.reason;
+  }
+}
+
+export class StorageError extends CowbufError {
+  override readonly name: string = 'StorageError';
+}
+
+export class VolumeExistsError extends StorageError {
+  override readonly name: string = 'VolumeExistsError';
+  constructor(readonly where: string) {
+    super(`the migration buffer already exists at ${where}`);
+  }
+}
+
+export class VolumeMissingError extends StorageError {
+  override readonly name: string = 'VolumeMissingError';
+  constructor(readonly where: string) {
+    super(`no migration buffer at ${where} (run \`cowbuf init\`)`);
+  }
+}
+
+export class InsufficientSpaceError extends StorageError {
+  override readonly name: string = 'InsufficientSpaceError';
+  constructor(
+    readonly requested: number,
+    readonly available: number,
+    readonly where: string,
+  ) {
+    super(`${where} cannot hold ${requested} bytes: only ${available} bytes are available`);
   }
 }
 

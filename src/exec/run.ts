@@ -4,6 +4,8 @@
  * command, its arguments, exit code and stderr. `netns` runs the command inside a network
  * namespace (`ip netns exec`), which is how the test bed's two hosts are reached.
  */
+import { access, constants } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import { CommandError, ValidationError } from '../errors.js';
 
@@ -23,6 +25,19 @@ export interface RunResult {
   readonly stdout: string;
   readonly stderr: string;
   readonly exitCode: number;
+}
+
+/** Whether an executable of that name is on PATH (without spawning a shell to ask). */
+export async function onPath(name: string, path = process.env.PATH ?? ''): Promise<boolean> {
+  for (const dir of path.split(delimiter).filter(Boolean)) {
+    try {
+      await access(join(dir, name), constants.X_OK);
+      return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
 }
 
 /** Validates a name that will become an argv element (namespace, dataset, node name...). */

@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { run } from '../../src/exec/run.js';
 import { GUEST_DISK, guestVm, waitForSerial, type GuestWorkload } from '../../src/testbed/guest.js';
 import { createTwoHosts, sweepStaleHosts, type TwoHosts } from '../../src/testbed/netns.js';
+import { createTestPool, type TestPool } from '../../src/testbed/zfs.js';
 import { launchVm, type RunningVm } from '../../src/vm/launcher.js';
 
 const ROOT = new URL('../../build/test-runs/', import.meta.url).pathname;
@@ -14,6 +15,7 @@ const ROOT = new URL('../../build/test-runs/', import.meta.url).pathname;
 export class Scope {
   private readonly vms: RunningVm[] = [];
   private readonly hosts: TwoHosts[] = [];
+  private readonly pools: TestPool[] = [];
   private constructor(readonly dir: string) {}
 
   static async create(name: string): Promise<Scope> {
@@ -32,6 +34,13 @@ export class Scope {
     return hosts;
   }
 
+  /** A zfs-fuse pool on a sparse file inside this scope, destroyed after its VMs are gone. */
+  async pool(size: number): Promise<TestPool> {
+    const pool = await createTestPool(this.dir, size);
+    this.pools.push(pool);
+    return pool;
+  }
+
   async launch(...args: Parameters<typeof launchVm>): Promise<RunningVm> {
     const vm = await launchVm(...args);
     this.vms.push(vm);
@@ -48,6 +57,7 @@ export class Scope {
   async cleanup(keepFiles = false): Promise<void> {
     await Promise.all(this.vms.splice(0).map((vm) => vm.stop()));
     for (const hosts of this.hosts.splice(0)) await hosts.destroy();
+    for (const pool of this.pools.splice(0)) await pool.destroy();
     if (!keepFiles) await rm(this.dir, { recursive: true, force: true });
   }
 }
