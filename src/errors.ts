@@ -8,7 +8,7 @@
  *     ├── CommandError             a subprocess failed (cmd, args, exit code, stderr)
  *     ├── QmpError                 see src/qmp/errors.ts
  *     ├── StorageError             the buffer volume cannot do what was asked
- *     │   ├── VolumeExistsError        init on an initialised host
+ *     │   ├── VolumeExistsError        the volume is already there (init on an initialised host)
  *     │   ├── VolumeMissingError       no buffer volume (not initialised)
  *     │   └── InsufficientSpaceError   the pool or filesystem lacks the room
  *     └── BufferError              a request the partition cannot honour

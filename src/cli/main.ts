@@ -4,27 +4,45 @@
  * operation); anything else is a bug and prints its stack.
  */
 import { Command, CommanderError } from 'commander';
+import { createInterface } from 'node:readline/promises';
 import { CowbufError, ValidationError } from '../errors.js';
+import { bufferCommand } from './commands/buffer.js';
+import { initCommand } from './commands/init.js';
 import { simCommand } from './commands/sim.js';
+import type { Io } from './io.js';
 
-export interface Io {
-  readonly stdout: (text: string) => void;
-  readonly stderr: (text: string) => void;
+export type { Io } from './io.js';
+
+async function terminalPrompt(question: string): Promise<string> {
+  const rl = createInterface({ input: process.stdin, output: process.stdout });
+  try {
+    return await rl.question(question);
+  } finally {
+    rl.close();
+  }
 }
 
 const processIo: Io = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
+  ...(process.stdin.isTTY && process.stdout.isTTY ? { prompt: terminalPrompt } : {}),
 };
 
 export function program(io: Io): Command {
   const root = new Command('cowbuf')
     .description('One shared copy-on-write buffer and an adaptive write throttle for live migration of QEMU/KVM VMs with local storage')
     .version('0.1.0')
+    .option('--config <file>', 'configuration file (default $COWBUF_CONFIG or /etc/cowbuf/cowbuf.yaml)')
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+  root.addCommand(initCommand(io));
+  root.addCommand(bufferCommand(io));
   root.addCommand(simCommand(io));
-  for (const command of root.commands) command.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+  const configure = (command: Command): void => {
+    command.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+    command.commands.forEach(configure);
+  };
+  root.commands.forEach(configure);
   return root;
 }
 

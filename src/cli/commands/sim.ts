@@ -8,7 +8,7 @@ import type { SimResult, TraceLine } from '../../sim/report.js';
 import { parseScenario } from '../../sim/scenario.js';
 import { simulate } from '../../sim/simulate.js';
 import { formatBytes } from '../../units.js';
-import type { Io } from '../main.js';
+import type { Io } from '../io.js';
 
 interface SimFlags {
   readonly policy?: string;

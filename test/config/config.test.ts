@@ -1,0 +1,48 @@
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig, parseConfig, saveConfig } from '../../src/config/config.js';
+import { ValidationError } from '../../src/errors.js';
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'cowbuf-config-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('config', () => {
+  it('fills documented defaults and keeps exact sizes through a save/load round trip', async () => {
+    const config = parseConfig({ buffer: { driver: 'zfs', pool: 'tank/vm', size: '10GiB' } });
+    expect(config).toEqual({ stateDir: '/var/lib/cowbuf', buffer: { driver: 'zfs', pool: 'tank/vm', size: 10 * 1024 ** 3, path: '/var/lib/cowbuf/buffer' } });
+    const odd = parseConfig({ stateDir: '/srv/cb', buffer: { driver: 'dir', size: 1234567 } });
+    await saveConfig(join(dir, 'a.yaml'), odd);
+    expect(await loadConfig(join(dir, 'a.yaml'))).toEqual(odd);
+    await saveConfig(join(dir, 'b.yaml'), config);
+    expect(await readFile(join(dir, 'b.yaml'), 'utf8')).toContain('size: 10.0GiB');
+    expect(await loadConfig(join(dir, 'b.yaml'))).toEqual(config);
+  });
+
+  it.each([
+    [{ buffer: { driver: 'lvm', size: '1GiB' } }, 'Expected `buffer.driver` to be `zfs` or `dir`, got `lvm`'],
+    [{ buffer: { driver: 'dir', size: '-1GiB' } }, 'Expected `buffer.size` to be a size'],
+    [{ buffer: { driver: 'dir', size: 0 } }, 'Expected `buffer.size` to be a positive size'],
+    [{ buffer: { driver: 'zfs', size: '1GiB' } }, 'Expected `buffer.pool` to be present (the zfs driver needs a pool)'],
+    [{ buffer: { driver: 'zfs', size: '1GiB', pool: 'tank/../x' } }, 'Expected `buffer.pool` to be a ZFS dataset name'],
+    [{ buffer: { driver: 'dir', size: '1GiB', sise: 1 } }, 'Expected `buffer.sise` to be absent (unknown field'],
+    [{ stateDir: 'relative', buffer: { driver: 'dir', size: '1GiB' } }, 'Expected `stateDir` to be an absolute path, got `relative`'],
+  ])('rejects %j naming the field', (raw, message) => {
+    expect(() => parseConfig(raw)).toThrow(ValidationError);
+    expect(() => parseConfig(raw)).toThrow(message);
+  });
+
+  it('reports a file that is not YAML, prefixes field errors with the file, and treats a missing file as none', async () => {
+    await writeFile(join(dir, 'bad.yaml'), 'buffer: [unclosed\n');
+    await expect(loadConfig(join(dir, 'bad.yaml'))).rejects.toBeInstanceOf(ConfigError);
+    await writeFile(join(dir, 'field.yaml'), 'buffer:\n  driver: dir\n  size: 10XB\n');
+    await expect(loadConfig(join(dir, 'field.yaml'))).rejects.toThrow(`Expected \`${join(dir, 'field.yaml')}: buffer.size\` to be a size`);
+    expect(await loadConfig(join(dir, 'none.yaml'))).toBeUndefined();
+  });
+});
