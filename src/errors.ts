@@ -34,26 +34,18 @@ export class ValidationError extends CowbufError {
   }
 }
 
-export interface CommandFailure {
-  readonly cmd: string;
-  readonly args: readonly string[];
-  readonly exitCode: number | undefined;
-  readonly stderr: string;
-  readonly timedOut: boolean;
-  readonly aborted: boolean;
-  /** Why it did not run at all (binary missing, ...), when there is no exit code. */
-  readonly reason: string | undefined;
-}
-
-export class CommandError extends CowbufError implements CommandFailure {
+/** A subprocess that failed: what ran, how it ended, what it said. */
+export class CommandError extends CowbufError {
   override readonly name: string = 'CommandError';
-  readonly cmd: string;
-  readonly args: readonly string[];
-  readonly exitCode: number | undefined;
-  readonly stderr: string;
-  readonly timedOut: boolean;
-  readonly aborted: boolean;
-  readonly reason: string | undefined;
+  declare readonly cmd: string;
+  declare readonly args: readonly string[];
+  declare readonly exitCode: number | undefined;
+  declare readonly stderr: string;
+  declare readonly timedOut: boolean;
+  declare readonly aborted: boolean;
+  /** Why it did not run at all (binary missing, ...), when there is no exit code. */
+  declare readonly reason: string | undefined;
+
   constructor(failure: CommandFailure, options?: ErrorOptions) {
     const how = failure.timedOut
       ? 'timed out'
@@ -64,15 +56,11 @@ export class CommandError extends CowbufError implements CommandFailure {
           : `exited with ${failure.exitCode}`;
     const detail = failure.stderr.trim().split('\n').slice(-3).join(' | ');
     super(`\`${[failure.cmd, ...failure.args].join(' ')}\` ${how}${detail ? `: ${detail}` : ''}`, options);
-    this.cmd = failure.cmd;
-    this.args = failure.args;
-    this.exitCode = failure.exitCode;
-    this.stderr = failure.stderr;
-    this.timedOut = failure.timedOut;
-    this.aborted = failure.aborted;
-    this.reason = failure.reason;
+    Object.assign(this, failure);
   }
 }
+
+export type CommandFailure = Pick<CommandError, 'cmd' | 'args' | 'exitCode' | 'stderr' | 'timedOut' | 'aborted' | 'reason'>;
 
 export class StorageError extends CowbufError {
   override readonly name: string = 'StorageError';

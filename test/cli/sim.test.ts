@@ -1,11 +1,11 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
 import { scenarioPath } from '../support/scenarios.js';
+import { useTempDir } from '../support/temp-dir.js';
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -14,13 +14,7 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   return { code, stdout, stderr };
 }
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cowbuf-sim-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDir('sim');
 
 describe('cowbuf sim', () => {
   it('lists the policies one per line', async () => {
@@ -40,8 +34,8 @@ describe('cowbuf sim', () => {
   });
 
   it('writes one trace line per tick and a readable SVG', async () => {
-    const trace = join(dir, 't.jsonl');
-    const plot = join(dir, 'p.svg');
+    const trace = join(tempDir(), 't.jsonl');
+    const plot = join(tempDir(), 'p.svg');
     const { code } = await cli('sim', scenarioPath('staggered-four'), '--trace', trace, '--plot', plot);
     expect(code).toBe(0);
     const lines = (await readFile(trace, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as { t: number; migrations: unknown[] });
@@ -62,7 +56,7 @@ describe('cowbuf sim', () => {
   });
 
   it('names a bad field of a scenario file', async () => {
-    const path = join(dir, 'bad.json');
+    const path = join(tempDir(), 'bad.json');
     await writeFile(path, JSON.stringify({ name: 'x', buffer: { size: '1 parsec' }, link: { bandwidth: '1Gbit' }, migrations: [] }));
     const { code, stderr } = await cli('sim', path);
     expect(code).toBe(2);

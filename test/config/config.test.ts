@@ -1,28 +1,22 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseConfig, saveConfig } from '../../src/config/config.js';
 import { ValidationError } from '../../src/errors.js';
+import { useTempDir } from '../support/temp-dir.js';
 
-let dir: string;
-beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'cowbuf-config-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-});
+const tempDir = useTempDir('config');
 
 describe('config', () => {
   it('fills documented defaults and keeps exact sizes through a save/load round trip', async () => {
     const config = parseConfig({ buffer: { driver: 'zfs', pool: 'tank/vm', size: '10GiB' } });
     expect(config).toEqual({ stateDir: '/var/lib/cowbuf', buffer: { driver: 'zfs', pool: 'tank/vm', size: 10 * 1024 ** 3, path: '/var/lib/cowbuf/buffer' } });
     const odd = parseConfig({ stateDir: '/srv/cb', buffer: { driver: 'dir', size: 1234567 } });
-    await saveConfig(join(dir, 'a.yaml'), odd);
-    expect(await loadConfig(join(dir, 'a.yaml'))).toEqual(odd);
-    await saveConfig(join(dir, 'b.yaml'), config);
-    expect(await readFile(join(dir, 'b.yaml'), 'utf8')).toContain('size: 10.0GiB');
-    expect(await loadConfig(join(dir, 'b.yaml'))).toEqual(config);
+    await saveConfig(join(tempDir(), 'a.yaml'), odd);
+    expect(await loadConfig(join(tempDir(), 'a.yaml'))).toEqual(odd);
+    await saveConfig(join(tempDir(), 'b.yaml'), config);
+    expect(await readFile(join(tempDir(), 'b.yaml'), 'utf8')).toContain('size: 10.0GiB');
+    expect(await loadConfig(join(tempDir(), 'b.yaml'))).toEqual(config);
   });
 
   it.each([
@@ -39,10 +33,10 @@ describe('config', () => {
   });
 
   it('reports a file that is not YAML, prefixes field errors with the file, and treats a missing file as none', async () => {
-    await writeFile(join(dir, 'bad.yaml'), 'buffer: [unclosed\n');
-    await expect(loadConfig(join(dir, 'bad.yaml'))).rejects.toBeInstanceOf(ConfigError);
-    await writeFile(join(dir, 'field.yaml'), 'buffer:\n  driver: dir\n  size: 10XB\n');
-    await expect(loadConfig(join(dir, 'field.yaml'))).rejects.toThrow(`Expected \`${join(dir, 'field.yaml')}: buffer.size\` to be a size`);
-    expect(await loadConfig(join(dir, 'none.yaml'))).toBeUndefined();
+    await writeFile(join(tempDir(), 'bad.yaml'), 'buffer: [unclosed\n');
+    await expect(loadConfig(join(tempDir(), 'bad.yaml'))).rejects.toBeInstanceOf(ConfigError);
+    await writeFile(join(tempDir(), 'field.yaml'), 'buffer:\n  driver: dir\n  size: 10XB\n');
+    await expect(loadConfig(join(tempDir(), 'field.yaml'))).rejects.toThrow(`Expected \`${join(tempDir(), 'field.yaml')}: buffer.size\` to be a size`);
+    expect(await loadConfig(join(tempDir(), 'none.yaml'))).toBeUndefined();
   });
 });
