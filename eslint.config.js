@@ -15,11 +15,11 @@ export default tseslint.config(
     },
   },
   {
-    files: ['bench/**', 'scripts/**', 'bin/**'],
-    rules: { 'no-console': 'off' },
-  },
-  {
     files: ['test/**'],
     rules: { 'no-console': ['error', { allow: ['error', 'info'] }] },
+  },
+  {
+    files: ['bench/**', 'scripts/**', 'bin/**', 'test/fixtures/**'],
+    rules: { 'no-console': 'off' },
   },
 );
