@@ -1,28 +1,22 @@
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createOverlay } from '../../src/storage/overlays.js';
 import { ZfsVolume } from '../../src/storage/zfs/driver-zfs.js';
 import { readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { report } from '../support/report.js';
-import { DISK, Scope, qemuImg } from '../support/testbed.js';
+import { DISK, useScope, qemuImg } from '../support/testbed.js';
 
 const MiB = 1024 ** 2;
-let scope: Scope;
-beforeEach(async () => {
-  scope = await Scope.create('full');
-});
-afterEach(async () => {
-  await scope.cleanup();
-});
+const scope = useScope('full');
 
 describe('a full buffer pauses the guest instead of failing its writes', { timeout: 120_000 }, () => {
   it('stops the VM on EDQUOT (werror=stop), and after a resize `cont` resumes it with every write intact', async () => {
-    const pool = await scope.pool(512 * MiB);
-    const volume = new ZfsVolume({ pool: pool.name, mountpoint: join(scope.dir, 'buffer') });
+    const pool = await scope().pool(512 * MiB);
+    const volume = new ZfsVolume({ pool: pool.name, mountpoint: join(scope().dir, 'buffer') });
     await volume.create(8 * MiB);
-    const base = scope.path('base.qcow2');
+    const base = scope().path('base.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', base, '64M');
-    const vm = await scope.bootGuest('full', base, { diskRateMiB: 2, diskSpanMiB: 32, dirtyRateMiB: 0, verifyEvery: 4 });
+    const vm = await scope().bootGuest('full', base, { diskRateMiB: 2, diskSpanMiB: 32, dirtyRateMiB: 0, verifyEvery: 4 });
     const overlay = await createOverlay(volume.mountpoint, 'full-disk0', { path: base, format: 'qcow2', virtualSize: 64 * MiB });
     const events = vm.qmp.listen('STOP', 'BLOCK_IO_ERROR', 'RESUME');
     await vm.commands.blockdevAdd({ driver: 'qcow2', 'node-name': 'overlay0', file: { driver: 'file', filename: overlay }, backing: null });

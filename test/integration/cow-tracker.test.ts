@@ -1,27 +1,19 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { CowTracker, type CowReading } from '../../src/monitor/cow-tracker.js';
 import { report } from '../support/report.js';
-import { DISK, Scope, qemuImg } from '../support/testbed.js';
+import { DISK, useScope, qemuImg, putOverlay } from '../support/testbed.js';
 
-let scope: Scope;
-beforeEach(async () => {
-  scope = await Scope.create('cow');
-});
-afterEach(async () => {
-  await scope.cleanup();
-});
+const scope = useScope('cow');
 
 describe('the cow tracker on a real overlay', { timeout: 120_000 }, () => {
   it('follows the allocated size of an overlay growing under a real guest, agrees with QMP, and learns its unique fraction', async () => {
-    const base = scope.path('base.qcow2');
-    const overlay = scope.path('overlay.qcow2');
+    const base = scope().path('base.qcow2');
+    const overlay = scope().path('overlay.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', base, '64M');
     // 2 MiB/s over a 6 MiB span: after the first 3 s every write is a rewrite.
-    const vm = await scope.bootGuest('cow', base, { diskRateMiB: 2, diskSpanMiB: 6, dirtyRateMiB: 0, verifyEvery: 0 });
-    await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', base, '-F', 'qcow2', overlay, '64M');
-    await vm.commands.blockdevAdd({ driver: 'qcow2', 'node-name': 'overlay0', file: { driver: 'file', filename: overlay }, backing: null });
-    await vm.commands.blockdevSnapshot(DISK.nodeName, 'overlay0');
+    const vm = await scope().bootGuest('cow', base, { diskRateMiB: 2, diskSpanMiB: 6, dirtyRateMiB: 0, verifyEvery: 0 });
+    await putOverlay(vm, base, overlay);
     const tracker = new CowTracker();
     tracker.track({ id: 'vm', path: overlay, qmp: vm.commands, nodeName: 'overlay0', qdev: DISK.id });
     const began = Date.now();

@@ -1,19 +1,13 @@
 import { stat } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { QmpCommands } from '../../src/qmp/commands.js';
 import { readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { throttleTarget } from '../../src/vm/spec.js';
 import { report } from '../support/report.js';
-import { DISK, Scope, qemuImg } from '../support/testbed.js';
+import { DISK, useScope, qemuImg, putOverlay } from '../support/testbed.js';
 
-let scope: Scope;
-beforeEach(async () => {
-  scope = await Scope.create('guest');
-});
-afterEach(async () => {
-  await scope.cleanup();
-});
+const scope = useScope('guest');
 
 async function writtenBytes(commands: QmpCommands): Promise<number> {
   const stats = await commands.queryBlockstats();
@@ -32,10 +26,10 @@ async function writeRate(commands: QmpCommands, seconds: number): Promise<number
 
 describe('the tiny busy guest', { timeout: 120_000 }, () => {
   it('boots under the detected accelerator and runs its workload, verifying its own writes', async () => {
-    const disk = scope.path('disk.qcow2');
+    const disk = scope().path('disk.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
     const began = Date.now();
-    const vm = await scope.bootGuest('boot', disk, { diskRateMiB: 1, diskSpanMiB: 4, dirtyRateMiB: 2, verifyEvery: 2 });
+    const vm = await scope().bootGuest('boot', disk, { diskRateMiB: 1, diskSpanMiB: 4, dirtyRateMiB: 2, verifyEvery: 2 });
     const bootSeconds = (Date.now() - began) / 1000;
     const serial = await waitForSerial(vm.spec.serialLog, (r) => r.verifications.length >= 2, 'two verifications', { timeoutMs: 60_000 });
     expect(serial.ready).toBe(true);
@@ -46,9 +40,9 @@ describe('the tiny busy guest', { timeout: 120_000 }, () => {
   });
 
   it("catches a write lost behind the guest's back (negative control for the verifier)", async () => {
-    const disk = scope.path('disk.qcow2');
+    const disk = scope().path('disk.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
-    const vm = await scope.bootGuest('lost', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 0, verifyEvery: 2 });
+    const vm = await scope().bootGuest('lost', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 0, verifyEvery: 2 });
     await waitForSerial(vm.spec.serialLog, (r) => r.verifications.some((v) => v.blocks >= 32), 'a verification of written blocks');
     // Zero the whole span from the host, behind the guest's back. A verification already reading
     // the disk may not see it, so look at the next two; by then the guest has rewritten at most
@@ -60,13 +54,11 @@ describe('the tiny busy guest', { timeout: 120_000 }, () => {
   });
 
   it('puts an overlay on top with blockdev-snapshot, and the overlay grows while the guest writes', async () => {
-    const base = scope.path('base.qcow2');
-    const overlay = scope.path('overlay.qcow2');
+    const base = scope().path('base.qcow2');
+    const overlay = scope().path('overlay.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', base, '64M');
-    const vm = await scope.bootGuest('overlay', base, { diskRateMiB: 2, diskSpanMiB: 32, dirtyRateMiB: 0, verifyEvery: 0 });
-    await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', base, '-F', 'qcow2', overlay, '64M');
-    await vm.commands.blockdevAdd({ driver: 'qcow2', 'node-name': 'overlay0', file: { driver: 'file', filename: overlay }, backing: null });
-    await vm.commands.blockdevSnapshot(DISK.nodeName, 'overlay0');
+    const vm = await scope().bootGuest('overlay', base, { diskRateMiB: 2, diskSpanMiB: 32, dirtyRateMiB: 0, verifyEvery: 0 });
+    await putOverlay(vm, base, overlay);
     const baseBlocks = (await stat(base)).blocks;
     const sizes: number[] = [];
     for (let i = 0; i < 4; i += 1) {
@@ -81,9 +73,9 @@ describe('the tiny busy guest', { timeout: 120_000 }, () => {
   });
 
   it('block_set_io_throttle with a bps_wr cap slows the guest, and lifting it restores the rate', async () => {
-    const disk = scope.path('disk.qcow2');
+    const disk = scope().path('disk.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
-    const vm = await scope.bootGuest('throttle', disk, { diskRateMiB: 3, diskSpanMiB: 32, dirtyRateMiB: 0, verifyEvery: 0 });
+    const vm = await scope().bootGuest('throttle', disk, { diskRateMiB: 3, diskSpanMiB: 32, dirtyRateMiB: 0, verifyEvery: 0 });
     const target = throttleTarget(DISK);
     const cap = 256 * 1024;
     const free = await writeRate(vm.commands, 6);

@@ -1,16 +1,10 @@
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
 import { report } from '../support/report.js';
-import { Scope } from '../support/testbed.js';
+import { useScope } from '../support/testbed.js';
 
-let scope: Scope;
-beforeEach(async () => {
-  scope = await Scope.create('link');
-});
-afterEach(async () => {
-  await scope.cleanup();
-});
+const scope = useScope('link');
 
 interface Line {
   readonly t: number;
@@ -30,7 +24,7 @@ function mean(values: readonly number[]): number {
 
 describe('the link tracker on a real shaped link', { timeout: 120_000 }, () => {
   it('reads the shaped rate within 10 %, follows a change within seconds, and splits it between two streams', async () => {
-    const hosts = await scope.twoHosts();
+    const hosts = await scope().twoHosts();
     await hosts.shape('50mbit');
     const seconds = 30;
     const sink = run(process.execPath, ['-e', `require('net').createServer((s) => s.resume().on('error', () => {})).listen(5301, '${hosts.dst.ip}'); setTimeout(() => process.exit(0), ${(seconds + 10) * 1000});`], { netns: hosts.dst.ns, timeoutMs: (seconds + 20) * 1000 });

@@ -1,42 +1,34 @@
 import { copyFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { QmpCommandError } from '../../src/qmp/errors.js';
 import { guestVm, readSerial, waitForSerial, type GuestWorkload } from '../../src/testbed/guest.js';
 import { report } from '../support/report.js';
-import { DISK, Scope, qemuImg } from '../support/testbed.js';
+import { DISK, useScope, qemuImg, putOverlay } from '../support/testbed.js';
 
-let scope: Scope;
-beforeEach(async () => {
-  scope = await Scope.create('migration');
-});
-afterEach(async () => {
-  await scope.cleanup();
-});
+const scope = useScope('migration');
 
 const workload: GuestWorkload = { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 4, verifyEvery: 3 };
 
 describe('local storage + RAM migration between two namespaced hosts', { timeout: 180_000 }, () => {
   it('mirrors the overlay over NBD, switches over, and the guest keeps writing on the target with no write lost', async () => {
-    const hosts = await scope.twoHosts();
+    const hosts = await scope().twoHosts();
     await hosts.shape('200mbit');
-    const base = scope.path('base.qcow2');
-    const overlay = scope.path('overlay.qcow2');
-    const target = scope.path('target.qcow2');
+    const base = scope().path('base.qcow2');
+    const overlay = scope().path('overlay.qcow2');
+    const target = scope().path('target.qcow2');
     await qemuImg('create', '-q', '-f', 'qcow2', base, '64M');
-    const src = await scope.bootGuest('src', base, workload, { netns: hosts.src.ns });
+    const src = await scope().bootGuest('src', base, workload, { netns: hosts.src.ns });
 
     // 1. From now on every guest write lands in the overlay; the base is frozen.
-    await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', base, '-F', 'qcow2', overlay, '64M');
-    await src.commands.blockdevAdd({ driver: 'qcow2', 'node-name': 'overlay0', file: { driver: 'file', filename: overlay }, backing: null });
-    await src.commands.blockdevSnapshot(DISK.nodeName, 'overlay0');
+    await putOverlay(src, base, overlay);
     await sleep(2000);
 
     // 2. Ship the frozen base (the daemons will stream it; a copy stands in here).
     await copyFile(base, target);
 
     // 3. Target: paused, waiting for RAM, its disk exported writable over NBD.
-    const dst = await scope.launch(guestVm({ name: 'dst', dir: scope.dir, disk: { file: target, format: 'qcow2' }, workload, incoming: true, netns: hosts.dst.ns }));
+    const dst = await scope().launch(guestVm({ name: 'dst', dir: scope().dir, disk: { file: target, format: 'qcow2' }, workload, incoming: true, netns: hosts.dst.ns }));
     await dst.commands.nbdServerStart({ type: 'inet', data: { host: hosts.dst.ip, port: '10809' } });
     await dst.commands.blockExportAdd({ id: 'exp0', nodeName: DISK.nodeName, name: 'vdisk0', writable: true });
 

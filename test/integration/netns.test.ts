@@ -1,14 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
-import { Scope } from '../support/testbed.js';
+import { useScope, type Scope } from '../support/testbed.js';
 
-let scope: Scope;
-beforeEach(async () => {
-  scope = await Scope.create('netns');
-});
-afterEach(async () => {
-  await scope.cleanup();
-});
+const scope = useScope('netns');
 
 /** Sends `bytes` from src to dst over TCP inside the namespaces; returns bytes/s seen by the sender. */
 async function transfer(hosts: Awaited<ReturnType<Scope['twoHosts']>>, bytes: number): Promise<number> {
@@ -37,7 +31,7 @@ async function probe(hosts: Awaited<ReturnType<Scope['twoHosts']>>): Promise<str
 
 describe('two hosts on one machine', { timeout: 90_000 }, () => {
   it('joins two namespaces by a shaped link that can change and be cut, and cleans up', async () => {
-    const hosts = await scope.twoHosts();
+    const hosts = await scope().twoHosts();
     await hosts.shape('50mbit');
     const slow = await transfer(hosts, 12 * 2 ** 20);
     await hosts.shape('200mbit');

@@ -1,29 +1,23 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { QmpCommandError, QmpDisconnectedError } from '../../src/qmp/errors.js';
-import { Scope } from '../support/testbed.js';
+import { useScope } from '../support/testbed.js';
 
-let scope: Scope;
-beforeEach(async () => {
-  scope = await Scope.create('qmp');
-});
-afterEach(async () => {
-  await scope.cleanup();
-});
+const scope = useScope('qmp');
 
 /** A machine with no guest at all: enough to talk QMP. */
 function bare(name: string) {
-  return { name, memoryMiB: 64, vcpus: 1, disks: [], qmpSocket: scope.path(`${name}.qmp`), serialLog: scope.path(`${name}.serial`), incoming: true };
+  return { name, memoryMiB: 64, vcpus: 1, disks: [], qmpSocket: scope().path(`${name}.qmp`), serialLog: scope().path(`${name}.serial`), incoming: true };
 }
 
 describe('QMP against a real QEMU', { timeout: 60_000 }, () => {
   it('connects, negotiates and queries the run state', async () => {
-    const vm = await scope.launch(bare('q1'));
+    const vm = await scope().launch(bare('q1'));
     expect(vm.qmp.greeting?.version.qemu.major).toBeGreaterThanOrEqual(7);
     expect(await vm.commands.queryStatus()).toMatchObject({ status: 'inmigrate', running: false });
   });
 
   it('rejects a bad command with an error naming the command and the QMP class', async () => {
-    const vm = await scope.launch(bare('q2'));
+    const vm = await scope().launch(bare('q2'));
     const error = await vm.commands.setIoThrottle('nope/virtio-backend', { bps_wr: 1 }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(QmpCommandError);
     expect(error).toMatchObject({ command: 'block_set_io_throttle', errorClass: 'DeviceNotFound', args: { id: 'nope/virtio-backend', bps_wr: 1 } });
@@ -33,7 +27,7 @@ describe('QMP against a real QEMU', { timeout: 60_000 }, () => {
   });
 
   it('rejects every pending call when QEMU is killed', async () => {
-    const vm = await scope.launch(bare('q3'));
+    const vm = await scope().launch(bare('q3'));
     vm.child.kill('SIGSTOP');
     const calls = [vm.commands.queryStatus(), vm.commands.queryMigrate(), vm.commands.queryBlockJobs()];
     const events = vm.qmp.listen('STOP');

@@ -3,6 +3,7 @@
  * and temp dir a test creates and tears them down afterwards, whatever happened.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { afterEach, beforeEach } from 'vitest';
 import { join } from 'node:path';
 import { run } from '../../src/exec/run.js';
 import { GUEST_DISK, guestVm, waitForSerial, type GuestWorkload } from '../../src/testbed/guest.js';
@@ -67,3 +68,25 @@ export async function qemuImg(...args: string[]): Promise<string> {
 }
 
 export const DISK = GUEST_DISK;
+
+/** One Scope per test of the file, torn down after each. */
+export function useScope(name: string): () => Scope {
+  let scope: Scope | undefined;
+  beforeEach(async () => {
+    scope = await Scope.create(name);
+  });
+  afterEach(async () => {
+    await scope?.cleanup();
+  });
+  return () => {
+    if (!scope) throw new Error('useScope: no scope outside a test');
+    return scope;
+  };
+}
+
+/** Creates `overlay` on top of `base` and makes it the guest disk's active layer (node `overlay0`). */
+export async function putOverlay(vm: RunningVm, base: string, overlay: string, size = '64M'): Promise<void> {
+  await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', base, '-F', 'qcow2', overlay, size);
+  await vm.commands.blockdevAdd({ driver: 'qcow2', 'node-name': 'overlay0', file: { driver: 'file', filename: overlay }, backing: null });
+  await vm.commands.blockdevSnapshot(GUEST_DISK.nodeName, 'overlay0');
+}
