@@ -7,6 +7,9 @@
  *     ├── ValidationError          bad input at a boundary (CLI, API, config, scenario, peer)
  *     ├── CommandError             a subprocess failed (cmd, args, exit code, stderr)
  *     ├── QmpError                 see src/qmp/errors.ts
+ *     ├── PeerError                the other daemon: untrusted, unreachable, or it refused
+ *     │   ├── TrustError               certificate not pinned, expired, or trust store problem
+ *     │   └── PeerRequestError         a control request failed (its reason from the peer)
  *     ├── StorageError             the buffer volume cannot do what was asked
  *     │   ├── VolumeExistsError        the volume is already there (init on an initialised host)
  *     │   ├── VolumeMissingError       no buffer volume (not initialised)
@@ -61,6 +64,24 @@ export class CommandError extends CowbufError {
 }
 
 export type CommandFailure = Pick<CommandError, 'cmd' | 'args' | 'exitCode' | 'stderr' | 'timedOut' | 'aborted' | 'reason'>;
+
+export class PeerError extends CowbufError {
+  override readonly name: string = 'PeerError';
+}
+
+export class TrustError extends PeerError {
+  override readonly name: string = 'TrustError';
+}
+
+export class PeerRequestError extends PeerError {
+  override readonly name: string = 'PeerRequestError';
+  constructor(
+    readonly peerName: string,
+    readonly reason: string,
+  ) {
+    super(`peer ${peerName}: ${reason}`);
+  }
+}
 
 export class StorageError extends CowbufError {
   override readonly name: string = 'StorageError';

@@ -23,6 +23,12 @@ export function object(field: string, value: unknown, required: readonly string[
   return record;
 }
 
+/** A plain object with any keys (contents checked by the caller, if at all). */
+export function record(field: string, value: unknown): Json {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ValidationError(field || 'document', value, 'an object');
+  return value as Json;
+}
+
 export function string(field: string, value: unknown, pattern?: RegExp, expected = 'a non-empty string'): string {
   if (typeof value !== 'string' || value === '' || (pattern && !pattern.test(value))) {
     throw new ValidationError(field, value, expected);

@@ -1,0 +1,235 @@
+/**
+ * The peer channel: TCP with mutual TLS 1.3 between two cowbufd. Both sides present their own
+ * self-signed certificate and accept the other only if its fingerprint is pinned in the trust
+ * store (CA chains play no part). Each connection starts with one `hello` line (protocol.ts);
+ * control connections then carry JSON-lines requests, the others raw bytes.
+ */
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, createServer, type TLSSocket } from 'node:tls';
+import { FrameDecoder, encodeLine, type JsonObject } from '../jsonl.js';
+import { PeerRequestError, TrustError, ValidationError } from '../errors.js';
+import type { Json } from '../validate.js';
+import type { Identity } from './identity.js';
+import { parseHello, parseRequest, parseResponse, type Hello, type PeerRequest, type PeerResponse } from './protocol.js';
+import type { TrustStore, TrustedPeer } from './trust.js';
+
+const HELLO_MAX_BYTES = 4096;
+
+export interface PeerHandlers {
+  control(peer: TrustedPeer, request: PeerRequest): Promise<Json | undefined>;
+  /** Owns `socket` from here on; the base bytes follow the hello. */
+  base(peer: TrustedPeer, hello: Extract<Hello, { kind: 'base' }>, socket: TLSSocket): void;
+  stream(peer: TrustedPeer, hello: Extract<Hello, { kind: 'stream' }>, socket: TLSSocket): void;
+  /** A connection refused before any request (untrusted certificate, bad hello). */
+  rejected(reason: string): void;
+}
+
+function framingError(problem: string, line: string): Error {
+  return new ValidationError('peer message', line.slice(0, 80), `a JSON object (${problem})`);
+}
+
+/** Reads the first line of `socket` (at most HELLO_MAX_BYTES) and puts back what followed it. */
+export function readLine(socket: Socket, maxBytes = HELLO_MAX_BYTES): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buffered = Buffer.alloc(0);
+    const cleanup = () => {
+      socket.removeListener('data', onData);
+      socket.removeListener('error', onEnd);
+      socket.removeListener('end', onEnd);
+    };
+    const onEnd = (error?: Error) => {
+      cleanup();
+      reject(error ?? new Error('connection closed before a complete line'));
+    };
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const newline = buffered.indexOf(0x0a);
+      if (newline < 0) {
+        if (buffered.length > maxBytes) onEnd(new Error(`line longer than ${maxBytes} bytes`));
+        return;
+      }
+      cleanup();
+      socket.pause();
+      const rest = buffered.subarray(newline + 1);
+      if (rest.length > 0) socket.unshift(rest);
+      resolve(buffered.subarray(0, newline).toString('utf8'));
+    };
+    socket.on('data', onData);
+    socket.once('error', onEnd);
+    socket.once('end', onEnd);
+  });
+}
+
+export interface PeerListener {
+  readonly port: number;
+  close(): Promise<void>;
+}
+
+export async function listenPeer(identity: Identity, trust: TrustStore, host: string, port: number, handlers: PeerHandlers): Promise<PeerListener> {
+  const server = createServer({ key: identity.key, cert: identity.cert, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.3' }, (socket) => {
+    socket.on('error', () => undefined);
+    const cert = socket.getPeerX509Certificate();
+    const peer = cert ? trust.verify(cert) : undefined;
+    if (!peer) {
+      handlers.rejected(cert ? `untrusted or expired certificate ${cert.fingerprint256}` : 'no client certificate');
+      socket.destroy();
+      return;
+    }
+    void (async () => {
+      let hello: Hello;
+      try {
+        hello = parseHello(JSON.parse(await readLine(socket)));
+      } catch (error) {
+        handlers.rejected(`bad hello from ${peer.name}: ${(error as Error).message}`);
+        socket.destroy();
+        return;
+      }
+      if (hello.kind === 'control') serveControl(peer, socket, handlers);
+      else if (hello.kind === 'base') handlers.base(peer, hello, socket);
+      else handlers.stream(peer, hello, socket);
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => resolve());
+  });
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+function serveControl(peer: TrustedPeer, socket: TLSSocket, handlers: PeerHandlers): void {
+  const decoder = new FrameDecoder(framingError, 1024 * 1024);
+  socket.resume();
+  socket.on('data', (chunk: Buffer) => {
+    let messages: JsonObject[];
+    try {
+      messages = decoder.push(chunk);
+    } catch (error) {
+      handlers.rejected(`bad control message from ${peer.name}: ${(error as Error).message}`);
+      socket.destroy();
+      return;
+    }
+    for (const message of messages) {
+      void (async () => {
+        const id = typeof message.id === 'number' ? message.id : -1;
+        let response: PeerResponse;
+        try {
+          const result = await handlers.control(peer, parseRequest(message));
+          response = result === undefined ? { id, ok: true } : { id, ok: true, result };
+        } catch (error) {
+          response = { id, ok: false, error: (error as Error).message };
+        }
+        if (!socket.destroyed) socket.write(encodeLine(response as unknown as JsonObject));
+      })();
+    }
+  });
+}
+
+export interface DialOptions {
+  readonly timeoutMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+export interface PeerSocket {
+  readonly tls: TLSSocket;
+  /** The TCP socket under the TLS one: what TCP_INFO is read from. */
+  readonly raw: Socket;
+}
+
+/**
+ * Opens a connection to a trusted peer, pins its certificate and sends `hello`.
+ * @throws TrustError when the server's certificate is not the pinned one
+ */
+export async function dialPeer(peer: TrustedPeer, identity: Identity, hello: Hello, options: DialOptions = {}): Promise<PeerSocket> {
+  const separator = peer.address.lastIndexOf(':');
+  const host = peer.address.slice(0, separator).replace(/^\[|\]$/g, '');
+  const port = Number(peer.address.slice(separator + 1));
+  const raw = netConnect({ host, port });
+  const timer = setTimeout(() => raw.destroy(new Error(`connecting to ${peer.name} (${peer.address}) timed out`)), options.timeoutMs ?? 10_000);
+  const onAbort = () => raw.destroy(options.signal?.reason instanceof Error ? options.signal.reason : new Error('aborted'));
+  options.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      raw.once('connect', resolve);
+      raw.once('error', reject);
+    });
+    const tls = tlsConnect({ socket: raw, key: identity.key, cert: identity.cert, rejectUnauthorized: false, checkServerIdentity: () => undefined, minVersion: 'TLSv1.3' });
+    await new Promise<void>((resolve, reject) => {
+      tls.once('secureConnect', resolve);
+      tls.once('error', reject);
+    });
+    const cert = tls.getPeerX509Certificate();
+    if (!cert || cert.fingerprint256 !== peer.fingerprint || new Date(cert.validTo) < new Date()) {
+      tls.destroy();
+      throw new TrustError(`peer ${peer.name} (${peer.address}) presented ${cert ? `certificate ${cert.fingerprint256}` : 'no certificate'}, not the pinned ${peer.fingerprint}`);
+    }
+    tls.write(encodeLine(hello as unknown as JsonObject));
+    return { tls, raw };
+  } catch (error) {
+    raw.destroy();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** Requests over one control connection, answered in any order. */
+export class ControlClient {
+  private nextId = 0;
+  private readonly pending = new Map<number, { resolve: (value: Json | undefined) => void; reject: (error: Error) => void }>();
+
+  private constructor(
+    readonly peer: TrustedPeer,
+    private readonly socket: TLSSocket,
+  ) {
+    const decoder = new FrameDecoder(framingError, 1024 * 1024);
+    socket.on('data', (chunk: Buffer) => {
+      try {
+        for (const message of decoder.push(chunk)) {
+          const response = parseResponse(message);
+          const waiter = this.pending.get(response.id);
+          this.pending.delete(response.id);
+          if (response.ok) waiter?.resolve(response.result);
+          else waiter?.reject(new PeerRequestError(peer.name, response.error));
+        }
+      } catch (error) {
+        socket.destroy(error as Error);
+      }
+    });
+    socket.on('close', () => {
+      for (const waiter of this.pending.values()) waiter.reject(new PeerRequestError(peer.name, 'connection closed'));
+      this.pending.clear();
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static async open(peer: TrustedPeer, identity: Identity, options: DialOptions = {}): Promise<ControlClient> {
+    const { tls } = await dialPeer(peer, identity, { type: 'hello', kind: 'control' }, options);
+    return new ControlClient(peer, tls);
+  }
+
+  /** @throws PeerRequestError (refused, timed out or disconnected) */
+  request(request: Omit<PeerRequest, 'id'>, timeoutMs = 120_000): Promise<Json | undefined> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new PeerRequestError(this.peer.name, `\`${request.method}\` got no answer within ${timeoutMs} ms`));
+      }, timeoutMs);
+      this.pending.set(id, {
+        resolve: (value) => (clearTimeout(timer), resolve(value)),
+        reject: (error) => (clearTimeout(timer), reject(error)),
+      });
+      if (this.socket.destroyed) this.pending.get(id)?.reject(new PeerRequestError(this.peer.name, 'connection closed'));
+      else this.socket.write(encodeLine({ ...request, id } as unknown as JsonObject));
+    });
+  }
+
+  close(): void {
+    this.socket.destroy();
+  }
+}

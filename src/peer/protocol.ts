@@ -1,0 +1,130 @@
+/**
+ * The peer protocol between two cowbufd, validated at the boundary: a peer is trusted, not
+ * believed. Every connection opens with one `hello` line saying what it carries:
+ * - `control`: JSON-lines requests (`prepare`, `start-target`, `finish`, `abort`) and responses;
+ * - `base`: the frozen base of one disk, `size` raw bytes then a `{"sha256": ...}` line, answered
+ *   with `{"ok": true}` once the target's own checksum matches (end to end);
+ * - `stream`: an NBD or RAM byte stream the target daemon splices onto QEMU's local socket.
+ */
+import { isAbsolute } from 'node:path';
+import { ValidationError } from '../errors.js';
+import { checkName } from '../exec/run.js';
+import { array, number, object, record, string, type Json } from '../validate.js';
+
+export type StreamKind = 'ram' | 'nbd';
+
+export type Hello =
+  | { readonly type: 'hello'; readonly kind: 'control' }
+  | { readonly type: 'hello'; readonly kind: 'base'; readonly migration: string; readonly disk: string; readonly size: number }
+  | { readonly type: 'hello'; readonly kind: 'stream'; readonly migration: string; readonly stream: StreamKind };
+
+export interface WireDisk {
+  readonly id: string;
+  readonly nodeName: string;
+  readonly format: 'qcow2' | 'raw';
+  readonly virtualSize: number;
+}
+
+export interface WireVm {
+  readonly name: string;
+  readonly memoryMiB: number;
+  readonly vcpus: number;
+  readonly kernel?: string;
+  readonly initrd?: string;
+  readonly append?: string;
+  readonly disks: readonly WireDisk[];
+}
+
+export type PeerRequest =
+  | { readonly id: number; readonly method: 'prepare'; readonly migration: string; readonly vm: WireVm }
+  | { readonly id: number; readonly method: 'start-target' | 'finish' | 'abort'; readonly migration: string };
+
+export type PeerResponse = { readonly id: number; readonly ok: true; readonly result?: Json } | { readonly id: number; readonly ok: false; readonly error: string };
+
+const MIGRATION_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+function migrationId(field: string, value: unknown): string {
+  return string(field, value, MIGRATION_ID, 'a migration id (letters, digits, `_.-`)');
+}
+
+function absolute(field: string, value: unknown): string {
+  const path = string(field, value);
+  if (!isAbsolute(path) || path.includes('\0')) throw new ValidationError(field, value, 'an absolute path');
+  return path;
+}
+
+/** @throws ValidationError naming the bad field */
+export function parseHello(raw: unknown): Hello {
+  const kind = object('hello', raw, ['type', 'kind'], ['migration', 'disk', 'size', 'stream']).kind;
+  if (kind === 'control') {
+    object('hello', raw, ['type', 'kind']);
+    return { type: 'hello', kind };
+  }
+  if (kind === 'base') {
+    const hello = object('hello', raw, ['type', 'kind', 'migration', 'disk', 'size']);
+    return {
+      type: 'hello',
+      kind,
+      migration: migrationId('hello.migration', hello.migration),
+      disk: checkName('hello.disk', string('hello.disk', hello.disk)),
+      size: number('hello.size', hello.size, { min: 0, integer: true }),
+    };
+  }
+  if (kind === 'stream') {
+    const hello = object('hello', raw, ['type', 'kind', 'migration', 'stream']);
+    const stream = hello.stream;
+    if (stream !== 'ram' && stream !== 'nbd') throw new ValidationError('hello.stream', stream, '`ram` or `nbd`');
+    return { type: 'hello', kind, migration: migrationId('hello.migration', hello.migration), stream };
+  }
+  throw new ValidationError('hello.kind', kind, '`control`, `base` or `stream`');
+}
+
+function parseVm(raw: unknown): WireVm {
+  const vm = object('vm', raw, ['name', 'memoryMiB', 'vcpus', 'disks'], ['kernel', 'initrd', 'append']);
+  return {
+    name: checkName('vm.name', string('vm.name', vm.name)),
+    memoryMiB: number('vm.memoryMiB', vm.memoryMiB, { min: 16, max: 1 << 22, integer: true }),
+    vcpus: number('vm.vcpus', vm.vcpus, { min: 1, max: 1024, integer: true }),
+    ...(vm.kernel !== undefined ? { kernel: absolute('vm.kernel', vm.kernel) } : {}),
+    ...(vm.initrd !== undefined ? { initrd: absolute('vm.initrd', vm.initrd) } : {}),
+    ...(vm.append !== undefined ? { append: string('vm.append', vm.append) } : {}),
+    disks: array('vm.disks', vm.disks, 1).map((entry, index) => {
+      const field = `vm.disks[${index}]`;
+      const disk = object(field, entry, ['id', 'nodeName', 'format', 'virtualSize']);
+      if (disk.format !== 'qcow2' && disk.format !== 'raw') throw new ValidationError(`${field}.format`, disk.format, '`qcow2` or `raw`');
+      return {
+        id: checkName(`${field}.id`, string(`${field}.id`, disk.id)),
+        nodeName: checkName(`${field}.nodeName`, string(`${field}.nodeName`, disk.nodeName)),
+        format: disk.format,
+        virtualSize: number(`${field}.virtualSize`, disk.virtualSize, { min: 1, integer: true }),
+      };
+    }),
+  };
+}
+
+/** @throws ValidationError naming the bad field */
+export function parseRequest(raw: unknown): PeerRequest {
+  const head = object('request', raw, ['id', 'method', 'migration'], ['vm']);
+  const id = number('request.id', head.id, { min: 0, integer: true });
+  const migration = migrationId('request.migration', head.migration);
+  switch (head.method) {
+    case 'prepare':
+      return { id, method: 'prepare', migration, vm: parseVm(head.vm) };
+    case 'start-target':
+    case 'finish':
+    case 'abort':
+      object('request', raw, ['id', 'method', 'migration']);
+      return { id, method: head.method, migration };
+    default:
+      throw new ValidationError('request.method', head.method, '`prepare`, `start-target`, `finish` or `abort`');
+  }
+}
+
+/** @throws ValidationError naming the bad field */
+export function parseResponse(raw: unknown): PeerResponse {
+  const head = object('response', raw, ['id', 'ok'], ['result', 'error']);
+  const id = number('response.id', head.id, { min: 0, integer: true });
+  if (head.ok === true) return head.result === undefined ? { id, ok: true } : { id, ok: true, result: record('response.result', head.result) };
+  if (head.ok === false) return { id, ok: false, error: string('response.error', head.error) };
+  throw new ValidationError('response.ok', head.ok, '`true` or `false`');
+}

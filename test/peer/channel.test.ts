@@ -1,0 +1,153 @@
+import { X509Certificate } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { PeerError, PeerRequestError, TrustError } from '../../src/errors.js';
+import { ControlClient, dialPeer, listenPeer, type PeerHandlers, type PeerListener } from '../../src/peer/channel.js';
+import { ensureIdentity, type Identity } from '../../src/peer/identity.js';
+import { proxyToPeer, receiveBase, sendBase, spliceToLocal } from '../../src/peer/transfer.js';
+import { TrustStore } from '../../src/peer/trust.js';
+import { useTempDir } from '../support/temp-dir.js';
+
+const tempDir = useTempDir('peer');
+const listeners: PeerListener[] = [];
+afterEach(async () => {
+  for (const listener of listeners.splice(0)) await listener.close();
+});
+
+let counter = 0;
+async function daemon(): Promise<{ identity: Identity; trust: TrustStore; dir: string }> {
+  const dir = join(tempDir(), `d${counter++}`);
+  return { identity: await ensureIdentity(dir, 'test'), trust: await TrustStore.open(join(dir, 'trust.json')), dir };
+}
+
+function handlers(overrides: Partial<PeerHandlers> = {}): PeerHandlers & { rejections: string[] } {
+  const rejections: string[] = [];
+  return {
+    rejections,
+    control: async (peer, request) => ({ echo: request.method, from: peer.name }),
+    base: () => undefined,
+    stream: () => undefined,
+    rejected: (reason) => rejections.push(reason),
+    ...overrides,
+  };
+}
+
+async function serve(target: Awaited<ReturnType<typeof daemon>>, h: PeerHandlers): Promise<number> {
+  const listener = await listenPeer(target.identity, target.trust, '127.0.0.1', 0, h);
+  listeners.push(listener);
+  return listener.port;
+}
+
+describe('the peer channel (mutual TLS, pinned certificates)', () => {
+  it('answers control requests between two peers that trust each other', async () => {
+    const [source, target] = [await daemon(), await daemon()];
+    const port = await serve(target, handlers());
+    await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
+    const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
+    const client = await ControlClient.open(peer, source.identity);
+    expect(await client.request({ method: 'abort', migration: 'm1' })).toEqual({ echo: 'abort', from: 'src' });
+    client.close();
+  });
+
+  it('refuses a client whose certificate is not pinned, before any request', async () => {
+    const [source, target, stranger] = [await daemon(), await daemon(), await daemon()];
+    const h = handlers();
+    const port = await serve(target, h);
+    await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
+    const peer = await stranger.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
+    const client = await ControlClient.open(peer, stranger.identity);
+    await expect(client.request({ method: 'abort', migration: 'm1' }, 5000)).rejects.toBeInstanceOf(PeerRequestError);
+    expect(h.rejections[0]).toMatch(/^untrusted or expired certificate /);
+  });
+
+  it('refuses a server whose certificate is not the pinned one', async () => {
+    const [source, target, impostor] = [await daemon(), await daemon(), await daemon()];
+    const port = await serve(impostor, handlers());
+    await impostor.trust.add('src', source.identity.cert, '127.0.0.1:1');
+    const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
+    await expect(dialPeer(peer, source.identity, { type: 'hello', kind: 'control' })).rejects.toBeInstanceOf(TrustError);
+  });
+
+  it('treats an expired certificate as untrusted, and refuses to pin one', async () => {
+    const source = await daemon();
+    const target = await daemon();
+    await source.trust.add('dst', target.identity.cert, '127.0.0.1:1');
+    const cert = new X509Certificate(target.identity.cert);
+    expect(source.trust.verify(cert)?.name).toBe('dst');
+    expect(source.trust.verify(cert, new Date(Date.parse(cert.validTo) + 1000))).toBeUndefined();
+    await expect(source.trust.add('dup', target.identity.cert, '127.0.0.1:2')).rejects.toThrow('that certificate is already trusted');
+    await expect(source.trust.add('bad', 'not a certificate', '127.0.0.1:2')).rejects.toThrow('Expected `certificate` to be a PEM certificate');
+    await expect(source.trust.add('x y', target.identity.cert, '127.0.0.1:2')).rejects.toThrow('Expected `name`');
+    await expect(source.trust.add('z', target.identity.cert, 'nohost')).rejects.toThrow('Expected `address` to be a `host:port` address, got `nohost`');
+  });
+
+  it('ships a base with an end-to-end checksum, and the target refuses a mismatch', async () => {
+    const [source, target] = [await daemon(), await daemon()];
+    const received = join(target.dir, 'base.img');
+    const done: Array<Promise<void>> = [];
+    const port = await serve(target, handlers({ base: (_peer, hello, socket) => void done.push(receiveBase(hello, socket, received).catch(() => undefined)) }));
+    await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
+    const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
+    const file = join(source.dir, 'base.img');
+    const data = Buffer.alloc(5 * 1024 * 1024 + 123);
+    for (let i = 0; i < data.length; i += 4096) data[i] = i % 251;
+    await writeFile(file, data);
+    const result = await sendBase(peer, source.identity, 'm1', 'disk0', file);
+    await Promise.all(done);
+    expect(result.bytes).toBe(data.length);
+    expect((await readFile(received)).equals(data)).toBe(true);
+
+    // A sender whose trailer does not match what it sent.
+    const { tls } = await dialPeer(peer, source.identity, { type: 'hello', kind: 'base', migration: 'm2', disk: 'disk0', size: 4 });
+    tls.write('abcd');
+    tls.write(`${JSON.stringify({ sha256: '00' })}\n`);
+    const answer = await new Promise<string>((resolve) => tls.once('data', (chunk: Buffer) => resolve(chunk.toString())));
+    expect(answer).toMatch(/"ok":false,"error":"checksum mismatch for disk0/);
+    await Promise.all(done);
+    await expect(readFile(received)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('splices a local stream through the channel to a unix socket on the target', async () => {
+    const [source, target] = [await daemon(), await daemon()];
+    const echoPath = join(target.dir, 'echo.sock');
+    const echo = createServer((socket) => socket.pipe(socket));
+    await new Promise<void>((resolve) => echo.listen(echoPath, resolve));
+    const port = await serve(target, handlers({ stream: (_peer, _hello, socket) => spliceToLocal(socket, echoPath) }));
+    await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
+    const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
+    const counted: unknown[] = [];
+    const proxy = await proxyToPeer(join(source.dir, 'nbd.sock'), peer, source.identity, 'm1', 'nbd', (socket) => counted.push(socket));
+    const { connect } = await import('node:net');
+    const local = connect(proxy.path);
+    const payload = Buffer.alloc(2 * 1024 * 1024, 7);
+    const back: Buffer[] = [];
+    let total = 0;
+    await new Promise<void>((resolve) => {
+      local.on('data', (chunk: Buffer) => {
+        back.push(chunk);
+        total += chunk.length;
+        if (total >= payload.length) resolve();
+      });
+      local.write(payload);
+    });
+    expect(Buffer.concat(back).equals(payload)).toBe(true);
+    expect(counted).toHaveLength(1);
+    local.destroy();
+    await proxy.close();
+    echo.close();
+  });
+
+  it('reports a refusal from the peer as a PeerError with its reason', async () => {
+    const [source, target] = [await daemon(), await daemon()];
+    const port = await serve(target, handlers({ control: async () => { throw new Error('unknown migration m9'); } }));
+    await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
+    const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
+    const client = await ControlClient.open(peer, source.identity);
+    const error = await client.request({ method: 'finish', migration: 'm9' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PeerError);
+    expect((error as Error).message).toBe('peer dst: unknown migration m9');
+    client.close();
+  });
+});
