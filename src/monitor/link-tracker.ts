@@ -85,6 +85,11 @@ export class LinkTracker {
     }
   }
 
+  /** The last estimate for `peer`, without sampling (the control loop owns the sampling clock). */
+  estimate(peer: string): LinkEstimate | undefined {
+    return this.peers.get(peer)?.estimate;
+  }
+
   forget(peer: string): void {
     this.peers.delete(peer);
   }

@@ -177,6 +177,9 @@ export async function dialPeer(peer: TrustedPeer, identity: Identity, hello: Hel
   }
 }
 
+/** `Omit` that keeps each member of a union apart. */
+type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
+
 /** Requests over one control connection, answered in any order. */
 export class ControlClient {
   private nextId = 0;
@@ -213,7 +216,7 @@ export class ControlClient {
   }
 
   /** @throws PeerRequestError (refused, timed out or disconnected) */
-  request(request: Omit<PeerRequest, 'id'>, timeoutMs = 120_000): Promise<Json | undefined> {
+  request(request: WithoutId<PeerRequest>, timeoutMs = 120_000): Promise<Json | undefined> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {

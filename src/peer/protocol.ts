@@ -35,9 +35,16 @@ export interface WireVm {
   readonly disks: readonly WireDisk[];
 }
 
+/** Migration capabilities the target must share with the source. */
+export interface TargetCapabilities {
+  readonly 'postcopy-ram': boolean;
+  readonly multifd: boolean;
+}
+
 export type PeerRequest =
   | { readonly id: number; readonly method: 'prepare'; readonly migration: string; readonly vm: WireVm }
-  | { readonly id: number; readonly method: 'start-target' | 'finish' | 'abort'; readonly migration: string };
+  | { readonly id: number; readonly method: 'start-target'; readonly migration: string; readonly capabilities: TargetCapabilities; readonly multifdChannels?: number }
+  | { readonly id: number; readonly method: 'finish' | 'abort'; readonly migration: string };
 
 export type PeerResponse = { readonly id: number; readonly ok: true; readonly result?: Json } | { readonly id: number; readonly ok: false; readonly error: string };
 
@@ -104,13 +111,26 @@ function parseVm(raw: unknown): WireVm {
 
 /** @throws ValidationError naming the bad field */
 export function parseRequest(raw: unknown): PeerRequest {
-  const head = object('request', raw, ['id', 'method', 'migration'], ['vm']);
+  const head = object('request', raw, ['id', 'method', 'migration'], ['vm', 'capabilities', 'multifdChannels']);
   const id = number('request.id', head.id, { min: 0, integer: true });
   const migration = migrationId('request.migration', head.migration);
   switch (head.method) {
     case 'prepare':
       return { id, method: 'prepare', migration, vm: parseVm(head.vm) };
-    case 'start-target':
+    case 'start-target': {
+      const caps = object('request.capabilities', head.capabilities, ['postcopy-ram', 'multifd']);
+      for (const key of ['postcopy-ram', 'multifd'] as const) {
+        if (typeof caps[key] !== 'boolean') throw new ValidationError(`request.capabilities.${key}`, caps[key], 'a boolean');
+      }
+      object('request', raw, ['id', 'method', 'migration', 'capabilities'], ['multifdChannels']);
+      return {
+        id,
+        method: 'start-target',
+        migration,
+        capabilities: { 'postcopy-ram': caps['postcopy-ram'] as boolean, multifd: caps.multifd as boolean },
+        ...(head.multifdChannels !== undefined ? { multifdChannels: number('request.multifdChannels', head.multifdChannels, { min: 1, max: 64, integer: true }) } : {}),
+      };
+    }
     case 'finish':
     case 'abort':
       object('request', raw, ['id', 'method', 'migration']);

@@ -1,0 +1,135 @@
+/**
+ * The RAM convergence policy (DESIGN §6), pure: what to switch on before `migrate`, and what to
+ * do at each progress sample. Anchors from the seeds and TESTBED.md: plain pre-copy, xbzrle and
+ * multifd alone did not converge against a guest dirtying faster than the link; auto-converge
+ * (CPU throttle 20 % → +10 %) did, and post-copy finished fastest but is an opt-in because a
+ * failure after the switch loses the guest. So: auto-converge on, the downtime limit stepped up
+ * over time, multifd only on fast links, xbzrle opt-in, a completion timeout per GiB of RAM +
+ * disk, and a stall detector on `ram.remaining`; when either fires, the final action is post-copy
+ * if allowed, else abort (and roll back).
+ */
+
+export interface ConvergenceConfig {
+  readonly downtimeStartMs: number;
+  readonly downtimeStepMs: number;
+  readonly downtimeMaxMs: number;
+  readonly downtimeStepSeconds: number;
+  readonly autoConverge: boolean;
+  readonly cpuThrottleInitial: number;
+  readonly cpuThrottleIncrement: number;
+  readonly xbzrle: boolean;
+  /** xbzrle cache as a fraction of guest RAM. */
+  readonly xbzrleCacheFraction: number;
+  /** Links measured faster than this (bytes/s) use multifd. */
+  readonly multifdAboveBytesPerSecond: number;
+  readonly multifdChannels: number;
+  /** Escalate to post-copy instead of aborting. */
+  readonly postcopy: boolean;
+  readonly timeoutSecondsPerGiB: number;
+  readonly timeoutMinSeconds: number;
+  /** Abort (or escalate) when remaining RAM has not reached a new low for this long. */
+  readonly stallSeconds: number;
+}
+
+export const DEFAULT_CONVERGENCE: ConvergenceConfig = {
+  downtimeStartMs: 300,
+  downtimeStepMs: 200,
+  downtimeMaxMs: 2000,
+  downtimeStepSeconds: 10,
+  autoConverge: true,
+  cpuThrottleInitial: 20,
+  cpuThrottleIncrement: 10,
+  xbzrle: false,
+  xbzrleCacheFraction: 0.01,
+  multifdAboveBytesPerSecond: 1.25e9,
+  multifdChannels: 4,
+  postcopy: false,
+  timeoutSecondsPerGiB: 120,
+  timeoutMinSeconds: 120,
+  stallSeconds: 60,
+};
+
+export interface MigrationSetup {
+  /** Set on the source; `postcopy-ram` and `multifd` must be set on the target too. */
+  readonly capabilities: Readonly<Record<string, boolean>>;
+  readonly parameters: Readonly<Record<string, number>>;
+  /** Seconds after which the migration must have completed. */
+  readonly timeoutSeconds: number;
+}
+
+const GiB = 1024 ** 3;
+
+export function migrationSetup(config: ConvergenceConfig, ramBytes: number, diskBytes: number, linkBytesPerSecond: number): MigrationSetup {
+  const multifd = linkBytesPerSecond > config.multifdAboveBytesPerSecond;
+  return {
+    capabilities: {
+      events: true,
+      'pause-before-switchover': true,
+      'auto-converge': config.autoConverge,
+      xbzrle: config.xbzrle,
+      multifd,
+      'postcopy-ram': config.postcopy,
+    },
+    parameters: {
+      'downtime-limit': config.downtimeStartMs,
+      // QEMU's default cap (128 MiB/s) would hide the link; the link is the limit.
+      'max-bandwidth': 4 * GiB,
+      'cpu-throttle-initial': config.cpuThrottleInitial,
+      'cpu-throttle-increment': config.cpuThrottleIncrement,
+      ...(config.xbzrle ? { 'xbzrle-cache-size': Math.max(4 * 1024 ** 2, Math.round(ramBytes * config.xbzrleCacheFraction)) } : {}),
+      ...(multifd ? { 'multifd-channels': config.multifdChannels } : {}),
+    },
+    timeoutSeconds: Math.max(config.timeoutMinSeconds, ((ramBytes + diskBytes) / GiB) * config.timeoutSecondsPerGiB),
+  };
+}
+
+export interface ConvergenceState {
+  readonly startedAt: number;
+  readonly downtimeMs: number;
+  readonly lastStepAt: number;
+  readonly lowestRemaining: number;
+  readonly lowestAt: number;
+  readonly postcopyStarted: boolean;
+}
+
+export interface ProgressSample {
+  readonly t: number;
+  readonly remaining: number;
+}
+
+export type ConvergenceAction =
+  | { readonly kind: 'set-downtime'; readonly ms: number }
+  | { readonly kind: 'start-postcopy'; readonly reason: string }
+  | { readonly kind: 'abort'; readonly reason: string };
+
+export function startConvergence(config: ConvergenceConfig, t: number): ConvergenceState {
+  return { startedAt: t, downtimeMs: config.downtimeStartMs, lastStepAt: t, lowestRemaining: Infinity, lowestAt: t, postcopyStarted: false };
+}
+
+/** One decision per progress sample; every action carries the reason it is logged with. */
+export function decide(config: ConvergenceConfig, setup: MigrationSetup, state: ConvergenceState, sample: ProgressSample): { state: ConvergenceState; actions: ConvergenceAction[] } {
+  const actions: ConvergenceAction[] = [];
+  let next = state;
+  if (sample.remaining < state.lowestRemaining) next = { ...next, lowestRemaining: sample.remaining, lowestAt: sample.t };
+  if (sample.t - next.lastStepAt >= config.downtimeStepSeconds && next.downtimeMs < config.downtimeMaxMs) {
+    const ms = Math.min(config.downtimeMaxMs, next.downtimeMs + config.downtimeStepMs);
+    next = { ...next, downtimeMs: ms, lastStepAt: sample.t };
+    actions.push({ kind: 'set-downtime', ms });
+  }
+  if (next.postcopyStarted) return { state: next, actions };
+  const elapsed = sample.t - next.startedAt;
+  const stalled = sample.t - next.lowestAt >= config.stallSeconds;
+  const late = elapsed >= setup.timeoutSeconds;
+  if (stalled || late) {
+    const reason = late
+      ? `not complete after ${Math.round(elapsed)} s (limit ${Math.round(setup.timeoutSeconds)} s)`
+      : `remaining RAM has not fallen below ${next.lowestRemaining} bytes for ${Math.round(sample.t - next.lowestAt)} s`;
+    if (config.postcopy) {
+      next = { ...next, postcopyStarted: true };
+      actions.push({ kind: 'start-postcopy', reason });
+    } else {
+      actions.push({ kind: 'abort', reason });
+    }
+  }
+  return { state: next, actions };
+}

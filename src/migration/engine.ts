@@ -1,0 +1,311 @@
+/**
+ * The engine: everything a host needs to send and receive migrations through its buffer, without
+ * any HTTP. `cowbufd` wraps it in a REST API; an LXD-style daemon that owns its VMs can embed it
+ * directly (`adoptVm`, `migrate`, typed events). It owns the partition (through the control
+ * loop), the trackers, the peer listener and the target role, and admits migrations under the
+ * configured limits, queueing the others visibly.
+ */
+import { EventEmitter } from 'node:events';
+import { mkdir } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { usedBytes } from '../buffer/partition.js';
+import { throttlePolicy } from '../buffer/throttle/index.js';
+import { CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { CowTracker } from '../monitor/cow-tracker.js';
+import { LinkTracker } from '../monitor/link-tracker.js';
+import { listenPeer, type PeerListener } from '../peer/channel.js';
+import type { Identity } from '../peer/identity.js';
+import type { TrustStore } from '../peer/trust.js';
+import type { BufferVolume } from '../storage/volume.js';
+import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
+import type { VmSpec } from '../vm/spec.js';
+import { ControlLoop, type TickTrace } from './control-loop.js';
+import type { ConvergenceConfig } from './convergence.js';
+import { runSource, type Phase, type Progress } from './source.js';
+import { TargetSide } from './target.js';
+
+export interface EngineConfig {
+  readonly stateDir: string;
+  /** Where the per-migration unix sockets live. */
+  readonly runDir: string;
+  readonly bufferSize: number;
+  readonly policy: string;
+  readonly controlPeriodMs: number;
+  readonly hysteresis: number;
+  readonly assumedLinkRate: number;
+  readonly maxOutgoing: number;
+  readonly maxIncoming: number;
+  /** A migration is admitted only when the buffer has at least this much room left. */
+  readonly minBinBytes: number;
+  readonly mirrorReadySeconds: number;
+  readonly convergence: ConvergenceConfig;
+  readonly peerListen: { readonly host: string; readonly port: number };
+}
+
+export interface MigrationRecord {
+  readonly id: string;
+  readonly vm: string;
+  readonly peer: string;
+  readonly policy: string;
+  phase: Phase;
+  readonly createdAt: string;
+  updatedAt: string;
+  error?: string;
+  progress: Progress;
+  /** From the last control tick: own bin, overlay bytes, shards, γ, link share. */
+  buffer?: { bin: number; cow: number; shards: number; frozen: boolean; throttle: number; linkShare: number };
+  readonly decisions: string[];
+}
+
+export interface EngineEvents {
+  migration: [MigrationRecord];
+  tick: [TickTrace];
+  log: [{ level: 'info' | 'warn' | 'error'; migration?: string; message: string }];
+  /** A paused VM started here for an incoming migration. */
+  incoming: [RunningVm, string];
+  arrived: [RunningVm];
+}
+
+export interface EngineDeps {
+  readonly config: EngineConfig;
+  readonly identity: Identity;
+  readonly trust: TrustStore;
+  readonly volume: BufferVolume;
+  readonly launch?: LaunchOptions;
+}
+
+const TERMINAL: ReadonlySet<Phase> = new Set(['completed', 'failed', 'cancelled']);
+
+export class Engine extends EventEmitter<EngineEvents> {
+  readonly vms = new Map<string, RunningVm>();
+  readonly loop: ControlLoop;
+  readonly links = new LinkTracker();
+  readonly cow = new CowTracker();
+  private readonly records = new Map<string, MigrationRecord>();
+  private readonly aborts = new Map<string, AbortController>();
+  private readonly queue: string[] = [];
+  private readonly target: TargetSide;
+  private listener: PeerListener | undefined;
+
+  constructor(private readonly deps: EngineDeps) {
+    super();
+    const { config } = deps;
+    throttlePolicy(config.policy, 'migration.policy');
+    this.loop = new ControlLoop(config.bufferSize, {
+      periodMs: config.controlPeriodMs,
+      policy: throttlePolicy(config.policy),
+      hysteresis: config.hysteresis,
+      assumedLinkRate: config.assumedLinkRate,
+      cow: this.cow,
+      links: this.links,
+      onMustFail: (id, bytes) => this.fail(id, `the buffer cannot hold its overlay (${bytes} bytes over)`),
+      onTick: (trace) => this.onTick(trace),
+      onError: (error) => this.emit('log', { level: 'error', message: `control loop: ${(error as Error).message}` }),
+    });
+    this.target = new TargetSide({
+      stateDir: config.stateDir,
+      maxIncoming: config.maxIncoming,
+      ...(deps.launch ? { launch: deps.launch } : {}),
+      onStarted: (vm, migration) => this.emit('incoming', vm, migration),
+      onArrived: (vm) => {
+        this.vms.set(vm.spec.name, vm);
+        this.emit('arrived', vm);
+      },
+    });
+  }
+
+  get peerPort(): number | undefined {
+    return this.listener?.port;
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.deps.config.runDir, { recursive: true, mode: 0o700 });
+    this.listener = await listenPeer(this.deps.identity, this.deps.trust, this.deps.config.peerListen.host, this.deps.config.peerListen.port, {
+      control: (peer, request) => this.target.handle(peer, request),
+      base: (peer, hello, socket) => this.target.base(peer, hello, socket),
+      stream: (peer, hello, socket) => this.target.stream(peer, hello, socket),
+      rejected: (reason) => this.emit('log', { level: 'warn', message: `peer connection refused: ${reason}` }),
+    });
+    this.loop.start();
+  }
+
+  /** Stops accepting work; cancels (rolls back) outgoing migrations and aborts incoming ones. */
+  async close(): Promise<void> {
+    for (const id of this.queue.splice(0)) this.settle(id, 'cancelled', 'daemon shutting down');
+    const running = [...this.aborts.keys()].map((id) => this.waitFor(id));
+    for (const controller of this.aborts.values()) controller.abort(new CowbufError('daemon shutting down'));
+    await Promise.allSettled(running);
+    await this.loop.stop();
+    await this.target.abortAll();
+    await this.listener?.close();
+  }
+
+  /** Starts a VM this engine owns (the standalone daemon's way to get VMs). */
+  async launchVm(spec: VmSpec): Promise<RunningVm> {
+    if (this.vms.has(spec.name)) throw new ValidationError('vm.name', spec.name, 'a name not already in use');
+    const vm = await launchVm(spec, this.deps.launch);
+    this.vms.set(spec.name, vm);
+    return vm;
+  }
+
+  /** Takes over a VM an embedding daemon started (it keeps owning its process). */
+  adoptVm(vm: RunningVm): void {
+    this.vms.set(vm.spec.name, vm);
+  }
+
+  list(): readonly MigrationRecord[] {
+    return [...this.records.values()];
+  }
+
+  get(id: string): MigrationRecord {
+    const record = this.records.get(id);
+    if (!record) throw new UnknownMigrationError(id);
+    return record;
+  }
+
+  /** @throws ValidationError (unknown VM or peer, VM already migrating, unknown policy) */
+  migrate(vmName: string, peerName: string, options: { readonly policy?: string } = {}): MigrationRecord {
+    if (!this.vms.has(vmName)) throw new ValidationError('vm', vmName, `one of this host's VMs (${[...this.vms.keys()].join(', ') || 'none'})`);
+    if (!this.deps.trust.get(peerName)) throw new ValidationError('target', peerName, `a trusted peer (${this.deps.trust.list().map((p) => p.name).join(', ') || 'none'})`);
+    const policy = throttlePolicy(options.policy ?? this.deps.config.policy);
+    if (this.list().some((record) => record.vm === vmName && !TERMINAL.has(record.phase))) throw new ValidationError('vm', vmName, 'a VM that is not already migrating');
+    const now = new Date().toISOString();
+    const record: MigrationRecord = {
+      id: `${vmName}-${randomUUID().slice(0, 8)}`,
+      vm: vmName,
+      peer: peerName,
+      policy: policy.name,
+      phase: 'queued',
+      createdAt: now,
+      updatedAt: now,
+      progress: { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, ramRemaining: 0, ramTotal: 0, downtimeLimitMs: 0 },
+      decisions: [],
+    };
+    this.records.set(record.id, record);
+    this.queue.push(record.id);
+    this.changed(record);
+    void this.admitQueued();
+    return record;
+  }
+
+  /** Cancels a queued or running migration; it rolls back. @throws UnknownMigrationError */
+  cancel(id: string): MigrationRecord {
+    const record = this.get(id);
+    const queued = this.queue.indexOf(id);
+    if (queued >= 0) {
+      this.queue.splice(queued, 1);
+      this.settle(id, 'cancelled', 'cancelled while queued');
+    } else {
+      this.aborts.get(id)?.abort(new CowbufError('cancelled'));
+    }
+    return record;
+  }
+
+  /** Resolves once the migration reached a final phase. */
+  waitFor(id: string): Promise<MigrationRecord> {
+    const record = this.get(id);
+    if (TERMINAL.has(record.phase)) return Promise.resolve(record);
+    return new Promise((resolve) => {
+      const onChange = (changed: MigrationRecord) => {
+        if (changed.id !== id || !TERMINAL.has(changed.phase)) return;
+        this.off('migration', onChange);
+        resolve(changed);
+      };
+      this.on('migration', onChange);
+    });
+  }
+
+  private async admitQueued(): Promise<void> {
+    const { config } = this.deps;
+    while (this.queue.length > 0 && this.aborts.size < config.maxOutgoing) {
+      const partition = this.loop.partition;
+      if (partition.capacity - usedBytes(partition) < config.minBinBytes) return;
+      try {
+        await this.deps.volume.verifyRoom();
+      } catch (error) {
+        this.emit('log', { level: 'warn', message: `admission paused: ${(error as Error).message}` });
+        return;
+      }
+      const id = this.queue.shift() as string;
+      this.loop.admit(id);
+      void this.run(this.get(id));
+    }
+  }
+
+  private async run(record: MigrationRecord): Promise<void> {
+    const controller = new AbortController();
+    this.aborts.set(record.id, controller);
+    const vm = this.vms.get(record.vm);
+    const peer = this.deps.trust.get(record.peer);
+    try {
+      if (!vm || !peer) throw new CowbufError(`VM ${record.vm} or peer ${record.peer} went away`);
+      await runSource({
+        id: record.id,
+        vm,
+        peer,
+        identity: this.deps.identity,
+        bufferPath: this.deps.volume.mountpoint,
+        runDir: this.deps.config.runDir,
+        loop: this.loop,
+        links: this.links,
+        convergence: this.deps.config.convergence,
+        mirrorReadySeconds: this.deps.config.mirrorReadySeconds,
+        policy: throttlePolicy(record.policy),
+        signal: controller.signal,
+        onPhase: (phase) => {
+          // Final phases are recorded by settle(), together with their error.
+          if (TERMINAL.has(phase)) return;
+          record.phase = phase;
+          this.changed(record);
+        },
+        onProgress: (progress) => {
+          record.progress = { ...record.progress, ...progress };
+          this.changed(record);
+        },
+        onDecision: (message) => {
+          record.decisions.push(message);
+          this.emit('log', { level: 'info', migration: record.id, message });
+          this.changed(record);
+        },
+      });
+      this.vms.delete(record.vm);
+      this.settle(record.id, 'completed');
+    } catch (error) {
+      this.settle(record.id, controller.signal.aborted ? 'cancelled' : 'failed', (error as Error).message);
+    } finally {
+      this.aborts.delete(record.id);
+      this.loop.remove(record.id);
+      void this.admitQueued();
+    }
+  }
+
+  private fail(id: string, reason: string): void {
+    const record = this.records.get(id);
+    if (!record) return;
+    record.decisions.push(reason);
+    this.emit('log', { level: 'error', migration: id, message: reason });
+    this.aborts.get(id)?.abort(new CowbufError(reason));
+  }
+
+  private settle(id: string, phase: Phase, error?: string): void {
+    const record = this.get(id);
+    record.phase = phase;
+    if (error) record.error = error;
+    this.changed(record);
+    this.emit('log', { level: phase === 'completed' ? 'info' : 'warn', migration: id, message: `migration ${phase}${error ? `: ${error}` : ''}` });
+  }
+
+  private changed(record: MigrationRecord): void {
+    record.updatedAt = new Date().toISOString();
+    this.emit('migration', record);
+  }
+
+  private onTick(trace: TickTrace): void {
+    for (const entry of trace.migrations) {
+      const record = this.records.get(entry.id);
+      if (!record) continue;
+      record.buffer = { bin: entry.bin, cow: entry.cow, shards: entry.shards.length, frozen: entry.frozen, throttle: entry.throttle, linkShare: entry.linkShare };
+    }
+    this.emit('tick', trace);
+  }
+}

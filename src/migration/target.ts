@@ -1,0 +1,177 @@
+/**
+ * The receiving role of a daemon. For each incoming migration it keeps a directory under the
+ * state dir (the VM's home once it has arrived), receives each disk's base, starts the VM from
+ * the source's spec paused with `-incoming defer`, exports its disks writable over NBD and waits
+ * for RAM, both on local unix sockets the peer streams are spliced onto (QEMU's own traffic never
+ * leaves the host unencrypted). Only the peer that prepared a migration may act on it.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { TLSSocket } from 'node:tls';
+import { PeerError } from '../errors.js';
+import type { Hello, PeerRequest, WireVm } from '../peer/protocol.js';
+import { receiveBase, spliceToLocal } from '../peer/transfer.js';
+import type { TrustedPeer } from '../peer/trust.js';
+import { QmpCommandError } from '../qmp/errors.js';
+import type { Json } from '../validate.js';
+import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
+import type { VmSpec } from '../vm/spec.js';
+
+interface Incoming {
+  readonly id: string;
+  readonly peer: string;
+  readonly wire: WireVm;
+  readonly dir: string;
+  readonly received: Set<string>;
+  vm?: RunningVm;
+}
+
+export interface TargetOptions {
+  readonly stateDir: string;
+  readonly maxIncoming: number;
+  readonly launch?: LaunchOptions;
+  /** The paused VM waiting for an incoming migration was started. */
+  readonly onStarted: (vm: RunningVm, migration: string) => void;
+  /** A VM that arrived and runs here now: the daemon takes it over. */
+  readonly onArrived: (vm: RunningVm, migration: string) => void;
+}
+
+export class TargetSide {
+  private readonly incoming = new Map<string, Incoming>();
+
+  constructor(private readonly options: TargetOptions) {}
+
+  get active(): number {
+    return this.incoming.size;
+  }
+
+  private lookup(peer: TrustedPeer, id: string): Incoming {
+    const incoming = this.incoming.get(id);
+    if (!incoming || incoming.peer !== peer.name) throw new PeerError(`no incoming migration ${id} from ${peer.name}`);
+    return incoming;
+  }
+
+  private diskPath(incoming: Incoming, disk: string): string {
+    return join(incoming.dir, `${disk}.img`);
+  }
+
+  async handle(peer: TrustedPeer, request: PeerRequest): Promise<Json | undefined> {
+    switch (request.method) {
+      case 'prepare': {
+        if (this.incoming.has(request.migration)) throw new PeerError(`migration ${request.migration} is already incoming`);
+        if (this.incoming.size >= this.options.maxIncoming) throw new PeerError(`target busy: ${this.incoming.size} incoming migrations (limit ${this.options.maxIncoming})`);
+        const dir = join(this.options.stateDir, 'vms', request.migration);
+        await mkdir(dir, { recursive: true, mode: 0o700 });
+        this.incoming.set(request.migration, { id: request.migration, peer: peer.name, wire: request.vm, dir, received: new Set() });
+        return undefined;
+      }
+      case 'start-target':
+        return this.startTarget(this.lookup(peer, request.migration), request);
+      case 'finish':
+        return this.finish(this.lookup(peer, request.migration));
+      case 'abort':
+        await this.abort(peer, request.migration);
+        return undefined;
+      default:
+        return request satisfies never;
+    }
+  }
+
+  base(peer: TrustedPeer, hello: Extract<Hello, { kind: 'base' }>, socket: TLSSocket): void {
+    let incoming: Incoming;
+    try {
+      incoming = this.lookup(peer, hello.migration);
+      if (!incoming.wire.disks.some((disk) => disk.id === hello.disk)) throw new PeerError(`migration ${hello.migration} has no disk ${hello.disk}`);
+    } catch (error) {
+      socket.end(`${JSON.stringify({ ok: false, error: (error as Error).message })}\n`);
+      return;
+    }
+    receiveBase(hello, socket, this.diskPath(incoming, hello.disk)).then(
+      () => incoming.received.add(hello.disk),
+      () => undefined,
+    );
+  }
+
+  stream(peer: TrustedPeer, hello: Extract<Hello, { kind: 'stream' }>, socket: TLSSocket): void {
+    try {
+      const incoming = this.lookup(peer, hello.migration);
+      if (!incoming.vm) throw new PeerError(`migration ${hello.migration} has no target VM yet`);
+      spliceToLocal(socket, join(incoming.dir, `${hello.stream}.sock`));
+    } catch {
+      socket.destroy();
+    }
+  }
+
+  private async startTarget(incoming: Incoming, request: Extract<PeerRequest, { method: 'start-target' }>): Promise<Json> {
+    const missing = incoming.wire.disks.filter((disk) => !incoming.received.has(disk.id));
+    if (missing.length > 0) throw new PeerError(`bases not received: ${missing.map((disk) => disk.id).join(', ')}`);
+    if (incoming.vm) throw new PeerError(`target VM of ${incoming.id} already started`);
+    const spec: VmSpec = {
+      ...incoming.wire,
+      disks: incoming.wire.disks.map((disk) => ({ id: disk.id, nodeName: disk.nodeName, file: this.diskPath(incoming, disk.id), format: disk.format, werror: 'stop' })),
+      qmpSocket: join(incoming.dir, 'qmp.sock'),
+      serialLog: join(incoming.dir, 'serial.log'),
+      incoming: true,
+    };
+    const vm = await launchVm(spec, this.options.launch);
+    incoming.vm = vm;
+    this.options.onStarted(vm, incoming.id);
+    await vm.commands.nbdServerStart({ type: 'unix', data: { path: join(incoming.dir, 'nbd.sock') } });
+    for (const disk of incoming.wire.disks) await vm.commands.blockExportAdd({ id: `exp-${disk.id}`, nodeName: disk.nodeName, name: disk.id, writable: true });
+    await vm.commands.migrateSetCapabilities({ events: true, ...request.capabilities });
+    if (request.multifdChannels) await vm.commands.migrateSetParameters({ 'multifd-channels': request.multifdChannels });
+    await vm.commands.migrateIncoming(`unix:${join(incoming.dir, 'ram.sock')}`);
+    return { qmpSocket: spec.qmpSocket, serialLog: spec.serialLog };
+  }
+
+  private async finish(incoming: Incoming): Promise<Json> {
+    const vm = incoming.vm;
+    if (!vm) throw new PeerError(`migration ${incoming.id} has no target VM`);
+    // The source reports `completed` once it has sent everything; the destination completes a
+    // moment later, after loading the last device state.
+    for (let attempt = 0; ; attempt += 1) {
+      const status = (await vm.commands.queryMigrate()).status;
+      if (status === 'completed') break;
+      if (status === 'failed' || status === 'cancelled' || attempt >= 300) throw new PeerError(`incoming migration ${incoming.id} is ${status ?? 'unknown'}, not completed`);
+      await sleep(100);
+    }
+    for (const disk of incoming.wire.disks) {
+      // The source's NBD client may still be detaching: the export says "in use" for a moment.
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          await vm.commands.blockExportDel(`exp-${disk.id}`, attempt < 50 ? 'safe' : 'hard');
+          break;
+        } catch (error) {
+          if (!(error instanceof QmpCommandError) || attempt >= 50) throw error;
+          await sleep(100);
+        }
+      }
+    }
+    await vm.commands.nbdServerStop();
+    await vm.commands.cont();
+    const running = await vm.commands.queryStatus();
+    if (!running.running) throw new PeerError(`target VM of ${incoming.id} did not run: ${running.status}`);
+    this.incoming.delete(incoming.id);
+    this.options.onArrived(vm, incoming.id);
+    return { status: running.status, qmpSocket: vm.spec.qmpSocket, serialLog: vm.spec.serialLog };
+  }
+
+  /** Stops the target VM and deletes what was shipped. Idempotent: an unknown id is already gone. */
+  private async abort(peer: TrustedPeer, id: string): Promise<void> {
+    const incoming = this.incoming.get(id);
+    if (!incoming || incoming.peer !== peer.name) return;
+    this.incoming.delete(id);
+    await incoming.vm?.stop();
+    await rm(incoming.dir, { recursive: true, force: true });
+  }
+
+  /** Daemon shutdown: every incoming migration is aborted. */
+  async abortAll(): Promise<void> {
+    for (const incoming of [...this.incoming.values()]) {
+      this.incoming.delete(incoming.id);
+      await incoming.vm?.stop();
+      await rm(incoming.dir, { recursive: true, force: true });
+    }
+  }
+}

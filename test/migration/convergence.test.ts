@@ -1,0 +1,51 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_CONVERGENCE, decide, migrationSetup, startConvergence, type ConvergenceAction, type ConvergenceConfig } from '../../src/migration/convergence.js';
+
+const GiB = 1024 ** 3;
+
+function replay(config: ConvergenceConfig, remaining: (t: number) => number, seconds: number): Array<{ t: number; action: ConvergenceAction }> {
+  const setup = migrationSetup(config, GiB, 0, 1e8);
+  let state = startConvergence(config, 0);
+  const log: Array<{ t: number; action: ConvergenceAction }> = [];
+  for (let t = 0; t <= seconds; t += 0.5) {
+    const step = decide(config, setup, state, { t, remaining: remaining(t) });
+    state = step.state;
+    for (const action of step.actions) log.push({ t, action });
+  }
+  return log;
+}
+
+describe('RAM convergence policy', () => {
+  it('turns on auto-converge and pause-before-switchover, multifd only on fast links, and scales the timeout per GiB', () => {
+    const slow = migrationSetup(DEFAULT_CONVERGENCE, 4 * GiB, 60 * GiB, 12.5e6);
+    expect(slow.capabilities).toMatchObject({ events: true, 'pause-before-switchover': true, 'auto-converge': true, multifd: false, 'postcopy-ram': false });
+    expect(slow.timeoutSeconds).toBe(64 * 120);
+    expect(migrationSetup(DEFAULT_CONVERGENCE, 4 * GiB, 0, 5e9).parameters['multifd-channels']).toBe(4);
+    const xbzrle = migrationSetup({ ...DEFAULT_CONVERGENCE, xbzrle: true }, 8 * GiB, 0, 1e8);
+    expect(xbzrle.parameters['xbzrle-cache-size']).toBe(Math.round(8 * GiB * 0.01));
+    expect(migrationSetup(DEFAULT_CONVERGENCE, 1024 ** 2, 0, 1e8).timeoutSeconds).toBe(120);
+  });
+
+  it('steps the downtime limit up over time, to its maximum and no further', () => {
+    const steps = replay(DEFAULT_CONVERGENCE, (t) => 1e9 - t * 1e6, 200).filter((e) => e.action.kind === 'set-downtime');
+    expect(steps.map((e) => [e.t, (e.action as { ms: number }).ms])).toEqual(
+      Array.from({ length: 9 }, (_, i) => [(i + 1) * 10, Math.min(2000, 300 + (i + 1) * 200)]),
+    );
+  });
+
+  it('aborts when remaining RAM stops falling, and escalates to post-copy instead when allowed', () => {
+    const stuck = (t: number) => (t < 20 ? 1e9 - t * 1e7 : 8e8);
+    const aborted = replay(DEFAULT_CONVERGENCE, stuck, 120).find((e) => e.action.kind === 'abort');
+    expect(aborted?.t).toBe(80);
+    expect(aborted?.action).toMatchObject({ reason: expect.stringMatching(/has not fallen below 800000000 bytes for 60 s/) });
+    const escalated = replay({ ...DEFAULT_CONVERGENCE, postcopy: true }, stuck, 120).filter((e) => e.action.kind !== 'set-downtime');
+    expect(escalated).toEqual([{ t: 80, action: { kind: 'start-postcopy', reason: expect.any(String) } }]);
+  });
+
+  it('gives up at the completion timeout even while progress continues', () => {
+    const config = { ...DEFAULT_CONVERGENCE, timeoutMinSeconds: 30, timeoutSecondsPerGiB: 1 };
+    const abort = replay(config, (t) => 1e12 - t * 1e6, 60).find((e) => e.action.kind === 'abort');
+    expect(abort?.t).toBe(30);
+    expect(abort?.action).toMatchObject({ reason: 'not complete after 30 s (limit 30 s)' });
+  });
+});

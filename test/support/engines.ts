@@ -1,0 +1,60 @@
+/** Two engines that trust each other, on loopback, for in-process migration tests. */
+import { join } from 'node:path';
+import { DEFAULT_CONVERGENCE } from '../../src/migration/convergence.js';
+import { Engine, type EngineConfig } from '../../src/migration/engine.js';
+import { ensureIdentity } from '../../src/peer/identity.js';
+import { TrustStore } from '../../src/peer/trust.js';
+import { ZfsVolume } from '../../src/storage/zfs/driver-zfs.js';
+import type { Scope } from './testbed.js';
+
+const MiB = 1024 ** 2;
+
+export function engineConfig(stateDir: string, bufferSize: number, overrides: Partial<EngineConfig> = {}): EngineConfig {
+  return {
+    stateDir,
+    runDir: join(stateDir, 'run'),
+    bufferSize,
+    policy: 'deadline',
+    controlPeriodMs: 500,
+    hysteresis: 0.05,
+    assumedLinkRate: 12.5e6,
+    maxOutgoing: 4,
+    maxIncoming: 4,
+    minBinBytes: 8 * MiB,
+    mirrorReadySeconds: 30,
+    convergence: DEFAULT_CONVERGENCE,
+    peerListen: { host: '127.0.0.1', port: 0 },
+    ...overrides,
+  };
+}
+
+export interface EnginePair {
+  readonly source: Engine;
+  readonly target: Engine;
+  close(): Promise<void>;
+}
+
+/** A source with a zfs buffer of `bufferSize`, a target, each trusting the other. */
+export async function enginePair(scope: Scope, bufferSize: number, overrides: Partial<EngineConfig> = {}): Promise<EnginePair> {
+  const pool = await scope.pool(1024 * MiB);
+  const dirs = { source: scope.path('source'), target: scope.path('target') };
+  const volume = new ZfsVolume({ pool: pool.name, mountpoint: join(dirs.source, 'buffer') });
+  await volume.create(bufferSize);
+  const [sourceId, targetId] = await Promise.all([ensureIdentity(join(dirs.source, 'identity'), 'src'), ensureIdentity(join(dirs.target, 'identity'), 'dst')]);
+  const [sourceTrust, targetTrust] = await Promise.all([TrustStore.open(join(dirs.source, 'trust.json')), TrustStore.open(join(dirs.target, 'trust.json'))]);
+  const target = new Engine({ config: engineConfig(dirs.target, bufferSize, overrides), identity: targetId, trust: targetTrust, volume: new ZfsVolume({ pool: pool.name, mountpoint: join(dirs.target, 'unused') }) });
+  await target.start();
+  const source = new Engine({ config: engineConfig(dirs.source, bufferSize, overrides), identity: sourceId, trust: sourceTrust, volume });
+  await source.start();
+  await targetTrust.add('src', sourceId.cert, '127.0.0.1:1');
+  await sourceTrust.add('dst', targetId.cert, `127.0.0.1:${target.peerPort ?? 0}`);
+  return {
+    source,
+    target,
+    close: async () => {
+      await source.close();
+      await target.close();
+      for (const vm of [...source.vms.values(), ...target.vms.values()]) await vm.stop();
+    },
+  };
+}
