@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { guestVm, readSerial, waitForSerial } from '../../src/testbed/guest.js';
+import type { RunningVm } from '../../src/vm/launcher.js';
 import { enginePair } from '../support/engines.js';
 import { qemuImg, useScope } from '../support/testbed.js';
 
@@ -48,7 +49,7 @@ describe('rollback when the target QEMU dies', { timeout: 240_000 }, () => {
       await qemuImg('create', '-q', '-f', 'qcow2', base, '64M');
       const vm = await pair.source.launchVm(guestVm({ name: 'g2', dir: scope().dir, disk: { file: base, format: 'qcow2' }, workload: { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 2, verifyEvery: 2 } }));
       await waitForSerial(vm.spec.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
-      let targetVm: import('../../src/vm/launcher.js').RunningVm | undefined;
+      let targetVm: RunningVm | undefined;
       let killedIn: string | undefined;
       pair.target.on('incoming', (started) => {
         targetVm = started;
