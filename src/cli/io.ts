@@ -7,6 +7,8 @@ export interface Io {
   readonly stderr: (text: string) => void;
   /** Present only on a terminal: commands that ask questions need it. */
   readonly prompt?: (question: string) => Promise<string>;
+  /** stdout is a terminal: progress is redrawn in place instead of printed line by line. */
+  readonly tty?: boolean;
 }
 
 /** `--config`, else `$COWBUF_CONFIG`, else the default path. */

@@ -8,6 +8,8 @@ import { createInterface } from 'node:readline/promises';
 import { CowbufError, ValidationError } from '../errors.js';
 import { bufferCommand } from './commands/buffer.js';
 import { initCommand } from './commands/init.js';
+import { migrationCommands } from './commands/migrations.js';
+import { peerCommands } from './commands/peers.js';
 import { simCommand } from './commands/sim.js';
 import type { Io } from './io.js';
 
@@ -26,6 +28,7 @@ const processIo: Io = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
   ...(process.stdin.isTTY && process.stdout.isTTY ? { prompt: terminalPrompt } : {}),
+  tty: process.stdout.isTTY === true,
 };
 
 export function program(io: Io): Command {
@@ -33,10 +36,12 @@ export function program(io: Io): Command {
     .description('One shared copy-on-write buffer and an adaptive write throttle for live migration of QEMU/KVM VMs with local storage')
     .version('0.1.0')
     .option('--config <file>', 'configuration file (default $COWBUF_CONFIG or /etc/cowbuf/cowbuf.yaml)')
+    .option('--socket <path>', "the daemon's API socket (default $COWBUF_SOCKET, else the config's daemon.socket)")
     .exitOverride()
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   root.addCommand(initCommand(io));
   root.addCommand(bufferCommand(io));
+  for (const command of [...migrationCommands(io), ...peerCommands(io)]) root.addCommand(command);
   root.addCommand(simCommand(io));
   const configure = (command: Command): void => {
     command.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });

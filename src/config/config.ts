@@ -5,12 +5,16 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
-import { parse, stringify } from 'yaml';
+import { parse, parseDocument, stringify } from 'yaml';
 import { CowbufError, ValidationError } from '../errors.js';
 import { checkDataset } from '../storage/zfs/zfs-commands.js';
 import type { VolumeConfig } from '../storage/registry.js';
-import { formatBytes, parsePositiveSize } from '../units.js';
-import { object, string } from '../validate.js';
+import { throttlePolicy } from '../buffer/throttle/index.js';
+import { checkName } from '../exec/run.js';
+import { DEFAULT_CONVERGENCE, type ConvergenceConfig } from '../migration/convergence.js';
+import { checkAddress } from '../peer/trust.js';
+import { formatBytes, parsePositiveSize, parseRate } from '../units.js';
+import { number, object, string } from '../validate.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/cowbuf/cowbuf.yaml';
 export const DEFAULT_STATE_DIR = '/var/lib/cowbuf';
@@ -26,9 +30,35 @@ export interface BufferConfig {
   readonly path: string;
 }
 
+export interface DaemonConfig {
+  /** The REST API's unix socket (mode 0660). */
+  readonly socket: string;
+  /** Group that owns the socket, so its members may use the API. */
+  readonly socketGroup?: string;
+  /** `host:port` the peer API listens on (mutual TLS). */
+  readonly peerListen: string;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export interface MigrationConfig {
+  readonly policy: string;
+  readonly controlPeriodMs: number;
+  readonly hysteresis: number;
+  /** bytes/s assumed for a peer until its link is measured. */
+  readonly assumedLinkRate: number;
+  readonly maxOutgoing: number;
+  readonly maxIncoming: number;
+  /** bytes: a migration is admitted only while the buffer has this much room left. */
+  readonly minBin: number;
+  readonly mirrorReadySeconds: number;
+  readonly convergence: ConvergenceConfig;
+}
+
 export interface Config {
   readonly stateDir: string;
   readonly buffer: BufferConfig;
+  readonly daemon: DaemonConfig;
+  readonly migration: MigrationConfig;
 }
 
 export class ConfigError extends CowbufError {
@@ -41,9 +71,49 @@ function absolutePath(field: string, value: unknown): string {
   return path;
 }
 
+function parseDaemon(raw: unknown, stateDir: string): DaemonConfig {
+  const daemon = raw === undefined ? {} : object('daemon', raw, [], ['socket', 'socketGroup', 'peerListen', 'logLevel']);
+  const logLevel = daemon.logLevel === undefined ? 'info' : string('daemon.logLevel', daemon.logLevel);
+  if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ValidationError('daemon.logLevel', logLevel, '`debug`, `info`, `warn` or `error`');
+  return {
+    socket: daemon.socket === undefined ? join(stateDir, 'unix.socket') : absolutePath('daemon.socket', daemon.socket),
+    ...(daemon.socketGroup !== undefined ? { socketGroup: checkName('daemon.socketGroup', string('daemon.socketGroup', daemon.socketGroup)) } : {}),
+    peerListen: daemon.peerListen === undefined ? '0.0.0.0:8443' : checkAddress('daemon.peerListen', string('daemon.peerListen', daemon.peerListen)),
+    logLevel: logLevel as DaemonConfig['logLevel'],
+  };
+}
+
+const CONVERGENCE_NUMBERS = ['downtimeStartMs', 'downtimeStepMs', 'downtimeMaxMs', 'downtimeStepSeconds', 'cpuThrottleInitial', 'cpuThrottleIncrement', 'xbzrleCacheFraction', 'multifdChannels', 'timeoutSecondsPerGiB', 'timeoutMinSeconds', 'stallSeconds'] as const;
+const CONVERGENCE_FLAGS = ['autoConverge', 'xbzrle', 'postcopy'] as const;
+
+function parseMigration(raw: unknown): MigrationConfig {
+  const m = raw === undefined ? {} : object('migration', raw, [], ['policy', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'convergence']);
+  const c = m.convergence === undefined ? {} : object('migration.convergence', m.convergence, [], [...CONVERGENCE_NUMBERS, ...CONVERGENCE_FLAGS, 'multifdAbove']);
+  const convergence: Record<string, unknown> = { ...DEFAULT_CONVERGENCE };
+  for (const key of CONVERGENCE_NUMBERS) if (c[key] !== undefined) convergence[key] = number(`migration.convergence.${key}`, c[key], { min: 0 });
+  for (const key of CONVERGENCE_FLAGS) {
+    if (c[key] === undefined) continue;
+    if (typeof c[key] !== 'boolean') throw new ValidationError(`migration.convergence.${key}`, c[key], '`true` or `false`');
+    convergence[key] = c[key];
+  }
+  if (c.multifdAbove !== undefined) convergence.multifdAboveBytesPerSecond = parseRate('migration.convergence.multifdAbove', c.multifdAbove);
+  const policy = m.policy === undefined ? 'deadline' : throttlePolicy(string('migration.policy', m.policy), 'migration.policy').name;
+  return {
+    policy,
+    controlPeriodMs: m.controlPeriodMs === undefined ? 500 : number('migration.controlPeriodMs', m.controlPeriodMs, { min: 50, max: 60_000, integer: true }),
+    hysteresis: m.hysteresis === undefined ? 0.05 : number('migration.hysteresis', m.hysteresis, { min: 0, max: 1 }),
+    assumedLinkRate: m.assumedLinkRate === undefined ? 12_500_000 : parseRate('migration.assumedLinkRate', m.assumedLinkRate),
+    maxOutgoing: m.maxOutgoing === undefined ? 4 : number('migration.maxOutgoing', m.maxOutgoing, { min: 1, max: 1000, integer: true }),
+    maxIncoming: m.maxIncoming === undefined ? 4 : number('migration.maxIncoming', m.maxIncoming, { min: 1, max: 1000, integer: true }),
+    minBin: m.minBin === undefined ? 64 * 1024 ** 2 : parsePositiveSize('migration.minBin', m.minBin),
+    mirrorReadySeconds: m.mirrorReadySeconds === undefined ? 60 : number('migration.mirrorReadySeconds', m.mirrorReadySeconds, { min: 1 }),
+    convergence: convergence as unknown as ConvergenceConfig,
+  };
+}
+
 /** @throws ValidationError naming the bad field */
 export function parseConfig(raw: unknown): Config {
-  const root = object('', raw, ['buffer'], ['stateDir']);
+  const root = object('', raw, ['buffer'], ['stateDir', 'daemon', 'migration']);
   const stateDir = root.stateDir === undefined ? DEFAULT_STATE_DIR : absolutePath('stateDir', root.stateDir);
   const buffer = object('buffer', root.buffer, ['driver', 'size'], ['pool', 'path']);
   const driver = string('buffer.driver', buffer.driver);
@@ -57,6 +127,8 @@ export function parseConfig(raw: unknown): Config {
       ...(buffer.pool !== undefined ? { pool: checkDataset('buffer.pool', string('buffer.pool', buffer.pool)) } : {}),
       path: buffer.path === undefined ? join(stateDir, 'buffer') : absolutePath('buffer.path', buffer.path),
     },
+    daemon: parseDaemon(root.daemon, stateDir),
+    migration: parseMigration(root.migration),
   };
 }
 
@@ -83,7 +155,9 @@ export async function loadConfig(path: string): Promise<Config | undefined> {
   }
 }
 
-/** Written atomically (temp file + rename) so a crash never leaves half a config. */
+/** Written atomically (temp file + rename) so a crash never leaves half a config. Only the buffer
+ * and the state dir are written: every other setting keeps its documented default unless the
+ * admin sets it (see config/cowbuf.example.yaml). */
 export async function saveConfig(path: string, config: Config): Promise<void> {
   const body = {
     stateDir: config.stateDir,
@@ -95,6 +169,20 @@ export async function saveConfig(path: string, config: Config): Promise<void> {
   const temp = `${path}.tmp-${process.pid}`;
   await writeFile(temp, `# cowbuf configuration (written by cowbuf init; see config/cowbuf.example.yaml)\n${stringify(body)}`, { mode: 0o644 });
   await rename(temp, path);
+}
+
+/**
+ * Changes one setting in the file, keeping every other line (and comment) the admin wrote.
+ * @throws ConfigError, ValidationError (the result must still be a valid config)
+ */
+export async function setConfigValue(path: string, keyPath: readonly string[], value: string): Promise<Config> {
+  const document = parseDocument(await readFile(path, 'utf8'));
+  document.setIn(keyPath, value);
+  const updated = parseConfig(document.toJS());
+  const temp = `${path}.tmp-${process.pid}`;
+  await writeFile(temp, document.toString(), { mode: 0o644 });
+  await rename(temp, path);
+  return updated;
 }
 
 export function volumeConfig(config: Config): VolumeConfig {

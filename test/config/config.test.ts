@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfig, parseConfig, saveConfig } from '../../src/config/config.js';
+import { ConfigError, loadConfig, parseConfig, saveConfig, setConfigValue } from '../../src/config/config.js';
 import { ValidationError } from '../../src/errors.js';
 import { useTempDir } from '../support/temp-dir.js';
 
@@ -10,7 +10,9 @@ const tempDir = useTempDir('config');
 describe('config', () => {
   it('fills documented defaults and keeps exact sizes through a save/load round trip', async () => {
     const config = parseConfig({ buffer: { driver: 'zfs', pool: 'tank/vm', size: '10GiB' } });
-    expect(config).toEqual({ stateDir: '/var/lib/cowbuf', buffer: { driver: 'zfs', pool: 'tank/vm', size: 10 * 1024 ** 3, path: '/var/lib/cowbuf/buffer' } });
+    expect(config).toMatchObject({ stateDir: '/var/lib/cowbuf', buffer: { driver: 'zfs', pool: 'tank/vm', size: 10 * 1024 ** 3, path: '/var/lib/cowbuf/buffer' } });
+    expect(config.daemon).toEqual({ socket: '/var/lib/cowbuf/unix.socket', peerListen: '0.0.0.0:8443', logLevel: 'info' });
+    expect(config.migration).toMatchObject({ policy: 'deadline', controlPeriodMs: 500, maxOutgoing: 4, assumedLinkRate: 12_500_000 });
     const odd = parseConfig({ stateDir: '/srv/cb', buffer: { driver: 'dir', size: 1234567 } });
     await saveConfig(join(tempDir(), 'a.yaml'), odd);
     expect(await loadConfig(join(tempDir(), 'a.yaml'))).toEqual(odd);
@@ -19,7 +21,26 @@ describe('config', () => {
     expect(await loadConfig(join(tempDir(), 'b.yaml'))).toEqual(config);
   });
 
+  it('parses the documented example file as it stands', async () => {
+    const example = await loadConfig(new URL('../../config/cowbuf.example.yaml', import.meta.url).pathname);
+    expect(example?.migration.convergence.multifdAboveBytesPerSecond).toBe(1.25e9);
+    expect(example?.migration.minBin).toBe(64 * 1024 ** 2);
+  });
+
+  it('changes one setting in place, keeping what the admin wrote', async () => {
+    const path = join(tempDir(), 'edit.yaml');
+    await writeFile(path, '# mine\nbuffer:\n  driver: dir\n  size: 1GiB # keep\nmigration:\n  maxOutgoing: 2\n');
+    const updated = await setConfigValue(path, ['buffer', 'size'], '2GiB');
+    expect(updated.buffer.size).toBe(2 * 1024 ** 3);
+    expect(updated.migration.maxOutgoing).toBe(2);
+    expect(await readFile(path, 'utf8')).toContain('# mine');
+  });
+
   it.each([
+    [{ buffer: { driver: 'dir', size: '1GiB' }, migration: { policy: 'fast' } }, 'Expected `migration.policy` to be one of lx066, deadline, got `fast`'],
+    [{ buffer: { driver: 'dir', size: '1GiB' }, migration: { convergence: { postcopy: 'yes' } } }, 'Expected `migration.convergence.postcopy` to be `true` or `false`'],
+    [{ buffer: { driver: 'dir', size: '1GiB' }, migration: { maxOutgoing: 0 } }, 'Expected `migration.maxOutgoing` to be an integer ≥ 1'],
+    [{ buffer: { driver: 'dir', size: '1GiB' }, daemon: { peerListen: 'everywhere' } }, 'Expected `daemon.peerListen` to be a `host:port` address'],
     [{ buffer: { driver: 'lvm', size: '1GiB' } }, 'Expected `buffer.driver` to be `zfs` or `dir`, got `lvm`'],
     [{ buffer: { driver: 'dir', size: '-1GiB' } }, 'Expected `buffer.size` to be a size'],
     [{ buffer: { driver: 'dir', size: 0 } }, 'Expected `buffer.size` to be a positive size'],

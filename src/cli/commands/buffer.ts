@@ -1,6 +1,6 @@
 /** `cowbuf buffer show|set`: the migration buffer's state, and its one setting, `size`. */
 import { Command } from 'commander';
-import { loadConfig, saveConfig, volumeConfig, type Config } from '../../config/config.js';
+import { loadConfig, setConfigValue, volumeConfig, type Config } from '../../config/config.js';
 import { VolumeMissingError, ValidationError } from '../../errors.js';
 import { openVolume } from '../../storage/registry.js';
 import { formatBytes, parsePositiveSize } from '../../units.js';
@@ -53,7 +53,7 @@ export function bufferCommand(io: Io): Command {
       if (size === undefined) return;
       const volume = openVolume(volumeConfig(config));
       await volume.resize(size);
-      await saveConfig(path, { ...config, buffer: { ...config.buffer, size } });
+      await setConfigValue(path, ['buffer', 'size'], String(size));
       io.stdout(`buffer size set to ${formatBytes(size)}\n`);
     });
   return buffer;

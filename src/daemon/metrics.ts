@@ -1,0 +1,42 @@
+/** Prometheus text exposition of the buffer, the migrations, the links and the control loop. */
+import { usedBytes, type Partition } from '../buffer/partition.js';
+import type { TickTrace } from '../migration/control-loop.js';
+import type { MigrationRecord } from '../migration/engine.js';
+
+export interface MetricsInput {
+  readonly partition: Partition;
+  readonly records: readonly MigrationRecord[];
+  readonly lastTick: TickTrace | undefined;
+  readonly tickSeconds: { readonly sum: number; readonly count: number };
+  readonly outcomes: Readonly<Record<string, number>>;
+}
+
+const escape = (value: string) => value.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+
+export function renderMetrics(input: MetricsInput): string {
+  const lines: string[] = [];
+  const metric = (name: string, type: string, help: string, samples: ReadonlyArray<[Record<string, string>, number]>) => {
+    lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) {
+      const rendered = Object.entries(labels).map(([key, label]) => `${key}="${escape(label)}"`).join(',');
+      lines.push(`${name}${rendered ? `{${rendered}}` : ''} ${Number.isFinite(value) ? value : 0}`);
+    }
+  };
+  metric('cowbuf_buffer_size_bytes', 'gauge', 'Size of migration-cow-buffer.', [[{}, input.partition.capacity]]);
+  metric('cowbuf_buffer_used_bytes', 'gauge', 'Overlay bytes accounted in the buffer.', [[{}, usedBytes(input.partition)]]);
+  const running = input.records.filter((record) => !['completed', 'failed', 'cancelled'].includes(record.phase));
+  const each = (value: (record: MigrationRecord) => number) => running.map((record): [Record<string, string>, number] => [{ migration: record.id }, value(record)]);
+  metric('cowbuf_migration_bin_bytes', 'gauge', "Size of the migration's own bin.", each((r) => r.buffer?.bin ?? 0));
+  metric('cowbuf_migration_cow_bytes', 'gauge', "Bytes of the migration's overlays.", each((r) => r.buffer?.cow ?? 0));
+  metric('cowbuf_migration_shards', 'gauge', 'Bins other than its own holding part of its overlay.', each((r) => r.buffer?.shards ?? 0));
+  metric('cowbuf_migration_throttle_bytes_per_second', 'gauge', 'Write throttle γ applied to the guest.', each((r) => r.buffer?.throttle ?? 0));
+  metric('cowbuf_migration_link_share_bytes_per_second', 'gauge', 'Link share U/N the throttle was computed with.', each((r) => r.buffer?.linkShare ?? 0));
+  metric('cowbuf_migration_disk_remaining_bytes', 'gauge', 'Base and overlay bytes still to ship.', each((r) => Math.max(0, r.progress.baseTotal - r.progress.baseSent) + r.progress.mirrorRemaining));
+  metric('cowbuf_migration_ram_remaining_bytes', 'gauge', 'RAM bytes still to send.', each((r) => r.progress.ramRemaining));
+  metric('cowbuf_migration_phase', 'gauge', 'Current phase (1 for the phase the migration is in).', running.map((r): [Record<string, string>, number] => [{ migration: r.id, phase: r.phase }, 1]));
+  metric('cowbuf_link_rate_bytes_per_second', 'gauge', 'Measured link rate U per peer.', (input.lastTick?.links ?? []).map((link): [Record<string, string>, number] => [{ peer: link.peer }, link.rate]));
+  metric('cowbuf_migrations_total', 'counter', 'Migrations ended, by outcome.', Object.entries(input.outcomes).map(([outcome, count]): [Record<string, string>, number] => [{ outcome }, count]));
+  metric('cowbuf_control_tick_duration_seconds', 'summary', 'Duration of control-loop ticks.', []);
+  lines.push(`cowbuf_control_tick_duration_seconds_sum ${input.tickSeconds.sum}`, `cowbuf_control_tick_duration_seconds_count ${input.tickSeconds.count}`);
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { main } from '../../src/cli/main.js';
+import { GUEST_DIR, guestAppend, readSerial, waitForSerial } from '../../src/testbed/guest.js';
+import { startDaemonPair } from '../../src/testbed/daemons.js';
+import { qemuImg, useScope } from '../support/testbed.js';
+
+const MiB = 1024 ** 2;
+const scope = useScope('e2e');
+
+async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(['node', 'cowbuf', ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
+  return { code, stdout, stderr };
+}
+
+describe('two cowbufd in two namespaces over a shaped link', { timeout: 300_000 }, () => {
+  it('`cowbuf migrate` moves a busy guest; it keeps writing on the target with no write lost', async () => {
+    const pair = await startDaemonPair({ dir: scope().dir, bufferSize: 256 * MiB, linkRate: '100mbit' });
+    try {
+      const disk = scope().path('g1.qcow2');
+      await qemuImg('create', '-q', '-f', 'qcow2', disk, '128M');
+      const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', {
+        name: 'g1',
+        memoryMiB: 256,
+        kernel: `${GUEST_DIR}vmlinuz`,
+        initrd: `${GUEST_DIR}initrd.cpio.gz`,
+        append: guestAppend({ diskRateMiB: 1, diskSpanMiB: 16, dirtyRateMiB: 4, verifyEvery: 3 }),
+        disks: [{ id: 'vdisk0', file: disk }],
+      });
+      await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
+      const socket = ['--socket', `${pair.source.stateDir}/unix.socket`];
+      const result = await cli(...socket, 'migrate', 'g1', '--target', 'dst');
+      expect(result).toMatchObject({ code: 0, stderr: '' });
+      const lines = result.stdout.trim().split('\n');
+      expect(lines.at(-1)).toMatch(/^g1-\S+ phase=completed base=/);
+      expect(lines.some((line) => / phase=ram /.test(line))).toBe(true);
+      const listed = JSON.parse((await cli(...socket, 'list', '--format', 'json')).stdout) as Array<{ phase: string }>;
+      expect(listed.map((m) => m.phase)).toEqual(['completed']);
+
+      const arrived = await pair.target.api.call<Array<{ name: string; serialLog: string; running: boolean }>>('GET', '/1.0/vms');
+      expect(arrived).toHaveLength(1);
+      const onTarget = await waitForSerial(arrived[0]?.serialLog ?? '', (r) => r.verifications.length >= 2, 'two verifications on the target', { timeoutMs: 60_000 });
+      expect(onTarget.verifications.every((v) => v.lost === 0)).toBe(true);
+      expect(onTarget.ioErrors).toEqual([]);
+      expect((await readSerial(vm.serialLog)).ioErrors).toEqual([]);
+      expect(await pair.source.api.call('GET', '/1.0/vms')).toEqual([]);
+      const metrics = await fetchText(pair.source.stateDir, '/1.0/metrics');
+      expect(metrics).toMatch(/^cowbuf_migrations_total\{outcome="completed"\} 1$/m);
+    } finally {
+      await pair.close();
+    }
+  });
+});
+
+async function fetchText(stateDir: string, path: string): Promise<string> {
+  const { request } = await import('node:http');
+  return new Promise((resolve, reject) => {
+    request({ socketPath: `${stateDir}/unix.socket`, path }, (res) => {
+      let text = '';
+      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      res.on('end', () => resolve(text));
+    })
+      .on('error', reject)
+      .end();
+  });
+}
