@@ -42,6 +42,8 @@ export interface DaemonConfig {
 
 export interface MigrationConfig {
   readonly policy: string;
+  /** Apply the write throttle. `false` exists only to demonstrate what the throttle prevents. */
+  readonly throttle: boolean;
   readonly controlPeriodMs: number;
   readonly hysteresis: number;
   /** bytes/s assumed for a peer until its link is measured. */
@@ -87,7 +89,7 @@ const CONVERGENCE_NUMBERS = ['downtimeStartMs', 'downtimeStepMs', 'downtimeMaxMs
 const CONVERGENCE_FLAGS = ['autoConverge', 'xbzrle', 'postcopy'] as const;
 
 function parseMigration(raw: unknown): MigrationConfig {
-  const m = raw === undefined ? {} : object('migration', raw, [], ['policy', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'convergence']);
+  const m = raw === undefined ? {} : object('migration', raw, [], ['policy', 'throttle', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'convergence']);
   const c = m.convergence === undefined ? {} : object('migration.convergence', m.convergence, [], [...CONVERGENCE_NUMBERS, ...CONVERGENCE_FLAGS, 'multifdAbove']);
   const convergence: Record<string, unknown> = { ...DEFAULT_CONVERGENCE };
   for (const key of CONVERGENCE_NUMBERS) if (c[key] !== undefined) convergence[key] = number(`migration.convergence.${key}`, c[key], { min: 0 });
@@ -98,8 +100,10 @@ function parseMigration(raw: unknown): MigrationConfig {
   }
   if (c.multifdAbove !== undefined) convergence.multifdAboveBytesPerSecond = parseRate('migration.convergence.multifdAbove', c.multifdAbove);
   const policy = m.policy === undefined ? 'deadline' : throttlePolicy(string('migration.policy', m.policy), 'migration.policy').name;
+  if (m.throttle !== undefined && typeof m.throttle !== 'boolean') throw new ValidationError('migration.throttle', m.throttle, '`true` or `false`');
   return {
     policy,
+    throttle: m.throttle !== false,
     controlPeriodMs: m.controlPeriodMs === undefined ? 500 : number('migration.controlPeriodMs', m.controlPeriodMs, { min: 50, max: 60_000, integer: true }),
     hysteresis: m.hysteresis === undefined ? 0.05 : number('migration.hysteresis', m.hysteresis, { min: 0, max: 1 }),
     assumedLinkRate: m.assumedLinkRate === undefined ? 12_500_000 : parseRate('migration.assumedLinkRate', m.assumedLinkRate),

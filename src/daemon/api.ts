@@ -195,12 +195,15 @@ export function apiHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerR
         const write = (type: string) => (metadata: unknown) => res.write(`${JSON.stringify({ type, timestamp: new Date().toISOString(), metadata })}\n`);
         const onMigration = write('migration');
         const onLog = write('logging');
+        const onTick = write('tick');
         ctx.engine.on('migration', onMigration);
         ctx.engine.on('log', onLog);
+        ctx.engine.on('tick', onTick);
         for (const record of ctx.engine.list()) onMigration(record);
         req.on('close', () => {
           ctx.engine.off('migration', onMigration);
           ctx.engine.off('log', onLog);
+          ctx.engine.off('tick', onTick);
         });
       },
     ],

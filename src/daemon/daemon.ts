@@ -57,6 +57,7 @@ export async function startDaemon(configPath: string, log: Logger = pino({ name:
         policy: m.policy,
         controlPeriodMs: m.controlPeriodMs,
         hysteresis: m.hysteresis,
+        throttle: m.throttle,
         assumedLinkRate: m.assumedLinkRate,
         maxOutgoing: m.maxOutgoing,
         maxIncoming: m.maxIncoming,

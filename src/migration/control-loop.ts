@@ -57,6 +57,8 @@ export interface ControlLoopOptions {
   readonly policy: ThrottlePolicy;
   /** Relative change of γ below which the throttle is not re-applied. */
   readonly hysteresis: number;
+  /** False computes and traces γ but never applies it: only to show what the throttle prevents. */
+  readonly actuate: boolean;
   /** Link rate assumed for a peer until its first measurement, bytes/s. */
   readonly assumedLinkRate: number;
   readonly cow: CowTracker;
@@ -184,7 +186,7 @@ export class ControlLoop {
       const migration = this.migrations.get(throttle.id);
       const demand = demands.get(throttle.id);
       let applied = false;
-      if (migration?.throttled) {
+      if (migration?.throttled && this.options.actuate) {
         const rate = Math.max(1, Math.round((throttle.rate * migration.throttleFactor) / migration.throttleTargets.length));
         const moved = migration.lastApplied === undefined || Math.abs(rate - migration.lastApplied) > this.options.hysteresis * migration.lastApplied;
         if (moved) {

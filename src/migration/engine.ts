@@ -21,7 +21,7 @@ import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js'
 import type { VmSpec } from '../vm/spec.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
-import { runSource, type Phase, type Progress } from './source.js';
+import { BufferFullError, CancelledError, runSource, type Phase, type Progress } from './source.js';
 import { TargetSide } from './target.js';
 
 export interface EngineConfig {
@@ -32,6 +32,8 @@ export interface EngineConfig {
   readonly policy: string;
   readonly controlPeriodMs: number;
   readonly hysteresis: number;
+  /** Apply the throttle (false only to demonstrate what happens without it). */
+  readonly throttle: boolean;
   readonly assumedLinkRate: number;
   readonly maxOutgoing: number;
   readonly maxIncoming: number;
@@ -95,6 +97,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       periodMs: config.controlPeriodMs,
       policy: throttlePolicy(config.policy),
       hysteresis: config.hysteresis,
+      actuate: config.throttle,
       assumedLinkRate: config.assumedLinkRate,
       cow: this.cow,
       links: this.links,
@@ -133,7 +136,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   async close(): Promise<void> {
     for (const id of this.queue.splice(0)) this.settle(id, 'cancelled', 'daemon shutting down');
     const running = [...this.aborts.keys()].map((id) => this.waitFor(id));
-    for (const controller of this.aborts.values()) controller.abort(new CowbufError('daemon shutting down'));
+    for (const controller of this.aborts.values()) controller.abort(new CancelledError('daemon shutting down'));
     await Promise.allSettled(running);
     await this.loop.stop();
     await this.target.abortAll();
@@ -196,7 +199,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.queue.splice(queued, 1);
       this.settle(id, 'cancelled', 'cancelled while queued');
     } else {
-      this.aborts.get(id)?.abort(new CowbufError('cancelled'));
+      this.aborts.get(id)?.abort(new CancelledError('cancelled by request'));
     }
     return record;
   }
@@ -271,7 +274,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.vms.delete(record.vm);
       this.settle(record.id, 'completed');
     } catch (error) {
-      this.settle(record.id, controller.signal.aborted ? 'cancelled' : 'failed', (error as Error).message);
+      this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
     } finally {
       this.aborts.delete(record.id);
       this.loop.remove(record.id);
@@ -284,7 +287,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (!record) return;
     record.decisions.push(reason);
     this.emit('log', { level: 'error', migration: id, message: reason });
-    this.aborts.get(id)?.abort(new CowbufError(reason));
+    this.aborts.get(id)?.abort(new BufferFullError(reason));
   }
 
   private settle(id: string, phase: Phase, error?: string): void {

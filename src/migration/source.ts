@@ -25,6 +25,15 @@ import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from
 
 export type Phase = 'queued' | 'overlay' | 'prepare' | 'base' | 'target' | 'mirror' | 'ram' | 'switchover' | 'finishing' | 'completed' | 'rolling-back' | 'failed' | 'cancelled';
 
+/** An admin asked for it (`cowbuf cancel`), as opposed to a fault. */
+export class CancelledError extends CowbufError {
+  override readonly name: string = 'CancelledError';
+}
+
+export class BufferFullError extends CowbufError {
+  override readonly name: string = 'BufferFullError';
+}
+
 export class MigrationFailedError extends CowbufError {
   override readonly name: string = 'MigrationFailedError';
   constructor(
@@ -74,9 +83,30 @@ const mirrorJob = (index: number) => `cowbuf-mirror${index}`;
 export async function runSource(ctx: SourceContext): Promise<void> {
   const qmp = ctx.vm.commands;
   const disks = ctx.vm.spec.disks;
+  // The caller's signal (cancel, daemon shutdown, control loop) or a full buffer stop the migration.
+  const controller = new AbortController();
+  const forward = () => controller.abort(ctx.signal.reason);
+  ctx.signal.addEventListener('abort', forward, { once: true });
+  if (ctx.signal.aborted) forward();
+  const signal = controller.signal;
+  const inner = { ...ctx, signal };
+  // A guest write that the buffer's quota refused (EDQUOT) pauses the guest (werror=stop): the
+  // buffer is exhausted for it, so the migration fails and the rollback gives the space back.
+  const ioErrors = ctx.vm.qmp.listen('BLOCK_IO_ERROR');
+  void (async () => {
+    for (;;) {
+      const event = await ioErrors.next({ timeoutMs: 2 ** 31 - 1 }).catch(() => undefined);
+      if (!event) return;
+      const node = String(event.data['node-name'] ?? '');
+      if (node.startsWith('cowbuf-ovl')) {
+        controller.abort(new BufferFullError(`the buffer is full: ${String(event.data.reason ?? 'write refused')} on ${node}, the guest was paused`));
+        return;
+      }
+    }
+  })();
   let phase: Phase = 'overlay';
   const enter = (next: Phase) => {
-    ctx.signal.throwIfAborted();
+    signal.throwIfAborted();
     phase = next;
     ctx.onPhase(next);
   };
@@ -87,7 +117,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       revert.add(() => ensureRunning(qmp));
       enter('overlay');
       const sizes = new Map((await qmp.queryNamedBlockNodes()).map((node) => [node['node-name'], node.image['virtual-size']]));
-      for (const [index, disk] of disks.entries()) await putOverlay(ctx, qmp, disk, index, sizes.get(disk.nodeName) ?? 0, revert);
+      for (const [index, disk] of disks.entries()) await putOverlay(inner, qmp, disk, index, sizes.get(disk.nodeName) ?? 0, revert);
       const loopMigration: LoopMigration = {
         id: ctx.id,
         peer: ctx.peer.name,
@@ -104,7 +134,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       revert.add(() => ctx.loop.lift(ctx.id));
 
       enter('prepare');
-      const client = await ControlClient.open(ctx.peer, ctx.identity, { signal: ctx.signal });
+      const client = await ControlClient.open(ctx.peer, ctx.identity, { signal: signal });
       control = client;
       await client.request({ method: 'prepare', migration: ctx.id, vm: wireVm(ctx.vm, sizes) });
       revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, 30_000)));
@@ -114,7 +144,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       let baseSent = 0;
       ctx.onProgress({ baseSent, baseTotal });
       for (const disk of disks) {
-        const shipped = await sendBase(ctx.peer, ctx.identity, ctx.id, disk.id, disk.file, { signal: ctx.signal, onSocket: (socket) => ctx.links.track(ctx.peer.name, socket.raw, `base-${disk.id}`) });
+        const shipped = await sendBase(ctx.peer, ctx.identity, ctx.id, disk.id, disk.file, { signal: signal, onSocket: (socket) => ctx.links.track(ctx.peer.name, socket.raw, `base-${disk.id}`) });
         baseSent += shipped.bytes;
         ctx.onProgress({ baseSent, baseTotal });
       }
@@ -139,7 +169,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         revert.add(() => qmp.blockdevDel(nbdNode(index)));
       }
       revert.add(() => cancelMirrors(qmp, disks.length));
-      await mirrorUntilReady(ctx, qmp, disks.length, loopMigration);
+      await mirrorUntilReady(inner, qmp, disks.length, loopMigration);
 
       enter('ram');
       await qmp.migrateSetCapabilities(setup.capabilities);
@@ -147,7 +177,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       const events = ctx.vm.qmp.listen('MIGRATION');
       revert.add(() => cancelMigration(qmp));
       await qmp.migrate(`unix:${(proxies[1] as LocalProxy).path}`);
-      await convergeUntilPaused(ctx, qmp, setup, loopMigration);
+      await convergeUntilPaused(inner, qmp, setup, loopMigration);
 
       enter('switchover');
       // Lift the throttle while the guest is paused: no throttled request may be queued across
@@ -155,7 +185,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       await ctx.loop.lift(ctx.id);
       await finishMirrors(qmp, disks.length);
       await qmp.migrateContinue('pre-switchover');
-      const done = await events.waitFor((e) => ['completed', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal: ctx.signal });
+      const done = await events.waitFor((e) => ['completed', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal: signal });
       events.close();
       if (done.data.status !== 'completed') throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
 
@@ -163,9 +193,12 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       await client.request({ method: 'finish', migration: ctx.id }, 60_000);
     });
   } catch (error) {
-    ctx.onPhase(ctx.signal.aborted ? 'cancelled' : 'failed');
-    throw new MigrationFailedError(ctx.id, phase, ctx.signal.aborted ? 'cancelled' : (error as Error).message, { cause: error });
+    const reason = signal.aborted && signal.reason instanceof Error ? signal.reason : (error as Error);
+    ctx.onPhase(reason instanceof CancelledError ? 'cancelled' : 'failed');
+    throw new MigrationFailedError(ctx.id, phase, reason.message, { cause: reason });
   } finally {
+    ioErrors.close();
+    ctx.signal.removeEventListener('abort', forward);
     control?.close();
     for (const proxy of proxies) await proxy.close();
   }

@@ -17,6 +17,7 @@ export function engineConfig(stateDir: string, bufferSize: number, overrides: Pa
     policy: 'deadline',
     controlPeriodMs: 500,
     hysteresis: 0.05,
+    throttle: true,
     assumedLinkRate: 12.5e6,
     maxOutgoing: 4,
     maxIncoming: 4,
