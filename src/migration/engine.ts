@@ -306,7 +306,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   private onTick(trace: TickTrace): void {
     for (const entry of trace.migrations) {
       const record = this.records.get(entry.id);
-      if (!record) continue;
+      if (!record || TERMINAL.has(record.phase)) continue;
       record.buffer = { bin: entry.bin, cow: entry.cow, shards: entry.shards.length, frozen: entry.frozen, throttle: entry.throttle, linkShare: entry.linkShare };
     }
     this.emit('tick', trace);

@@ -5,6 +5,7 @@
  * drop the NBD path, abort the target, lift the throttle, commit the overlay back into the base,
  * make sure the guest runs) and the guest keeps running here with every write it made.
  */
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CowbufError } from '../errors.js';
@@ -117,6 +118,8 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       revert.add(() => ensureRunning(qmp));
       enter('overlay');
       const sizes = new Map((await qmp.queryNamedBlockNodes()).map((node) => [node['node-name'], node.image['virtual-size']]));
+      // What crosses the link in the base phase: the disk files as they are, not their virtual sizes.
+      const baseTotal = (await Promise.all(disks.map(async (disk) => (await stat(disk.file)).size))).reduce((a, b) => a + b, 0);
       for (const [index, disk] of disks.entries()) await putOverlay(inner, qmp, disk, index, sizes.get(disk.nodeName) ?? 0, revert);
       const loopMigration: LoopMigration = {
         id: ctx.id,
@@ -124,7 +127,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         qmp,
         overlays: disks.map((disk, index) => ({ id: `${ctx.id}/${disk.id}`, path: overlayPath(ctx, disk), qmp, nodeName: overlayNode(index), qdev: disk.id })),
         throttleTargets: disks.map((disk) => throttleTarget(disk)),
-        remainingBytes: [...sizes.values()].reduce((a, b) => a + b, 0) + ctx.vm.spec.memoryMiB * 1024 ** 2,
+        remainingBytes: baseTotal + ctx.vm.spec.memoryMiB * 1024 ** 2,
         throttleFactor: 1,
         throttled: true,
         lastApplied: undefined,
@@ -140,12 +143,12 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, 30_000)));
 
       enter('base');
-      const baseTotal = [...sizes.values()].reduce((a, b) => a + b, 0);
       let baseSent = 0;
       ctx.onProgress({ baseSent, baseTotal });
       for (const disk of disks) {
         const shipped = await sendBase(ctx.peer, ctx.identity, ctx.id, disk.id, disk.file, { signal: signal, onSocket: (socket) => ctx.links.track(ctx.peer.name, socket.raw, `base-${disk.id}`) });
         baseSent += shipped.bytes;
+        loopMigration.remainingBytes = baseTotal - baseSent + ctx.vm.spec.memoryMiB * 1024 ** 2;
         ctx.onProgress({ baseSent, baseTotal });
       }
 

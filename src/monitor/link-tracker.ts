@@ -123,7 +123,8 @@ export class LinkTracker {
         stream.estimate = updateLink(stream.estimate, { t, bytes: stream.bytesAcked, appLimited: read.appLimited }, this.options.model);
         streams.push({ id: stream.id, bytesAcked: stream.bytesAcked, estimate: stream.estimate });
       }
-      peer.estimate = updateLink(peer.estimate, { t, bytes: total, appLimited: appLimited && streams.length > 0 }, this.options.model);
+      // No stream at all is the most app-limited a link can be: it keeps its last known capacity.
+      peer.estimate = updateLink(peer.estimate, { t, bytes: total, appLimited }, this.options.model);
       if (peer.iface) {
         const counters = await readInterfaceCounters(peer.iface);
         peer.interfaceEstimate = updateLink(peer.interfaceEstimate, { t, bytes: counters.txBytes }, this.options.model);
