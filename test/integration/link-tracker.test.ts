@@ -54,9 +54,10 @@ describe('the link tracker on a real shaped link', { timeout: 120_000 }, () => {
     }
     const followSeconds = ((lines.find((l) => l.wall >= changedAt && Math.abs(l.rate - mbit(200)) / mbit(200) < 0.1)?.wall ?? Infinity) - changedAt) / 1000;
     expect(followSeconds).toBeLessThan(4);
-    for (const line of shared) {
-      for (const stream of line.streams) expect(Math.abs(stream - mbit(100)) / mbit(100)).toBeLessThan(0.25);
-    }
+    // Two TCP flows through one tbf trade bandwidth back and forth; over the window each gets about half.
+    const perStream = [0, 1].map((index) => mean(shared.map((line) => line.streams[index] ?? 0)));
+    for (const share of perStream) expect(Math.abs(share - mbit(100)) / mbit(100)).toBeLessThan(0.2);
+    expect(Math.abs(perStream.reduce((a, b) => a + b, 0) - mbit(200)) / mbit(200)).toBeLessThan(0.1);
     const ifaceRatio = mean(fast.map((l) => (l.iface ?? 0) / l.rate));
     expect(ifaceRatio).toBeGreaterThan(0.98);
     expect(ifaceRatio).toBeLessThan(1.1);
@@ -64,7 +65,7 @@ describe('the link tracker on a real shaped link', { timeout: 120_000 }, () => {
       at50mbit: Number((mean(slow.map((l) => l.rate)) / mbit(50)).toFixed(3)),
       at200mbit: Number((mean(fast.map((l) => l.rate)) / mbit(200)).toFixed(3)),
       followSeconds,
-      twoStreamsEach: shared.at(-1)?.streams.map((s) => Number((s / mbit(200)).toFixed(3))),
+      twoStreamsEach: perStream.map((share) => Number((share / mbit(200)).toFixed(3))),
       interfaceOverAcked: Number(ifaceRatio.toFixed(3)),
     });
   });
