@@ -125,9 +125,7 @@ export function apiHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerR
       /^\/1\.0\/buffer$/,
       async (req, res) => {
         const body = object('body', await readBody(req), ['size']);
-        const size = parsePositiveSize('size', body.size);
-        ctx.engine.loop.resize(size);
-        await ctx.volume.resize(size);
+        await ctx.engine.resizeBuffer(parsePositiveSize('size', body.size));
         sync(res, await ctx.volume.status());
       },
     ],

@@ -8,7 +8,7 @@
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import { usedBytes } from '../buffer/partition.js';
+import { resize, usedBytes } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
 import { CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
 import { CowTracker } from '../monitor/cow-tracker.js';
@@ -154,6 +154,17 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Takes over a VM an embedding daemon started (it keeps owning its process). */
   adoptVm(vm: RunningVm): void {
     this.vms.set(vm.spec.name, vm);
+  }
+
+  /**
+   * Resizes the buffer volume and re-partitions the running migrations. Refusals (below the bytes
+   * in use, more than the storage can give) change nothing.
+   * @throws ShrinkBelowUsedError, InsufficientSpaceError
+   */
+  async resizeBuffer(size: number): Promise<void> {
+    resize(this.loop.partition, size);
+    await this.deps.volume.resize(size);
+    this.loop.resize(size);
   }
 
   list(): readonly MigrationRecord[] {

@@ -4,6 +4,7 @@ import { loadConfig, setConfigValue, volumeConfig, type Config } from '../../con
 import { VolumeMissingError, ValidationError } from '../../errors.js';
 import { openVolume } from '../../storage/registry.js';
 import { formatBytes, parsePositiveSize } from '../../units.js';
+import { ApiClient, ApiError } from '../client.js';
 import { parseFormat, render, table } from '../format.js';
 import { configPath, type Io } from '../io.js';
 
@@ -51,8 +52,15 @@ export function bufferCommand(io: Io): Command {
         size = parsePositiveSize('size', value);
       }
       if (size === undefined) return;
-      const volume = openVolume(volumeConfig(config));
-      await volume.resize(size);
+      // With a daemon running, it resizes (and re-partitions its migrations); without one, the
+      // volume is resized here.
+      const client = await ApiClient.for(command);
+      try {
+        await client.call('PATCH', '/1.0/buffer', { size });
+      } catch (error) {
+        if (!(error instanceof ApiError) || error.status !== 0) throw error;
+        await openVolume(volumeConfig(config)).resize(size);
+      }
       await setConfigValue(path, ['buffer', 'size'], String(size));
       io.stdout(`buffer size set to ${formatBytes(size)}\n`);
     });
