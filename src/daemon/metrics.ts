@@ -35,6 +35,7 @@ export function renderMetrics(input: MetricsInput): string {
   metric('cowbuf_migration_ram_remaining_bytes', 'gauge', 'RAM bytes still to send.', each((r) => r.progress.ramRemaining));
   metric('cowbuf_migration_phase', 'gauge', 'Current phase (1 for the phase the migration is in).', running.map((r): [Record<string, string>, number] => [{ migration: r.id, phase: r.phase }, 1]));
   metric('cowbuf_link_rate_bytes_per_second', 'gauge', 'Measured link rate U per peer.', (input.lastTick?.links ?? []).map((link): [Record<string, string>, number] => [{ peer: link.peer }, link.rate]));
+  metric('cowbuf_link_acked_bytes_total', 'counter', 'Bytes acknowledged by each peer on the migration streams.', (input.lastTick?.links ?? []).map((link): [Record<string, string>, number] => [{ peer: link.peer }, link.bytesAcked]));
   metric('cowbuf_migrations_total', 'counter', 'Migrations ended, by outcome.', Object.entries(input.outcomes).map(([outcome, count]): [Record<string, string>, number] => [{ outcome }, count]));
   metric('cowbuf_control_tick_duration_seconds', 'summary', 'Duration of control-loop ticks.', []);
   lines.push(`cowbuf_control_tick_duration_seconds_sum ${input.tickSeconds.sum}`, `cowbuf_control_tick_duration_seconds_count ${input.tickSeconds.count}`);

@@ -42,13 +42,15 @@ export interface TraceEntry {
   readonly uniqueFraction: number;
   readonly throttle: number;
   readonly applied: boolean;
+  /** How long applying it took (QMP round trips), when it was applied this tick. */
+  readonly actuationMs?: number;
 }
 
 export interface TickTrace {
   readonly t: number;
   readonly durationMs: number;
   readonly capacity: number;
-  readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string }>;
+  readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string; readonly bytesAcked: number }>;
   readonly migrations: readonly TraceEntry[];
 }
 
@@ -186,11 +188,14 @@ export class ControlLoop {
       const migration = this.migrations.get(throttle.id);
       const demand = demands.get(throttle.id);
       let applied = false;
+      let actuationMs: number | undefined;
       if (migration?.throttled && this.options.actuate) {
         const rate = Math.max(1, Math.round((throttle.rate * migration.throttleFactor) / migration.throttleTargets.length));
         const moved = migration.lastApplied === undefined || Math.abs(rate - migration.lastApplied) > this.options.hysteresis * migration.lastApplied;
         if (moved) {
+          const sent = performance.now();
           for (const target of migration.throttleTargets) await migration.qmp.setIoThrottle(target, { bps_wr: rate });
+          actuationMs = performance.now() - sent;
           migration.lastApplied = rate;
           applied = true;
         }
@@ -208,13 +213,14 @@ export class ControlLoop {
         uniqueFraction: demand?.uniqueFraction ?? 1,
         throttle: throttle.rate,
         applied,
+        ...(actuationMs !== undefined ? { actuationMs } : {}),
       });
     }
     return {
       t,
       durationMs: performance.now() - began,
       capacity: this.state.capacity,
-      links: links.map((reading) => ({ peer: reading.peer, rate: reading.estimate.rate, phase: reading.estimate.phase })),
+      links: links.map((reading) => ({ peer: reading.peer, rate: reading.estimate.rate, phase: reading.estimate.phase, bytesAcked: reading.bytesAcked })),
       migrations: entries,
     };
   }

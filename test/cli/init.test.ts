@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
@@ -9,6 +9,7 @@ const ROOT = new URL('../../build/test-runs/', import.meta.url).pathname;
 let dir: string;
 let pool: TestPool;
 beforeAll(async () => {
+  await mkdir(ROOT, { recursive: true });
   dir = await mkdtemp(join(ROOT, 'init-'));
   pool = await createTestPool(dir, 256 * 1024 ** 2);
 });

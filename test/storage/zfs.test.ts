@@ -1,4 +1,4 @@
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { StorageError, ValidationError } from '../../src/errors.js';
@@ -21,6 +21,7 @@ afterAll(async () => {
 });
 
 async function freshPool(): Promise<{ pool: TestPool; scratch: string }> {
+  await mkdir(ROOT, { recursive: true });
   const scratch = await mkdtemp(join(ROOT, 'zfs-'));
   const pool = await createTestPool(scratch, 512 * MiB);
   pools.push(pool);

@@ -1,0 +1,90 @@
+/**
+ * The migration engine on the real test bed (two namespaced cowbufd, 100 Mbit/s tbf link, a busy
+ * TCG guest), measuring what issue 6 asks:
+ *  - wall time ÷ (bytes moved ÷ shaped link rate), bytes moved = what the peer acknowledged;
+ *  - the guest's write throughput while migrating ÷ before (from its own heartbeats);
+ *  - throttle actuation latency (block_set_io_throttle round trip), p50 and p99.
+ * Needs root and the test bed. `npx tsx bench/migration.ts [runs=3]`
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { TickTrace } from '../src/migration/control-loop.js';
+import type { MigrationRecord } from '../src/migration/engine.js';
+import { run } from '../src/exec/run.js';
+import { startDaemonPair } from '../src/testbed/daemons.js';
+import { GUEST_DIR, guestAppend, readSerial, waitForSerial, type SerialReport } from '../src/testbed/guest.js';
+import { ensureZfsFuse, stopZfsFuse } from '../src/testbed/zfs.js';
+
+const LINK = 100e6 / 8;
+const runs = Number(process.argv[2] ?? 3);
+const root = new URL('../build/bench/', import.meta.url).pathname;
+await mkdir(root, { recursive: true });
+const startedZfs = await ensureZfsFuse();
+
+/** MiB/s written by the guest between two serial snapshots (16 blocks of 64 KiB = 1 MiB). */
+function writeRate(a: SerialReport, b: SerialReport, seconds: number): number {
+  return ((b.heartbeats.at(-1)?.seq ?? 0) - (a.heartbeats.at(-1)?.seq ?? 0)) / 16 / seconds;
+}
+
+function quantile(values: readonly number[], q: number): number {
+  const sorted = [...values].sort((x, y) => x - y);
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+}
+
+const results: Array<{ ratio: number; retained: number; p50: number; p99: number; seconds: number; movedMiB: number }> = [];
+for (let i = 0; i < runs; i += 1) {
+  const dir = await mkdtemp(join(root, 'run-'));
+  const pair = await startDaemonPair({ dir, bufferSize: 256 * 1024 ** 2, linkRate: '100mbit' });
+  try {
+    const disk = join(dir, 'guest.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '256M']);
+    await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 7 128M 96M', disk]);
+    const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', {
+      name: 'bench',
+      memoryMiB: 256,
+      kernel: `${GUEST_DIR}vmlinuz`,
+      initrd: `${GUEST_DIR}initrd.cpio.gz`,
+      append: guestAppend({ diskRateMiB: 3, diskSpanMiB: 96, dirtyRateMiB: 4, verifyEvery: 0 }),
+      disks: [{ id: 'vdisk0', file: disk }],
+    });
+    await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 2, 'heartbeats');
+    const idle0 = await readSerial(vm.serialLog);
+    await sleep(10_000);
+    const idle1 = await readSerial(vm.serialLog);
+    const before = writeRate(idle0, idle1, 10);
+
+    const ticks: TickTrace[] = [];
+    const controller = new AbortController();
+    const events = pair.source.api.events((event) => {
+      if (event.type === 'tick') ticks.push(event.metadata as TickTrace);
+    }, controller.signal);
+    const began = Date.now();
+    const op = await pair.source.api.call<{ id: string }>('POST', '/1.0/migrations', { vm: 'bench', target: 'dst' });
+    const during0 = await readSerial(vm.serialLog);
+    const done = await pair.source.api.call<{ metadata: MigrationRecord }>('GET', `/1.0/operations/${op.id}/wait`);
+    const seconds = (Date.now() - began) / 1000;
+    const during1 = await readSerial(vm.serialLog);
+    controller.abort();
+    await events;
+    if (done.metadata.phase !== 'completed') throw new Error(`run ${i}: ${done.metadata.error ?? done.metadata.phase}`);
+    const moved = Math.max(...ticks.flatMap((t) => t.links.map((l) => l.bytesAcked)));
+    const latencies = ticks.flatMap((t) => t.migrations.flatMap((m) => (m.actuationMs === undefined ? [] : [m.actuationMs])));
+    results.push({
+      ratio: seconds / (moved / LINK),
+      retained: writeRate(during0, during1, seconds) / before,
+      p50: quantile(latencies, 0.5),
+      p99: quantile(latencies, 0.99),
+      seconds,
+      movedMiB: moved / 1024 ** 2,
+    });
+  } finally {
+    await pair.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+if (startedZfs) await stopZfsFuse();
+console.log('run  seconds  moved MiB  wall÷(moved÷link)  writes kept  actuation p50 ms  p99 ms');
+results.forEach((r, i) =>
+  console.log(`${String(i + 1).padStart(3)} ${r.seconds.toFixed(1).padStart(8)} ${r.movedMiB.toFixed(1).padStart(10)} ${r.ratio.toFixed(3).padStart(18)} ${r.retained.toFixed(3).padStart(12)} ${r.p50.toFixed(2).padStart(17)} ${r.p99.toFixed(2).padStart(7)}`),
+);
