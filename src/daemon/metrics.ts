@@ -33,6 +33,7 @@ export function renderMetrics(input: MetricsInput): string {
   metric('cowbuf_migration_link_share_bytes_per_second', 'gauge', 'Link share U/N the throttle was computed with.', each((r) => r.buffer?.linkShare ?? 0));
   metric('cowbuf_migration_disk_remaining_bytes', 'gauge', 'Base and overlay bytes still to ship.', each((r) => Math.max(0, r.progress.baseTotal - r.progress.baseSent) + r.progress.mirrorRemaining));
   metric('cowbuf_migration_ram_remaining_bytes', 'gauge', 'RAM bytes still to send.', each((r) => r.progress.ramRemaining));
+  metric('cowbuf_migration_qemu_sent_bytes', 'gauge', 'What QEMU and the base shipping report sent (cross-check of the acknowledged bytes).', each((r) => r.progress.baseSent + r.progress.mirrorCopied + r.progress.ramTransferred));
   metric('cowbuf_migration_phase', 'gauge', 'Current phase (1 for the phase the migration is in).', running.map((r): [Record<string, string>, number] => [{ migration: r.id, phase: r.phase }, 1]));
   metric('cowbuf_link_rate_bytes_per_second', 'gauge', 'Measured link rate U per peer.', (input.lastTick?.links ?? []).map((link): [Record<string, string>, number] => [{ peer: link.peer }, link.rate]));
   metric('cowbuf_link_acked_bytes_total', 'counter', 'Bytes acknowledged by each peer on the migration streams.', (input.lastTick?.links ?? []).map((link): [Record<string, string>, number] => [{ peer: link.peer }, link.bytesAcked]));

@@ -86,6 +86,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly records = new Map<string, MigrationRecord>();
   private readonly aborts = new Map<string, AbortController>();
   private readonly queue: string[] = [];
+  private admitting: Promise<void> | undefined;
+  private admitAgain = false;
   private readonly target: TargetSide;
   private listener: PeerListener | undefined;
 
@@ -192,7 +194,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       phase: 'queued',
       createdAt: now,
       updatedAt: now,
-      progress: { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, ramRemaining: 0, ramTotal: 0, downtimeLimitMs: 0 },
+      progress: { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, downtimeLimitMs: 0 },
       decisions: [],
     };
     this.records.set(record.id, record);
@@ -229,7 +231,24 @@ export class Engine extends EventEmitter<EngineEvents> {
     });
   }
 
-  private async admitQueued(): Promise<void> {
+  /** Admits queued migrations while the limits allow; one pass at a time (it awaits the volume). */
+  private admitQueued(): Promise<void> {
+    if (this.admitting) {
+      this.admitAgain = true;
+      return this.admitting;
+    }
+    this.admitting = (async () => {
+      do {
+        this.admitAgain = false;
+        await this.admitPass();
+      } while (this.admitAgain);
+    })().finally(() => {
+      this.admitting = undefined;
+    });
+    return this.admitting;
+  }
+
+  private async admitPass(): Promise<void> {
     const { config } = this.deps;
     while (this.queue.length > 0 && this.aborts.size < config.maxOutgoing) {
       const partition = this.loop.partition;

@@ -8,7 +8,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CowbufError } from '../errors.js';
+import { CowbufError, PeerRequestError } from '../errors.js';
 import type { ThrottlePolicy } from '../buffer/throttle/policy.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import { ControlClient } from '../peer/channel.js';
@@ -51,6 +51,9 @@ export interface Progress {
   readonly baseSent: number;
   readonly baseTotal: number;
   readonly mirrorRemaining: number;
+  /** QEMU's own counts of what it sent (the cross-check of the link tracker's acknowledged bytes). */
+  readonly mirrorCopied: number;
+  readonly ramTransferred: number;
   readonly ramRemaining: number;
   readonly ramTotal: number;
   readonly downtimeLimitMs: number;
@@ -116,8 +119,27 @@ export async function runSource(ctx: SourceContext): Promise<void> {
   try {
     await Revert.run(async (revert) => {
       revert.add(() => ensureRunning(qmp));
-      enter('overlay');
+      enter('prepare');
+      // The target admits at most K incoming migrations: while it is busy, wait, visibly.
+      const client = await ControlClient.open(ctx.peer, ctx.identity, { signal });
+      control = client;
       const sizes = new Map((await qmp.queryNamedBlockNodes()).map((node) => [node['node-name'], node.image['virtual-size']]));
+      for (let waited = false; ; waited = true) {
+        try {
+          await client.request({ method: 'prepare', migration: ctx.id, vm: wireVm(ctx.vm, sizes) });
+          break;
+        } catch (error) {
+          if (!(error instanceof PeerRequestError) || !error.reason.startsWith('target busy')) throw error;
+          if (!waited) {
+            ctx.onPhase('queued');
+            ctx.onDecision(`waiting: ${error.reason}`);
+          }
+          await sleep(2000, undefined, { signal });
+        }
+      }
+      revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, 30_000)));
+
+      enter('overlay');
       // What crosses the link in the base phase: the disk files as they are, not their virtual sizes.
       const baseTotal = (await Promise.all(disks.map(async (disk) => (await stat(disk.file)).size))).reduce((a, b) => a + b, 0);
       for (const [index, disk] of disks.entries()) await putOverlay(inner, qmp, disk, index, sizes.get(disk.nodeName) ?? 0, revert);
@@ -135,12 +157,6 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       };
       ctx.loop.add(loopMigration);
       revert.add(() => ctx.loop.lift(ctx.id));
-
-      enter('prepare');
-      const client = await ControlClient.open(ctx.peer, ctx.identity, { signal: signal });
-      control = client;
-      await client.request({ method: 'prepare', migration: ctx.id, vm: wireVm(ctx.vm, sizes) });
-      revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, 30_000)));
 
       enter('base');
       let baseSent = 0;
@@ -191,6 +207,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       const done = await events.waitFor((e) => ['completed', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal: signal });
       events.close();
       if (done.data.status !== 'completed') throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
+      ctx.onProgress({ ramTransferred: (await qmp.queryMigrate()).ram?.transferred ?? 0 });
 
       enter('finishing');
       await client.request({ method: 'finish', migration: ctx.id }, 60_000);
@@ -331,7 +348,7 @@ async function mirrorUntilReady(ctx: SourceContext, qmp: QmpCommands, count: num
       if (failed) throw new CowbufError(`mirror ${failed.device} stopped (${failed.status})`);
       const remaining = jobs.reduce((sum, job) => sum + Math.max(0, job.len - job.offset), 0);
       migration.remainingBytes = remaining + ctx.vm.spec.memoryMiB * 1024 ** 2;
-      ctx.onProgress({ mirrorRemaining: remaining });
+      ctx.onProgress({ mirrorRemaining: remaining, mirrorCopied: jobs.reduce((sum, job) => sum + job.offset, 0) });
       if (jobs.length === count && jobs.every((job) => job.ready)) return true;
       await sleep(250, undefined, { signal: ctx.signal });
     }
@@ -360,7 +377,7 @@ async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: 
     if (info.status === 'failed' || info.status === 'cancelled') throw new CowbufError(`RAM migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
     const remaining = info.ram?.remaining ?? 0;
     migration.remainingBytes = remaining;
-    ctx.onProgress({ ramRemaining: remaining, ramTotal: info.ram?.total ?? 0, downtimeLimitMs: state.downtimeMs });
+    ctx.onProgress({ ramRemaining: remaining, ramTotal: info.ram?.total ?? 0, ramTransferred: info.ram?.transferred ?? 0, downtimeLimitMs: state.downtimeMs });
     const step = decide(ctx.convergence, setup, state, { t: clock(), remaining });
     state = step.state;
     for (const action of step.actions) {

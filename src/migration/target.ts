@@ -62,8 +62,14 @@ export class TargetSide {
         if (this.incoming.has(request.migration)) throw new PeerError(`migration ${request.migration} is already incoming`);
         if (this.incoming.size >= this.options.maxIncoming) throw new PeerError(`target busy: ${this.incoming.size} incoming migrations (limit ${this.options.maxIncoming})`);
         const dir = join(this.options.stateDir, 'vms', request.migration);
-        await mkdir(dir, { recursive: true, mode: 0o700 });
+        // Take the slot before awaiting anything: a second prepare arriving meanwhile must see it.
         this.incoming.set(request.migration, { id: request.migration, peer: peer.name, wire: request.vm, dir, received: new Set() });
+        try {
+          await mkdir(dir, { recursive: true, mode: 0o700 });
+        } catch (error) {
+          this.incoming.delete(request.migration);
+          throw error;
+        }
         return undefined;
       }
       case 'start-target':

@@ -30,13 +30,28 @@ describe('two cowbufd in two namespaces over a shaped link', { timeout: 300_000 
       });
       await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
       const socket = ['--socket', `${pair.source.stateDir}/unix.socket`];
+      const ticks: Array<{ links: Array<{ peer: string; bytesAcked: number }> }> = [];
+      const controller = new AbortController();
+      const events = pair.source.api.events((event) => {
+        if (event.type === 'tick') ticks.push(event.metadata as (typeof ticks)[number]);
+      }, controller.signal);
       const result = await cli(...socket, 'migrate', 'g1', '--target', 'dst');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      controller.abort();
+      await events;
       expect(result).toMatchObject({ code: 0, stderr: '' });
       const lines = result.stdout.trim().split('\n');
       expect(lines.at(-1)).toMatch(/^g1-\S+ phase=completed base=/);
       expect(lines.some((line) => / phase=ram /.test(line))).toBe(true);
-      const listed = JSON.parse((await cli(...socket, 'list', '--format', 'json')).stdout) as Array<{ phase: string }>;
+      const listed = JSON.parse((await cli(...socket, 'list', '--format', 'json')).stdout) as Array<{ phase: string; progress: { baseSent: number; mirrorCopied: number; ramTransferred: number } }>;
       expect(listed.map((m) => m.phase)).toEqual(['completed']);
+      // Cross-check: what the peer acknowledged on our sockets against what QEMU says it sent
+      // (TLS framing and the control messages make the former slightly larger).
+      const acked = Math.max(...ticks.flatMap((t) => t.links.filter((l) => l.peer === 'dst').map((l) => l.bytesAcked)));
+      const progress = listed[0]?.progress;
+      const sent = (progress?.baseSent ?? 0) + (progress?.mirrorCopied ?? 0) + (progress?.ramTransferred ?? 0);
+      expect(acked / sent).toBeGreaterThan(0.97);
+      expect(acked / sent).toBeLessThan(1.1);
 
       const arrived = await pair.target.api.call<Array<{ name: string; serialLog: string; running: boolean }>>('GET', '/1.0/vms');
       expect(arrived).toHaveLength(1);

@@ -23,7 +23,7 @@ describe('the engine, source and target in one process on loopback', { timeout: 
       const record = pair.source.migrate('g1', 'dst');
       const done = await pair.source.waitFor(record.id);
       expect({ phase: done.phase, error: done.error, decisions: done.decisions }).toEqual({ phase: 'completed', error: undefined, decisions: [] });
-      expect(phases).toEqual(['queued', 'overlay', 'prepare', 'base', 'target', 'mirror', 'ram', 'switchover', 'finishing', 'completed']);
+      expect(phases).toEqual(['queued', 'prepare', 'overlay', 'base', 'target', 'mirror', 'ram', 'switchover', 'finishing', 'completed']);
       const arrived = pair.target.vms.get('g1');
       expect(arrived).toBeDefined();
       const serial = arrived?.spec.serialLog ?? '';
@@ -80,6 +80,29 @@ describe('rollback when the target QEMU dies', { timeout: 240_000 }, () => {
       expect(pair.source.loop.partition.bins).toEqual([]);
       await expect(stat(`${scope().path('source')}/buffer/${record.id}-vdisk0.qcow2`)).rejects.toMatchObject({ code: 'ENOENT' });
       expect(pair.target.vms.size).toBe(0);
+    } finally {
+      await pair.close();
+    }
+  });
+});
+
+describe('admission at the target', { timeout: 240_000 }, () => {
+  it('a second migration waits, visibly, while the target takes its one incoming migration, then completes', async () => {
+    const pair = await enginePair(scope(), 128 * MiB, { maxIncoming: 1 });
+    try {
+      const ids: string[] = [];
+      for (const name of ['q1', 'q2']) {
+        const base = scope().path(`${name}.qcow2`);
+        await qemuImg('create', '-q', '-f', 'qcow2', base, '64M');
+        const vm = await pair.source.launchVm(guestVm({ name, dir: scope().dir, disk: { file: base, format: 'qcow2' }, workload: { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 1, verifyEvery: 0 } }));
+        await waitForSerial(vm.spec.serialLog, (r) => r.heartbeats.length > 0, `${name} running`);
+      }
+      for (const name of ['q1', 'q2']) ids.push(pair.source.migrate(name, 'dst').id);
+      const done = await Promise.all(ids.map((id) => pair.source.waitFor(id)));
+      expect(done.map((record) => record.phase)).toEqual(['completed', 'completed']);
+      const waited = done.filter((record) => record.decisions.some((d) => d === 'waiting: target busy: 1 incoming migrations (limit 1)'));
+      expect(waited).toHaveLength(1);
+      expect([...pair.target.vms.keys()].sort()).toEqual(['q1', 'q2']);
     } finally {
       await pair.close();
     }
