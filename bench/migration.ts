@@ -13,7 +13,7 @@ import type { TickTrace } from '../src/migration/control-loop.js';
 import type { MigrationRecord } from '../src/migration/engine.js';
 import { run } from '../src/exec/run.js';
 import { startDaemonPair } from '../src/testbed/daemons.js';
-import { GUEST_DIR, guestAppend, readSerial, waitForSerial, type SerialReport } from '../src/testbed/guest.js';
+import { guestVmBody, readSerial, waitForSerial, type SerialReport } from '../src/testbed/guest.js';
 import { ensureZfsFuse, stopZfsFuse } from '../src/testbed/zfs.js';
 
 const LINK = 100e6 / 8;
@@ -40,14 +40,7 @@ for (let i = 0; i < runs; i += 1) {
     const disk = join(dir, 'guest.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '256M']);
     await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 7 128M 96M', disk]);
-    const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', {
-      name: 'bench',
-      memoryMiB: 256,
-      kernel: `${GUEST_DIR}vmlinuz`,
-      initrd: `${GUEST_DIR}initrd.cpio.gz`,
-      append: guestAppend({ diskRateMiB: 3, diskSpanMiB: 96, dirtyRateMiB: 4, verifyEvery: 0 }),
-      disks: [{ id: 'vdisk0', file: disk }],
-    });
+    const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody('bench', disk, { diskRateMiB: 3, diskSpanMiB: 96, dirtyRateMiB: 4, verifyEvery: 0 }, 256));
     await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 2, 'heartbeats');
     const idle0 = await readSerial(vm.serialLog);
     await sleep(10_000);

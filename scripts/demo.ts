@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { main as cli } from '../src/cli/main.js';
 import { run } from '../src/exec/run.js';
 import { startDaemonPair } from '../src/testbed/daemons.js';
-import { GUEST_DIR, guestAppend, waitForSerial } from '../src/testbed/guest.js';
+import { guestVmBody, waitForSerial } from '../src/testbed/guest.js';
 import { ensureZfsFuse, stopZfsFuse } from '../src/testbed/zfs.js';
 
 const say = (text: string) => console.log(`\x1b[1m==> ${text}\x1b[0m`);
@@ -29,14 +29,7 @@ try {
   const disk = join(dir, 'guest.qcow2');
   await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '256M']);
   await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 7 128M 96M', disk]);
-  const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', {
-    name: 'busy1',
-    memoryMiB: 256,
-    kernel: `${GUEST_DIR}vmlinuz`,
-    initrd: `${GUEST_DIR}initrd.cpio.gz`,
-    append: guestAppend({ diskRateMiB: 2, diskSpanMiB: 32, dirtyRateMiB: 8, verifyEvery: 4 }),
-    disks: [{ id: 'vdisk0', file: disk }],
-  });
+  const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody('busy1', disk, { diskRateMiB: 2, diskSpanMiB: 32, dirtyRateMiB: 8, verifyEvery: 4 }, 256));
   const before = await waitForSerial(vm.serialLog, (r) => r.verifications.length > 0, 'the guest verifying its writes', { timeoutMs: 120_000 });
   say(`guest busy1 boots and writes 2 MiB/s, dirties 8 MiB/s of RAM; its own read-back: ${JSON.stringify(before.verifications.at(-1))}`);
   say('cowbuf migrate busy1 --target dst');

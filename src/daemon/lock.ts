@@ -2,19 +2,12 @@
 import { open, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CowbufError } from '../errors.js';
+import { processAlive } from '../exec/run.js';
 
 export class AlreadyRunningError extends CowbufError {
   override readonly name: string = 'AlreadyRunningError';
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** @returns a release function. @throws AlreadyRunningError naming the other daemon's pid */
 export async function lockStateDir(stateDir: string): Promise<() => Promise<void>> {
@@ -29,7 +22,7 @@ export async function lockStateDir(stateDir: string): Promise<() => Promise<void
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
       const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-      if (pid && pid !== process.pid && alive(pid)) throw new AlreadyRunningError(`another cowbufd (pid ${pid}) already runs on ${stateDir}`);
+      if (pid && pid !== process.pid && processAlive(pid)) throw new AlreadyRunningError(`another cowbufd (pid ${pid}) already runs on ${stateDir}`);
       await rm(path, { force: true });
     }
   }

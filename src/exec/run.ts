@@ -27,6 +27,16 @@ export interface RunResult {
   readonly exitCode: number;
 }
 
+/** Whether a process with this pid exists (EPERM: it does, owned by someone else). */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /** Whether an executable of that name is on PATH (without spawning a shell to ask). */
 export async function onPath(name: string, path = process.env.PATH ?? ''): Promise<boolean> {
   for (const dir of path.split(delimiter).filter(Boolean)) {

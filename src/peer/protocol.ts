@@ -10,6 +10,7 @@ import { isAbsolute } from 'node:path';
 import { ValidationError } from '../errors.js';
 import { checkName } from '../exec/run.js';
 import { array, number, object, record, string, type Json } from '../validate.js';
+import type { DiskSpec } from '../vm/spec.js';
 
 export type StreamKind = 'ram' | 'nbd';
 
@@ -18,12 +19,8 @@ export type Hello =
   | { readonly type: 'hello'; readonly kind: 'base'; readonly migration: string; readonly disk: string; readonly size: number }
   | { readonly type: 'hello'; readonly kind: 'stream'; readonly migration: string; readonly stream: StreamKind };
 
-export interface WireDisk {
-  readonly id: string;
-  readonly nodeName: string;
-  readonly format: 'qcow2' | 'raw';
-  readonly virtualSize: number;
-}
+/** A disk as the target needs it: the source's spec without its local file, plus its size. */
+export type WireDisk = Pick<DiskSpec, 'id' | 'nodeName' | 'format'> & { readonly virtualSize: number };
 
 export interface WireVm {
   readonly name: string;

@@ -44,6 +44,18 @@ export interface GuestVmOptions {
   readonly netns?: string;
 }
 
+/** The body of `POST /1.0/vms` that starts the test guest on a daemon. */
+export function guestVmBody(name: string, disk: string, workload: GuestWorkload, memoryMiB = 256): Record<string, unknown> {
+  return {
+    name,
+    memoryMiB,
+    kernel: join(GUEST_DIR, 'vmlinuz'),
+    initrd: join(GUEST_DIR, 'initrd.cpio.gz'),
+    append: guestAppend(workload),
+    disks: [{ id: GUEST_DISK.id, file: disk }],
+  };
+}
+
 /** The disk's qdev id and node name in every guest VM. */
 export const GUEST_DISK = { id: 'vdisk0', nodeName: 'disk0' } as const;
 

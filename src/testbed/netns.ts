@@ -4,7 +4,7 @@
  * pair's own namespaces, so pairs never collide and nothing outside them is ever a target.
  * Namespaces are named after the creating PID so a later run can sweep what a crashed one left.
  */
-import { run } from '../exec/run.js';
+import { processAlive, run } from '../exec/run.js';
 
 export interface Host {
   readonly ns: string;
@@ -27,14 +27,6 @@ export interface TwoHosts {
 const PREFIX = 'cbt';
 let counter = 0;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** Deletes namespaces left by test-bed processes that no longer exist. */
 export async function sweepStaleHosts(): Promise<string[]> {
@@ -44,7 +36,7 @@ export async function sweepStaleHosts(): Promise<string[]> {
     .map((line) => line.split(' ')[0] ?? '')
     .filter((name) => {
       const match = new RegExp(`^${PREFIX}([0-9a-z]+)x`).exec(name);
-      return match !== null && !alive(parseInt(match[1] ?? '', 36));
+      return match !== null && !processAlive(parseInt(match[1] ?? '', 36));
     });
   for (const ns of stale) await run('ip', ['netns', 'del', ns], { okExitCodes: [1] });
   return stale;

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { main } from '../../src/cli/main.js';
-import { GUEST_DIR, guestAppend, readSerial, waitForSerial } from '../../src/testbed/guest.js';
+import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { startDaemonPair } from '../../src/testbed/daemons.js';
 import { qemuImg, useScope } from '../support/testbed.js';
 
@@ -20,14 +20,7 @@ describe('two cowbufd in two namespaces over a shaped link', { timeout: 300_000 
     try {
       const disk = scope().path('g1.qcow2');
       await qemuImg('create', '-q', '-f', 'qcow2', disk, '128M');
-      const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', {
-        name: 'g1',
-        memoryMiB: 256,
-        kernel: `${GUEST_DIR}vmlinuz`,
-        initrd: `${GUEST_DIR}initrd.cpio.gz`,
-        append: guestAppend({ diskRateMiB: 1, diskSpanMiB: 16, dirtyRateMiB: 4, verifyEvery: 3 }),
-        disks: [{ id: 'vdisk0', file: disk }],
-      });
+      const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 16, dirtyRateMiB: 4, verifyEvery: 3 }, 256));
       await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
       const socket = ['--socket', `${pair.source.stateDir}/unix.socket`];
       const ticks: Array<{ links: Array<{ peer: string; bytesAcked: number }> }> = [];

@@ -4,7 +4,7 @@ import { viewMigrations } from '../../src/buffer/view.js';
 import { run } from '../../src/exec/run.js';
 import type { TickTrace } from '../../src/migration/control-loop.js';
 import { startDaemonPair } from '../../src/testbed/daemons.js';
-import { GUEST_DIR, guestAppend, waitForSerial } from '../../src/testbed/guest.js';
+import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
 import { report } from '../support/report.js';
 import { qemuImg, useScope } from '../support/testbed.js';
 
@@ -52,14 +52,7 @@ describe('a migration started while two others run', { timeout: 300_000 }, () =>
         const disk = scope().path(`${name}.qcow2`);
         await qemuImg('create', '-q', '-f', 'qcow2', disk, '256M');
         await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 7 128M 64M', disk]);
-        const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', {
-          name,
-          memoryMiB: 128,
-          kernel: `${GUEST_DIR}vmlinuz`,
-          initrd: `${GUEST_DIR}initrd.cpio.gz`,
-          append: guestAppend({ diskRateMiB: 3, diskSpanMiB: 100, dirtyRateMiB: 0, verifyEvery: 0 }),
-          disks: [{ id: 'vdisk0', file: disk }],
-        });
+        const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody(name, disk, { diskRateMiB: 3, diskSpanMiB: 100, dirtyRateMiB: 0, verifyEvery: 0 }, 128));
         await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 0, `${name} running`);
       }
       const first = await Promise.all(['r1', 'r2'].map((vm) => pair.source.api.call<{ id: string }>('POST', '/1.0/migrations', { vm, target: 'dst' })));

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import type { MigrationRecord } from '../../src/migration/engine.js';
 import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
-import { GUEST_DIR, guestAppend, readSerial, waitForSerial } from '../../src/testbed/guest.js';
+import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { report } from '../support/report.js';
 import { qemuImg, useScope } from '../support/testbed.js';
 
@@ -17,14 +17,7 @@ async function busyGuests(pair: DaemonPair): Promise<Array<{ name: string; seria
     const disk = scope().path(`${name}.qcow2`);
     await qemuImg('create', '-q', '-f', 'qcow2', disk, '512M');
     await import('../../src/exec/run.js').then(({ run }) => run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 7 256M 192M', disk]));
-    const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', {
-      name,
-      memoryMiB: 192,
-      kernel: `${GUEST_DIR}vmlinuz`,
-      initrd: `${GUEST_DIR}initrd.cpio.gz`,
-      append: guestAppend({ diskRateMiB: 4, diskSpanMiB: 240, dirtyRateMiB: 1, verifyEvery: 0 }),
-      disks: [{ id: 'vdisk0', file: disk }],
-    });
+    const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody(name, disk, { diskRateMiB: 4, diskSpanMiB: 240, dirtyRateMiB: 1, verifyEvery: 0 }, 192));
     guests.push({ name, serialLog: vm.serialLog });
   }
   for (const guest of guests) await waitForSerial(guest.serialLog, (r) => r.heartbeats.length > 1, `heartbeats of ${guest.name}`);
