@@ -7,6 +7,7 @@ import { Command, CommanderError } from 'commander';
 import { createInterface } from 'node:readline/promises';
 import { CowbufError, ValidationError } from '../errors.js';
 import { bufferCommand } from './commands/buffer.js';
+import { completionCommand } from './commands/completion.js';
 import { initCommand } from './commands/init.js';
 import { migrationCommands } from './commands/migrations.js';
 import { peerCommands } from './commands/peers.js';
@@ -43,6 +44,7 @@ export function program(io: Io): Command {
   root.addCommand(bufferCommand(io));
   for (const command of [...migrationCommands(io), ...peerCommands(io)]) root.addCommand(command);
   root.addCommand(simCommand(io));
+  root.addCommand(completionCommand(io, () => root));
   const configure = (command: Command): void => {
     command.exitOverride().configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
     command.commands.forEach(configure);

@@ -10,8 +10,8 @@ import { createServer, type Server } from 'node:http';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { throttlePolicy } from '../buffer/throttle/index.js';
-import { loadConfig, volumeConfig, type Config } from '../config/config.js';
-import { CowbufError, VolumeMissingError } from '../errors.js';
+import { ConfigError, loadConfig, volumeConfig, type Config } from '../config/config.js';
+import { CowbufError } from '../errors.js';
 import { run } from '../exec/run.js';
 import type { TickTrace } from '../migration/control-loop.js';
 import { Engine } from '../migration/engine.js';
@@ -38,7 +38,7 @@ async function socketGroup(group: string): Promise<number> {
 
 export async function startDaemon(configPath: string, log: Logger = pino({ name: 'cowbufd' })): Promise<Daemon> {
   let config = await loadConfig(configPath);
-  if (!config) throw new VolumeMissingError(`${configPath} (no configuration)`);
+  if (!config) throw new ConfigError(`no configuration at ${configPath} (run \`cowbuf init\` first)`);
   const { stateDir } = config;
   await mkdir(stateDir, { recursive: true, mode: 0o755 });
   const unlock = await lockStateDir(stateDir);

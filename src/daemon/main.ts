@@ -7,7 +7,12 @@ import { startDaemon } from './daemon.js';
 export async function main(argv: readonly string[]): Promise<number> {
   const flag = argv.indexOf('--config');
   const configPath = flag >= 0 ? (argv[flag + 1] ?? '') : (process.env.COWBUF_CONFIG ?? DEFAULT_CONFIG_PATH);
-  const log = pino({ name: 'cowbufd', level: process.env.COWBUF_LOG_LEVEL ?? 'info' });
+  // JSON lines for journald and log shippers; readable lines when a person watches a terminal.
+  const log = pino({
+    name: 'cowbufd',
+    level: process.env.COWBUF_LOG_LEVEL ?? 'info',
+    ...(process.stdout.isTTY ? { transport: { target: 'pino-pretty', options: { colorize: true } } } : {}),
+  });
   let daemon;
   try {
     daemon = await startDaemon(configPath, log);
