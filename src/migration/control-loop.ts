@@ -7,7 +7,7 @@
  * trace of exactly the inputs γ was computed from.
  */
 import { admit, emptyPartition, observe, release, resize, type Partition } from '../buffer/partition.js';
-import { computeThrottles, type ThrottleDemand, type ThrottlePolicy } from '../buffer/throttle/policy.js';
+import { computeThrottles, type Throttle, type ThrottleDemand, type ThrottlePolicy } from '../buffer/throttle/policy.js';
 import type { CowTracker, TrackedOverlay } from '../monitor/cow-tracker.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import type { QmpCommands } from '../qmp/commands.js';
@@ -73,6 +73,8 @@ export interface ControlLoopOptions {
 export class ControlLoop {
   private state: Partition;
   private readonly migrations = new Map<string, LoopMigration>();
+  /** Overlay id → migration id, so a tick maps readings to migrations without a scan. */
+  private readonly overlayOwner = new Map<string, string>();
   private readonly unique = new Map<string, number>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
@@ -107,7 +109,10 @@ export class ControlLoop {
   /** Starts throttling `migration`'s drives from the next tick on. */
   add(migration: LoopMigration): void {
     this.migrations.set(migration.id, migration);
-    for (const overlay of migration.overlays) this.options.cow.track(overlay);
+    for (const overlay of migration.overlays) {
+      this.options.cow.track(overlay);
+      this.overlayOwner.set(overlay.id, migration.id);
+    }
   }
 
   /** Lifts the throttle of a migration now (pre-switchover or rollback) and stops actuating it. */
@@ -122,7 +127,10 @@ export class ControlLoop {
   /** Forgets a migration and gives its bin back; its throttle must already be lifted. */
   remove(id: string): void {
     const migration = this.migrations.get(id);
-    for (const overlay of migration?.overlays ?? []) this.options.cow.untrack(overlay.id);
+    for (const overlay of migration?.overlays ?? []) {
+      this.options.cow.untrack(overlay.id);
+      this.overlayOwner.delete(overlay.id);
+    }
     this.migrations.delete(id);
     this.unique.delete(id);
     if (this.state.bins.some((bin) => bin.owner === id)) this.state = release(this.state, id);
@@ -153,10 +161,10 @@ export class ControlLoop {
     const [cows, links] = await Promise.all([this.options.cow.sample(t), this.options.links.sample(t)]);
     const perMigration = new Map<string, number>();
     for (const reading of cows) {
-      const owner = [...this.migrations.values()].find((m) => m.overlays.some((o) => o.id === reading.id));
-      if (!owner) continue;
-      perMigration.set(owner.id, (perMigration.get(owner.id) ?? 0) + reading.allocated);
-      this.unique.set(owner.id, reading.estimate.uniqueFraction);
+      const owner = this.overlayOwner.get(reading.id);
+      if (owner === undefined) continue;
+      perMigration.set(owner, (perMigration.get(owner) ?? 0) + reading.allocated);
+      this.unique.set(owner, reading.estimate.uniqueFraction);
     }
     this.state = observe(this.state, [...perMigration].filter(([id]) => this.state.bins.some((bin) => bin.owner === id)));
     for (const entry of this.state.unplaced) this.options.onMustFail(entry.migration, entry.bytes);
@@ -177,12 +185,12 @@ export class ControlLoop {
     // Each policy computes over the whole partition (Π and the owner clamp see every bin); each
     // migration takes the γ of its own policy.
     const policyOf = (id: string) => this.migrations.get(id)?.policy ?? this.options.policy;
-    const byPolicy = new Map<ThrottlePolicy, ReturnType<typeof computeThrottles>>();
+    const byPolicy = new Map<ThrottlePolicy, Map<string, Throttle>>();
     for (const bin of this.state.bins) {
       const policy = policyOf(bin.owner);
-      if (!byPolicy.has(policy)) byPolicy.set(policy, computeThrottles(policy, this.state, demands));
+      if (!byPolicy.has(policy)) byPolicy.set(policy, new Map(computeThrottles(policy, this.state, demands).map((t) => [t.id, t])));
     }
-    const throttles = this.state.bins.map((bin) => (byPolicy.get(policyOf(bin.owner)) ?? []).find((t) => t.id === bin.owner)).filter((t) => t !== undefined);
+    const throttles = this.state.bins.map((bin) => byPolicy.get(policyOf(bin.owner))?.get(bin.owner)).filter((t) => t !== undefined);
     const entries: TraceEntry[] = [];
     for (const throttle of throttles) {
       const migration = this.migrations.get(throttle.id);

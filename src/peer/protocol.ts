@@ -10,7 +10,7 @@ import { isAbsolute } from 'node:path';
 import { ValidationError } from '../errors.js';
 import { checkName } from '../exec/run.js';
 import { array, number, object, record, string, type Json } from '../validate.js';
-import type { DiskSpec } from '../vm/spec.js';
+import type { DiskSpec, VmSpec } from '../vm/spec.js';
 
 export type StreamKind = 'ram' | 'nbd';
 
@@ -22,15 +22,8 @@ export type Hello =
 /** A disk as the target needs it: the source's spec without its local file, plus its size. */
 export type WireDisk = Pick<DiskSpec, 'id' | 'nodeName' | 'format'> & { readonly virtualSize: number };
 
-export interface WireVm {
-  readonly name: string;
-  readonly memoryMiB: number;
-  readonly vcpus: number;
-  readonly kernel?: string;
-  readonly initrd?: string;
-  readonly append?: string;
-  readonly disks: readonly WireDisk[];
-}
+/** The VM as the target must start it: the source's spec without its local sockets and files. */
+export type WireVm = Pick<VmSpec, 'name' | 'memoryMiB' | 'vcpus' | 'kernel' | 'initrd' | 'append'> & { readonly disks: readonly WireDisk[] };
 
 /** Migration capabilities the target must share with the source. */
 export interface TargetCapabilities {
