@@ -14,10 +14,19 @@
  *     │   ├── VolumeExistsError        the volume is already there (init on an initialised host)
  *     │   ├── VolumeMissingError       no buffer volume (not initialised)
  *     │   └── InsufficientSpaceError   the pool or filesystem lacks the room
- *     └── BufferError              a request the partition cannot honour
- *         ├── ShrinkBelowUsedError     resize below the bytes in use
- *         ├── UnknownMigrationError    id not in the partition
- *         └── DuplicateMigrationError  id already admitted
+ *     ├── BufferError              a request the partition cannot honour
+ *     │   ├── ShrinkBelowUsedError     resize below the bytes in use
+ *     │   ├── UnknownMigrationError    id not in the partition
+ *     │   └── DuplicateMigrationError  id already admitted
+ *     ├── MigrationFailedError     a migration rolled back (its phase and reason; `cause` is why)
+ *     ├── CancelledError           an admin or a shutdown stopped a migration (not a fault)
+ *     └── BufferFullError          the buffer could not hold a migration's overlay
+ *
+ * Errors that only make sense inside one module extend this tree where they are thrown:
+ * ConfigError (config/), AlreadyInitialisedError < StorageError (cli/commands/init.ts),
+ * ApiError and MigrationNotCompleted (cli/), AlreadyRunningError (daemon/lock.ts), the API's
+ * HttpError (daemon/api.ts), SocketStatsError (monitor/socket-stats.ts), VmStartError
+ * (vm/launcher.ts), GuestTimeoutError (testbed/guest.ts).
  */
 
 export class CowbufError extends Error {
@@ -148,4 +157,25 @@ export function describe(value: unknown): string {
   if (typeof value === 'number' || typeof value === 'boolean') return `\`${String(value)}\``;
   if (Array.isArray(value)) return value.length === 0 ? 'an empty array' : `an array of ${value.length} item(s)`;
   return `a ${typeof value}`;
+}
+
+/** An admin asked for it (`cowbuf cancel`), as opposed to a fault. */
+export class CancelledError extends CowbufError {
+  override readonly name: string = 'CancelledError';
+}
+
+export class BufferFullError extends CowbufError {
+  override readonly name: string = 'BufferFullError';
+}
+
+export class MigrationFailedError extends CowbufError {
+  override readonly name: string = 'MigrationFailedError';
+  constructor(
+    readonly migration: string,
+    readonly phase: string,
+    readonly reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`migration ${migration} failed in phase ${phase}: ${reason}`, options);
+  }
 }

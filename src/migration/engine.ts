@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { resize, usedBytes } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
-import { CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { BufferFullError, CancelledError, CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
 import { CowTracker } from '../monitor/cow-tracker.js';
 import { LinkTracker } from '../monitor/link-tracker.js';
 import { listenPeer, type PeerListener } from '../peer/channel.js';
@@ -21,7 +21,7 @@ import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js'
 import type { VmSpec } from '../vm/spec.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
-import { BufferFullError, CancelledError, runSource, type Phase, type Progress } from './source.js';
+import { runSource, type Phase, type Progress } from './source.js';
 import { TargetSide } from './target.js';
 
 export interface EngineConfig {

@@ -8,7 +8,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CowbufError, PeerRequestError } from '../errors.js';
+import { BufferFullError, CancelledError, CowbufError, MigrationFailedError, PeerRequestError } from '../errors.js';
 import type { ThrottlePolicy } from '../buffer/throttle/policy.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import { ControlClient } from '../peer/channel.js';
@@ -25,27 +25,6 @@ import type { ControlLoop, LoopMigration } from './control-loop.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
 
 export type Phase = 'queued' | 'overlay' | 'prepare' | 'base' | 'target' | 'mirror' | 'ram' | 'switchover' | 'finishing' | 'completed' | 'rolling-back' | 'failed' | 'cancelled';
-
-/** An admin asked for it (`cowbuf cancel`), as opposed to a fault. */
-export class CancelledError extends CowbufError {
-  override readonly name: string = 'CancelledError';
-}
-
-export class BufferFullError extends CowbufError {
-  override readonly name: string = 'BufferFullError';
-}
-
-export class MigrationFailedError extends CowbufError {
-  override readonly name: string = 'MigrationFailedError';
-  constructor(
-    readonly migration: string,
-    readonly phase: Phase,
-    readonly reason: string,
-    options?: ErrorOptions,
-  ) {
-    super(`migration ${migration} failed in phase ${phase}: ${reason}`, options);
-  }
-}
 
 export interface Progress {
   readonly baseSent: number;

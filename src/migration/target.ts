@@ -42,10 +42,6 @@ export class TargetSide {
 
   constructor(private readonly options: TargetOptions) {}
 
-  get active(): number {
-    return this.incoming.size;
-  }
-
   private lookup(peer: TrustedPeer, id: string): Incoming {
     const incoming = this.incoming.get(id);
     if (!incoming || incoming.peer !== peer.name) throw new PeerError(`no incoming migration ${id} from ${peer.name}`);

@@ -90,10 +90,6 @@ export class LinkTracker {
     return this.peers.get(peer)?.estimate;
   }
 
-  forget(peer: string): void {
-    this.peers.delete(peer);
-  }
-
   private read(stream: Stream): { appLimited: boolean } {
     if (stream.socket.destroyed) return { appLimited: true };
     try {

@@ -26,7 +26,7 @@ export const RESERVE_FRACTION = 0.05;
 export const MIN_HORIZON_SECONDS = 10;
 
 /** Room this migration can plan with: its fair part of the free space in its non-frozen bins, less the reserve. */
-export function usableRoom(view: MigrationView): number {
+function usableRoom(view: MigrationView): number {
   let room = 0;
   for (const holding of view.holdings) {
     if (holding.frozen) continue;
