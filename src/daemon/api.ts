@@ -7,17 +7,15 @@
  */
 import { mkdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
 import { CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
-import { checkName } from '../exec/run.js';
 import type { Engine, MigrationRecord } from '../migration/engine.js';
-import { checkAddress } from '../peer/trust.js';
 import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
-import { parsePositiveSize } from '../units.js';
-import { array, number, object, string } from '../validate.js';
 import type { VmSpec } from '../vm/spec.js';
+import { BODIES, ENDPOINTS, type EndpointName } from './endpoints.js';
 import { renderMetrics, type MetricsInput } from './metrics.js';
+import { parseObject, type Schema } from './schema.js';
 
 export interface ApiContext {
   readonly engine: Engine;
@@ -77,36 +75,18 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-function absolutePath(field: string, value: unknown): string {
-  const path = string(field, value);
-  if (!isAbsolute(path)) throw new ValidationError(field, value, 'an absolute path');
-  return path;
-}
-
 /** A VM the daemon should start: its own sockets and serial log live under the state dir. */
 export function parseVmBody(raw: unknown, stateDir: string): VmSpec {
-  const body = object('body', raw, ['name', 'memoryMiB', 'disks'], ['vcpus', 'kernel', 'initrd', 'append']);
-  const name = checkName('name', string('name', body.name));
-  const home = join(stateDir, 'vms', name);
+  const body = parseObject(BODIES.vm, 'body', raw);
+  const home = join(stateDir, 'vms', body.name);
   return {
-    name,
-    memoryMiB: number('memoryMiB', body.memoryMiB, { min: 16, max: 1 << 22, integer: true }),
-    vcpus: body.vcpus === undefined ? 1 : number('vcpus', body.vcpus, { min: 1, max: 1024, integer: true }),
-    ...(body.kernel !== undefined ? { kernel: absolutePath('kernel', body.kernel) } : {}),
-    ...(body.initrd !== undefined ? { initrd: absolutePath('initrd', body.initrd) } : {}),
-    ...(body.append !== undefined ? { append: string('append', body.append) } : {}),
-    disks: array('disks', body.disks, 1).map((entry, index) => {
-      const disk = object(`disks[${index}]`, entry, ['id', 'file'], ['nodeName', 'format']);
-      const format = disk.format === undefined ? 'qcow2' : disk.format;
-      if (format !== 'qcow2' && format !== 'raw') throw new ValidationError(`disks[${index}].format`, format, '`qcow2` or `raw`');
-      return {
-        id: checkName(`disks[${index}].id`, string(`disks[${index}].id`, disk.id)),
-        nodeName: disk.nodeName === undefined ? `disk${index}` : checkName(`disks[${index}].nodeName`, string(`disks[${index}].nodeName`, disk.nodeName)),
-        file: absolutePath(`disks[${index}].file`, disk.file),
-        format,
-        werror: 'stop' as const,
-      };
-    }),
+    name: body.name,
+    memoryMiB: body.memoryMiB,
+    vcpus: body.vcpus,
+    ...(body.kernel !== undefined ? { kernel: body.kernel } : {}),
+    ...(body.initrd !== undefined ? { initrd: body.initrd } : {}),
+    ...(body.append !== undefined ? { append: body.append } : {}),
+    disks: body.disks.map((disk, index) => ({ id: disk.id, nodeName: disk.nodeName ?? `disk${index}`, file: disk.file, format: disk.format, werror: 'stop' as const })),
     qmpSocket: join(home, 'qmp.sock'),
     serialLog: join(home, 'serial.log'),
   };
@@ -116,105 +96,104 @@ function vmView(engine: Engine): unknown[] {
   return [...engine.vms.values()].map((vm) => ({ name: vm.spec.name, running: vm.child.running(), pid: vm.child.pid, accel: vm.accel, serialLog: vm.spec.serialLog, qmpSocket: vm.spec.qmpSocket, disks: vm.spec.disks }));
 }
 
+type Handler = (req: IncomingMessage, res: ServerResponse, params: readonly string[]) => Promise<void> | void;
+
+/** Names a trusted peer may not take: they are paths of their own under /1.0/peers. */
+const RESERVED_PEER_NAMES = new Set(['tokens', 'join']);
+
+function peerName(field: string, value: string): string {
+  if (RESERVED_PEER_NAMES.has(value)) throw new ValidationError(field, value, `a name other than ${[...RESERVED_PEER_NAMES].join(', ')}`);
+  return value;
+}
+
+function handlers(ctx: ApiContext): Record<EndpointName, Handler> {
+  const body = async <S extends Schema>(schema: S, req: IncomingMessage) => parseObject(schema, 'body', await readBody(req));
+  return {
+    info: (_req, res) => sync(res, ctx.info()),
+    buffer: async (_req, res) => sync(res, { ...(await ctx.volume.status()), capabilities: ctx.volume.capabilities, partition: ctx.engine.loop.partition }),
+    resizeBuffer: async (req, res) => {
+      await ctx.engine.resizeBuffer((await body(BODIES.resize, req)).size);
+      sync(res, await ctx.volume.status());
+    },
+    vms: (_req, res) => sync(res, vmView(ctx.engine)),
+    startVm: async (req, res) => {
+      const spec = parseVmBody(await readBody(req), ctx.stateDir);
+      await mkdir(join(ctx.stateDir, 'vms', spec.name), { recursive: true, mode: 0o700 });
+      await ctx.engine.launchVm(spec);
+      sync(res, vmView(ctx.engine).find((vm) => (vm as { name: string }).name === spec.name), 201);
+    },
+    migrations: (_req, res) => sync(res, ctx.engine.list()),
+    migrate: async (req, res) => {
+      const { vm, target, policy } = await body(BODIES.migration, req);
+      const record = ctx.engine.migrate(vm, target, policy === undefined ? {} : { policy });
+      send(res, 202, { type: 'async', status: 'Operation created', status_code: 100, operation: `/1.0/operations/${record.id}`, metadata: operation(record) });
+    },
+    migration: (_req, res, [id = '']) => sync(res, ctx.engine.get(id)),
+    cancelMigration: (_req, res, [id = '']) => sync(res, operation(ctx.engine.cancel(id))),
+    operation: (_req, res, [id = '']) => sync(res, operation(ctx.engine.get(id))),
+    waitOperation: async (_req, res, [id = '']) => sync(res, operation(await ctx.engine.waitFor(id))),
+    cancelOperation: (_req, res, [id = '']) => sync(res, operation(ctx.engine.cancel(id))),
+    peers: (_req, res) => sync(res, ctx.trust.list().map(({ name, fingerprint, address, notAfter }) => ({ name, fingerprint, address, notAfter }))),
+    trust: async (req, res) => {
+      const peer = await body(BODIES.peer, req);
+      const added = await ctx.trust.add(peerName('name', peer.name), peer.certificate, peer.address);
+      sync(res, { name: added.name, fingerprint: added.fingerprint, address: added.address }, 201);
+    },
+    untrust: async (_req, res, [name = '']) => {
+      if (!ctx.trust.get(name)) throw new HttpError(404, `no trusted peer named ${name}`);
+      await ctx.trust.remove(name);
+      sync(res, {});
+    },
+    tokens: (_req, res) => sync(res, ctx.engine.pendingTokens()),
+    issueToken: async (req, res) => {
+      const { name, expirySeconds } = await body(BODIES.token, req);
+      sync(res, { name, ...(await ctx.engine.issueToken(peerName('name', name), expirySeconds)) }, 201);
+    },
+    join: async (req, res) => {
+      const { name, token } = await body(BODIES.join, req);
+      const peer = await ctx.engine.join(peerName('name', name), token);
+      sync(res, { name: peer.name, fingerprint: peer.fingerprint, address: peer.address }, 201);
+    },
+    metrics: (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(renderMetrics(ctx.metrics()));
+    },
+    events: (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      const write = (type: string) => (metadata: unknown) => res.write(`${JSON.stringify({ type, timestamp: new Date().toISOString(), metadata })}\n`);
+      const onMigration = write('migration');
+      const onLog = write('logging');
+      const onTick = write('tick');
+      ctx.engine.on('migration', onMigration);
+      ctx.engine.on('log', onLog);
+      ctx.engine.on('tick', onTick);
+      for (const record of ctx.engine.list()) onMigration(record);
+      req.on('close', () => {
+        ctx.engine.off('migration', onMigration);
+        ctx.engine.off('log', onLog);
+        ctx.engine.off('tick', onTick);
+      });
+    },
+  };
+}
+
+/** `/1.0/migrations/{id}` → a pattern capturing one path segment per parameter. */
+function pattern(path: string): RegExp {
+  return new RegExp(`^${path.replace(/[.]/g, '\\.').replace(/\{[a-z]+\}/g, '([^/]+)')}$`);
+}
+
 export function apiHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => void {
-  const routes: Array<[string, RegExp, (req: IncomingMessage, res: ServerResponse, match: RegExpExecArray) => Promise<void> | void]> = [
-    ['GET', /^\/1\.0$/, (_req, res) => sync(res, ctx.info())],
-    ['GET', /^\/1\.0\/buffer$/, async (_req, res) => sync(res, { ...(await ctx.volume.status()), capabilities: ctx.volume.capabilities, partition: ctx.engine.loop.partition })],
-    [
-      'PATCH',
-      /^\/1\.0\/buffer$/,
-      async (req, res) => {
-        const body = object('body', await readBody(req), ['size']);
-        await ctx.engine.resizeBuffer(parsePositiveSize('size', body.size));
-        sync(res, await ctx.volume.status());
-      },
-    ],
-    ['GET', /^\/1\.0\/vms$/, (_req, res) => sync(res, vmView(ctx.engine))],
-    [
-      'POST',
-      /^\/1\.0\/vms$/,
-      async (req, res) => {
-        const spec = parseVmBody(await readBody(req), ctx.stateDir);
-        await mkdir(join(ctx.stateDir, 'vms', spec.name), { recursive: true, mode: 0o700 });
-        await ctx.engine.launchVm(spec);
-        sync(res, vmView(ctx.engine).find((vm) => (vm as { name: string }).name === spec.name), 201);
-      },
-    ],
-    ['GET', /^\/1\.0\/migrations$/, (_req, res) => sync(res, ctx.engine.list())],
-    [
-      'POST',
-      /^\/1\.0\/migrations$/,
-      async (req, res) => {
-        const body = object('body', await readBody(req), ['vm', 'target'], ['policy']);
-        const record = ctx.engine.migrate(string('vm', body.vm), string('target', body.target), body.policy === undefined ? {} : { policy: string('policy', body.policy) });
-        send(res, 202, { type: 'async', status: 'Operation created', status_code: 100, operation: `/1.0/operations/${record.id}`, metadata: operation(record) });
-      },
-    ],
-    ['GET', /^\/1\.0\/(migrations|operations)\/([^/]+)$/, (_req, res, m) => sync(res, m[1] === 'operations' ? operation(ctx.engine.get(m[2] ?? '')) : ctx.engine.get(m[2] ?? ''))],
-    [
-      'GET',
-      /^\/1\.0\/operations\/([^/]+)\/wait$/,
-      async (_req, res, m) => sync(res, operation(await ctx.engine.waitFor(m[1] ?? ''))),
-    ],
-    ['DELETE', /^\/1\.0\/(migrations|operations)\/([^/]+)$/, (_req, res, m) => sync(res, operation(ctx.engine.cancel(m[2] ?? '')))],
-    ['GET', /^\/1\.0\/peers$/, (_req, res) => sync(res, ctx.trust.list().map(({ name, fingerprint, address, notAfter }) => ({ name, fingerprint, address, notAfter })))],
-    [
-      'POST',
-      /^\/1\.0\/peers$/,
-      async (req, res) => {
-        const body = object('body', await readBody(req), ['name', 'certificate', 'address']);
-        const peer = await ctx.trust.add(string('name', body.name), string('certificate', body.certificate), checkAddress('address', string('address', body.address)));
-        sync(res, { name: peer.name, fingerprint: peer.fingerprint, address: peer.address }, 201);
-      },
-    ],
-    [
-      'DELETE',
-      /^\/1\.0\/peers\/([^/]+)$/,
-      async (_req, res, m) => {
-        const name = m[1] ?? '';
-        if (!ctx.trust.get(name)) throw new HttpError(404, `no trusted peer named ${name}`);
-        await ctx.trust.remove(name);
-        sync(res, {});
-      },
-    ],
-    [
-      'GET',
-      /^\/1\.0\/metrics$/,
-      (_req, res) => {
-        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-        res.end(renderMetrics(ctx.metrics()));
-      },
-    ],
-    [
-      'GET',
-      /^\/1\.0\/events$/,
-      (req, res) => {
-        res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-        const write = (type: string) => (metadata: unknown) => res.write(`${JSON.stringify({ type, timestamp: new Date().toISOString(), metadata })}\n`);
-        const onMigration = write('migration');
-        const onLog = write('logging');
-        const onTick = write('tick');
-        ctx.engine.on('migration', onMigration);
-        ctx.engine.on('log', onLog);
-        ctx.engine.on('tick', onTick);
-        for (const record of ctx.engine.list()) onMigration(record);
-        req.on('close', () => {
-          ctx.engine.off('migration', onMigration);
-          ctx.engine.off('log', onLog);
-          ctx.engine.off('tick', onTick);
-        });
-      },
-    ],
-  ];
+  const table = handlers(ctx);
+  const routes = (Object.keys(ENDPOINTS) as EndpointName[]).map((name) => ({ method: ENDPOINTS[name].method as string, pattern: pattern(ENDPOINTS[name].path), handle: table[name] }));
 
   return (req, res) => {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    const matching = routes.filter(([, pattern]) => pattern.test(path));
-    const route = matching.find(([method]) => method === req.method);
+    const matching = routes.filter((route) => route.pattern.test(path));
+    const route = matching.find((candidate) => candidate.method === req.method);
     void (async () => {
       try {
         if (!route) throw new HttpError(matching.length > 0 ? 405 : 404, matching.length > 0 ? `method ${req.method ?? ''} not allowed on ${path}` : `no such endpoint ${path}`);
-        await route[2](req, res, route[1].exec(path) as RegExpExecArray);
+        await route.handle(req, res, (route.pattern.exec(path) ?? []).slice(1).map((segment) => decodeURIComponent(segment)));
       } catch (error) {
         const status = error instanceof HttpError ? error.status : error instanceof ValidationError ? 400 : error instanceof UnknownMigrationError ? 404 : error instanceof CowbufError ? 409 : 500;
         if (!res.headersSent) send(res, status, { type: 'error', error: (error as Error).message, error_code: status });

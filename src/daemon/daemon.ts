@@ -15,7 +15,7 @@ import { CowbufError } from '../errors.js';
 import { run } from '../exec/run.js';
 import type { TickTrace } from '../migration/control-loop.js';
 import { Engine } from '../migration/engine.js';
-import { ensureIdentity } from '../peer/identity.js';
+import { ensureIdentity, type Identity } from '../peer/identity.js';
 import { TrustStore } from '../peer/trust.js';
 import { openVolume } from '../storage/registry.js';
 import { apiHandler } from './api.js';
@@ -23,6 +23,8 @@ import { lockStateDir } from './lock.js';
 
 export interface Daemon {
   readonly engine: Engine;
+  readonly identity: Identity;
+  readonly trust: TrustStore;
   readonly config: Config;
   readonly log: Logger;
   reload(): Promise<void>;
@@ -108,6 +110,8 @@ export async function startDaemon(configPath: string, log: Logger = pino({ name:
 
     return {
       engine,
+      identity,
+      trust,
       get config() {
         return config as Config;
       },

@@ -7,15 +7,18 @@
  */
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { networkInterfaces } from 'node:os';
 import { resize, usedBytes } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
-import { BufferFullError, CancelledError, CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { BufferFullError, CancelledError, CowbufError, TrustError, UnknownMigrationError, ValidationError } from '../errors.js';
 import { CowTracker } from '../monitor/cow-tracker.js';
 import { LinkTracker } from '../monitor/link-tracker.js';
-import { listenPeer, type PeerListener } from '../peer/channel.js';
+import { joinPeer, listenPeer, type PeerListener } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
-import type { TrustStore } from '../peer/trust.js';
+import { decodeToken, TokenStore } from '../peer/tokens.js';
+import type { TrustStore, TrustedPeer } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
 import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
@@ -90,6 +93,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   private admitAgain = false;
   private readonly target: TargetSide;
   private listener: PeerListener | undefined;
+  private tokenStore: TokenStore | undefined;
 
   constructor(private readonly deps: EngineDeps) {
     super();
@@ -119,17 +123,58 @@ export class Engine extends EventEmitter<EngineEvents> {
     });
   }
 
+  private get tokens(): TokenStore {
+    if (!this.tokenStore) throw new CowbufError('the engine is not started');
+    return this.tokenStore;
+  }
+
   get peerPort(): number | undefined {
     return this.listener?.port;
   }
 
+  /** Where peers reach us: the configured host, or every non-loopback address if it is a wildcard. */
+  peerAddresses(): string[] {
+    const { host } = this.deps.config.peerListen;
+    const port = this.listener?.port ?? this.deps.config.peerListen.port;
+    const wildcard = host === '0.0.0.0' || host === '::' || host === '';
+    const hosts = wildcard ? Object.values(networkInterfaces()).flatMap((entries) => (entries ?? []).filter((entry) => !entry.internal && entry.family === 'IPv4').map((entry) => entry.address)) : [host];
+    return hosts.map((address) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`));
+  }
+
+  pendingTokens(): ReadonlyArray<{ name: string; expiresAt: string }> {
+    return this.tokens.list();
+  }
+
+  /** A one-time token the peer called `name` here joins with (`cowbuf trust add NAME --token`). */
+  issueToken(name: string, expirySeconds: number): Promise<{ token: string; expiresAt: string }> {
+    return this.tokens.issue(name, expirySeconds, { fingerprint: this.deps.identity.fingerprint, addresses: this.peerAddresses() });
+  }
+
+  /**
+   * Joins the peer that issued `token`, trusting it here as `name`.
+   * @throws ValidationError (bad token or name), TrustError (wrong certificate, token refused)
+   */
+  async join(name: string, token: string): Promise<TrustedPeer> {
+    const decoded = decodeToken(token);
+    if (this.deps.trust.get(name)) throw new TrustError(`a peer named ${name} is already trusted`);
+    const { cert, address } = await joinPeer(decoded, this.deps.identity, this.peerPort ?? this.deps.config.peerListen.port);
+    return this.deps.trust.add(name, cert, address);
+  }
+
   async start(): Promise<void> {
     await mkdir(this.deps.config.runDir, { recursive: true, mode: 0o700 });
+    this.tokenStore = await TokenStore.open(join(this.deps.config.stateDir, 'tokens.json'));
     this.listener = await listenPeer(this.deps.identity, this.deps.trust, this.deps.config.peerListen.host, this.deps.config.peerListen.port, {
       control: (peer, request) => this.target.handle(peer, request),
       base: (peer, hello, socket) => this.target.base(peer, hello, socket),
       stream: (peer, hello, socket) => this.target.stream(peer, hello, socket),
       rejected: (reason) => this.emit('log', { level: 'warn', message: `peer connection refused: ${reason}` }),
+      join: async (cert, hello, remoteAddress) => {
+        const name = await this.tokens.consume(hello.secret);
+        const host = remoteAddress.replace(/^::ffff:/, '');
+        await this.deps.trust.add(name, cert.toString(), `${host.includes(':') ? `[${host}]` : host}:${hello.port}`);
+        this.emit('log', { level: 'info', message: `peer ${name} joined with a trust token (${cert.fingerprint256})` });
+      },
     });
     this.loop.start();
   }

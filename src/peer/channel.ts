@@ -5,15 +5,18 @@
  * control connections then carry JSON-lines requests, the others raw bytes.
  */
 import { connect as netConnect, type Socket } from 'node:net';
+import type { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect, createServer, type TLSSocket } from 'node:tls';
 import { FrameDecoder, encodeLine, type JsonObject } from '../jsonl.js';
 import { PeerRequestError, TrustError, ValidationError } from '../errors.js';
-import type { Json } from '../validate.js';
+import { object, type Json } from '../validate.js';
 import type { Identity } from './identity.js';
 import { parseHello, parseRequest, parseResponse, type Hello, type PeerRequest, type PeerResponse } from './protocol.js';
+import type { Token } from './tokens.js';
 import type { TrustStore, TrustedPeer } from './trust.js';
 
 const HELLO_MAX_BYTES = 4096;
+const HELLO_TIMEOUT_MS = 10_000;
 
 export interface PeerHandlers {
   control(peer: TrustedPeer, request: PeerRequest): Promise<Json | undefined>;
@@ -22,6 +25,8 @@ export interface PeerHandlers {
   stream(peer: TrustedPeer, hello: Extract<Hello, { kind: 'stream' }>, socket: TLSSocket): void;
   /** A connection refused before any request (untrusted certificate, bad hello). */
   rejected(reason: string): void;
+  /** Spends a trust token for a not-yet-trusted certificate; absent, nobody can join. @throws TrustError */
+  join?(cert: X509Certificate, hello: Extract<Hello, { kind: 'join' }>, remoteAddress: string): Promise<void>;
 }
 
 function framingError(problem: string, line: string): Error {
@@ -70,17 +75,29 @@ export async function listenPeer(identity: Identity, trust: TrustStore, host: st
     socket.on('error', () => undefined);
     const cert = socket.getPeerX509Certificate();
     const peer = cert ? trust.verify(cert) : undefined;
-    if (!peer) {
+    if (!cert || (!peer && !handlers.join)) {
       handlers.rejected(cert ? `untrusted or expired certificate ${cert.fingerprint256}` : 'no client certificate');
       socket.destroy();
       return;
     }
+    // Nobody may hold a connection open without saying what it is for.
+    socket.setTimeout(HELLO_TIMEOUT_MS, () => socket.destroy());
     void (async () => {
       let hello: Hello;
       try {
         hello = parseHello(JSON.parse(await readLine(socket)));
       } catch (error) {
-        handlers.rejected(`bad hello from ${peer.name}: ${(error as Error).message}`);
+        handlers.rejected(`bad hello from ${peer?.name ?? cert.fingerprint256}: ${(error as Error).message}`);
+        socket.destroy();
+        return;
+      }
+      socket.setTimeout(0);
+      if (hello.kind === 'join') {
+        await answerJoin(handlers, cert, hello, socket);
+        return;
+      }
+      if (!peer) {
+        handlers.rejected(`untrusted or expired certificate ${cert.fingerprint256}`);
         socket.destroy();
         return;
       }
@@ -98,6 +115,16 @@ export async function listenPeer(identity: Identity, trust: TrustStore, host: st
     port: typeof address === 'object' && address ? address.port : port,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+async function answerJoin(handlers: PeerHandlers, cert: X509Certificate, hello: Extract<Hello, { kind: 'join' }>, socket: TLSSocket): Promise<void> {
+  try {
+    await handlers.join?.(cert, hello, socket.remoteAddress ?? '');
+    socket.end(encodeLine({ ok: true }));
+  } catch (error) {
+    handlers.rejected(`join refused for ${cert.fingerprint256}: ${(error as Error).message}`);
+    socket.end(encodeLine({ ok: false, error: (error as Error).message }));
+  }
 }
 
 function serveControl(peer: TrustedPeer, socket: TLSSocket, handlers: PeerHandlers): void {
@@ -137,18 +164,21 @@ export interface PeerSocket {
   readonly tls: TLSSocket;
   /** The TCP socket under the TLS one: what TCP_INFO is read from. */
   readonly raw: Socket;
+  /** The server's certificate, checked against the pinned fingerprint. */
+  readonly cert: X509Certificate;
 }
 
 /**
- * Opens a connection to a trusted peer, pins its certificate and sends `hello`.
- * @throws TrustError when the server's certificate is not the pinned one
+ * Opens a TLS connection to `address`, presenting our certificate, and accepts the server only
+ * if its certificate has this fingerprint and has not expired.
+ * @throws TrustError when the server's certificate is not the expected one
  */
-export async function dialPeer(peer: TrustedPeer, identity: Identity, hello: Hello, options: DialOptions = {}): Promise<PeerSocket> {
-  const separator = peer.address.lastIndexOf(':');
-  const host = peer.address.slice(0, separator).replace(/^\[|\]$/g, '');
-  const port = Number(peer.address.slice(separator + 1));
+export async function dialTls(label: string, address: string, fingerprint: string, identity: Identity, options: DialOptions = {}): Promise<PeerSocket> {
+  const separator = address.lastIndexOf(':');
+  const host = address.slice(0, separator).replace(/^\[|\]$/g, '');
+  const port = Number(address.slice(separator + 1));
   const raw = netConnect({ host, port });
-  const timer = setTimeout(() => raw.destroy(new Error(`connecting to ${peer.name} (${peer.address}) timed out`)), options.timeoutMs ?? 10_000);
+  const timer = setTimeout(() => raw.destroy(new Error(`connecting to ${label} (${address}) timed out`)), options.timeoutMs ?? 10_000);
   const onAbort = () => raw.destroy(options.signal?.reason instanceof Error ? options.signal.reason : new Error('aborted'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
@@ -162,12 +192,11 @@ export async function dialPeer(peer: TrustedPeer, identity: Identity, hello: Hel
       tls.once('error', reject);
     });
     const cert = tls.getPeerX509Certificate();
-    if (!cert || cert.fingerprint256 !== peer.fingerprint || new Date(cert.validTo) < new Date()) {
+    if (!cert || cert.fingerprint256 !== fingerprint || new Date(cert.validTo) < new Date()) {
       tls.destroy();
-      throw new TrustError(`peer ${peer.name} (${peer.address}) presented ${cert ? `certificate ${cert.fingerprint256}` : 'no certificate'}, not the pinned ${peer.fingerprint}`);
+      throw new TrustError(`${label} (${address}) presented ${cert ? `certificate ${cert.fingerprint256}${new Date(cert.validTo) < new Date() ? ` (expired ${cert.validTo})` : ''}` : 'no certificate'}, not the pinned ${fingerprint}`);
     }
-    tls.write(encodeLine(hello as unknown as JsonObject));
-    return { tls, raw };
+    return { tls, raw, cert };
   } catch (error) {
     raw.destroy();
     throw error;
@@ -175,6 +204,43 @@ export async function dialPeer(peer: TrustedPeer, identity: Identity, hello: Hel
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** Opens a connection to a trusted peer, pins its certificate and sends `hello`. @throws TrustError */
+export async function dialPeer(peer: TrustedPeer, identity: Identity, hello: Hello, options: DialOptions = {}): Promise<PeerSocket> {
+  const socket = await dialTls(`peer ${peer.name}`, peer.address, peer.fingerprint, identity, options);
+  socket.tls.write(encodeLine(hello as unknown as JsonObject));
+  return socket;
+}
+
+/**
+ * Spends a trust token at the peer that issued it: tries its addresses in turn, pins its
+ * certificate against the token's fingerprint and proves the secret.
+ * @returns the issuer's certificate and the address that answered
+ * @throws TrustError (wrong certificate, token refused), or the last connection error
+ */
+export async function joinPeer(token: Token, identity: Identity, ownPort: number, options: DialOptions = {}): Promise<{ cert: string; address: string }> {
+  let lastError: Error = new TrustError('the token lists no address');
+  for (const address of token.addresses) {
+    let socket: PeerSocket;
+    try {
+      socket = await dialTls('token issuer', address, token.fingerprint, identity, options);
+    } catch (error) {
+      if (error instanceof TrustError) throw error;
+      lastError = error as Error;
+      continue;
+    }
+    try {
+      const cert = socket.cert.toString();
+      socket.tls.write(encodeLine({ type: 'hello', kind: 'join', secret: token.secret, port: ownPort }));
+      const answer = object('join answer', JSON.parse(await readLine(socket.tls)), ['ok'], ['error']);
+      if (answer.ok !== true) throw new TrustError(`${address} refused the token: ${String(answer.error)}`);
+      return { cert, address };
+    } finally {
+      socket.tls.destroy();
+    }
+  }
+  throw lastError;
 }
 
 /** `Omit` that keeps each member of a union apart. */

@@ -17,7 +17,9 @@ export type StreamKind = 'ram' | 'nbd';
 export type Hello =
   | { readonly type: 'hello'; readonly kind: 'control' }
   | { readonly type: 'hello'; readonly kind: 'base'; readonly migration: string; readonly disk: string; readonly size: number }
-  | { readonly type: 'hello'; readonly kind: 'stream'; readonly migration: string; readonly stream: StreamKind };
+  | { readonly type: 'hello'; readonly kind: 'stream'; readonly migration: string; readonly stream: StreamKind }
+  /** From a not-yet-trusted peer spending a trust token; `port` is where its own peer API listens. */
+  | { readonly type: 'hello'; readonly kind: 'join'; readonly secret: string; readonly port: number };
 
 /** A disk as the target needs it: the source's spec without its local file, plus its size. */
 export type WireDisk = Pick<DiskSpec, 'id' | 'nodeName' | 'format'> & { readonly virtualSize: number };
@@ -52,7 +54,7 @@ function absolute(field: string, value: unknown): string {
 
 /** @throws ValidationError naming the bad field */
 export function parseHello(raw: unknown): Hello {
-  const kind = object('hello', raw, ['type', 'kind'], ['migration', 'disk', 'size', 'stream']).kind;
+  const kind = object('hello', raw, ['type', 'kind'], ['migration', 'disk', 'size', 'stream', 'secret', 'port']).kind;
   if (kind === 'control') {
     object('hello', raw, ['type', 'kind']);
     return { type: 'hello', kind };
@@ -73,7 +75,11 @@ export function parseHello(raw: unknown): Hello {
     if (stream !== 'ram' && stream !== 'nbd') throw new ValidationError('hello.stream', stream, '`ram` or `nbd`');
     return { type: 'hello', kind, migration: migrationId('hello.migration', hello.migration), stream };
   }
-  throw new ValidationError('hello.kind', kind, '`control`, `base` or `stream`');
+  if (kind === 'join') {
+    const hello = object('hello', raw, ['type', 'kind', 'secret', 'port']);
+    return { type: 'hello', kind, secret: string('hello.secret', hello.secret, /^[0-9a-f]{64}$/, '64 hex digits'), port: number('hello.port', hello.port, { min: 1, max: 65535, integer: true }) };
+  }
+  throw new ValidationError('hello.kind', kind, '`control`, `base`, `stream` or `join`');
 }
 
 function parseVm(raw: unknown): WireVm {

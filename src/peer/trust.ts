@@ -3,9 +3,9 @@
  * SHA-256 fingerprint. A connection is accepted only from a trusted, unexpired certificate.
  */
 import { X509Certificate } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
 import { TrustError, ValidationError } from '../errors.js';
 import { checkName } from '../exec/run.js';
+import { readState, writeState } from '../state-file.js';
 
 export interface TrustedPeer {
   readonly name: string;
@@ -30,11 +30,7 @@ export class TrustStore {
 
   static async open(path: string): Promise<TrustStore> {
     const store = new TrustStore(path);
-    try {
-      store.peers = JSON.parse(await readFile(path, 'utf8')) as TrustedPeer[];
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new TrustError(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
-    }
+    store.peers = await readState<TrustedPeer[]>(path, []);
     return store;
   }
 
@@ -80,9 +76,7 @@ export class TrustStore {
     await this.save();
   }
 
-  private async save(): Promise<void> {
-    const temp = `${this.path}.tmp`;
-    await writeFile(temp, `${JSON.stringify(this.peers, null, 2)}\n`, { mode: 0o600 });
-    await rename(temp, this.path);
+  private save(): Promise<void> {
+    return writeState(this.path, this.peers);
   }
 }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
+import { ENDPOINTS } from '../../src/daemon/endpoints.js';
 import { openVolume } from '../../src/storage/registry.js';
 import { pino } from 'pino';
 import { useTempDir } from '../support/temp-dir.js';
@@ -78,11 +79,22 @@ describe('the REST API over the real unix socket', () => {
     ['POST', '/1.0/vms', json({ name: 'v', memoryMiB: 64, kernel: 'vmlinuz', disks: [{ id: 'd', file: '/x' }] }), 400, 'Expected `kernel` to be an absolute path, got `vmlinuz`'],
     ['POST', '/1.0/vms', json({ name: 'v', memoryMiB: 64, disks: [{ id: 'a;b', file: '/x' }] }), 400, 'Expected `disks[0].id`'],
     ['POST', '/1.0/vms', json({ name: 'v', memoryMiB: 'lots', disks: [{ id: 'd', file: '/x' }] }), 400, 'Expected `memoryMiB` to be an integer ≥ 16'],
+    ['POST', '/1.0/vms', json({ name: 'v', memoryMiB: 64, disks: [{ id: 'd', file: '/x', format: 'vmdk' }] }), 400, 'Expected `disks[0].format` to be one of qcow2, raw, got `vmdk`'],
+    ['POST', '/1.0/vms', json({ name: 'v', memoryMiB: 64, disks: [{ id: 'd', file: '/x', size: 1 }] }), 400, 'Expected `disks[0].size` to be absent (unknown field'],
+    ['POST', '/1.0/peers/tokens', json({ name: 'p', expirySeconds: 0 }), 400, 'Expected `expirySeconds` to be an integer ≥ 1 and ≤ 2592000, got `0`'],
+    ['POST', '/1.0/peers/join', json({ name: 'p' }), 400, 'Expected `body.token` to be present (required field), got nothing'],
+    ['POST', '/1.0/peers/join', json({ name: 'p', token: 'e30' }), 400, 'Expected `token.addresses` to be present (required field), got nothing'],
   ])('%s %s %s → %i naming the bad value', async (method, path, body, status, message) => {
     const response = await call(method, path, body);
     expect(response.status).toBe(status);
     expect(response.json).toMatchObject({ type: 'error', error_code: status });
     expect(String(response.json.error)).toContain(message);
+  });
+
+  it.each(Object.values(ENDPOINTS).filter((endpoint) => 'body' in endpoint))('$method $path refuses an unknown field, naming it', async (endpoint) => {
+    const response = await call(endpoint.method, endpoint.path, json({ surprise: true }));
+    expect(response.status).toBe(400);
+    expect(String(response.json.error)).toMatch(/^Expected `body\.surprise` to be absent \(unknown field; known: /);
   });
 
   it('refuses a body larger than 1 MiB', async () => {

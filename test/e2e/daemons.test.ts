@@ -1,4 +1,6 @@
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { run } from '../../src/exec/run.js';
 import { main } from '../../src/cli/main.js';
 import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { startDaemonPair } from '../../src/testbed/daemons.js';
@@ -28,14 +30,26 @@ describe('two cowbufd in two namespaces over a shaped link', { timeout: 300_000 
       const events = pair.source.api.events((event) => {
         if (event.type === 'tick') ticks.push(event.metadata as (typeof ticks)[number]);
       }, controller.signal);
+      const watch = await watchInTmux(socket);
       const result = await cli(...socket, 'migrate', 'g1', '--target', 'dst');
       await new Promise((resolve) => setTimeout(resolve, 1500));
       controller.abort();
       await events;
+      const screens = await watch.stop();
       expect(result).toMatchObject({ code: 0, stderr: '' });
       const lines = result.stdout.trim().split('\n');
       expect(lines.at(-1)).toMatch(/^g1-\S+ phase=completed base=/);
       expect(lines.some((line) => / phase=ram /.test(line))).toBe(true);
+
+      // `watch` in a real terminal: bars redrawn in place (one block per migration on screen).
+      const id = lines.at(-1)?.split(' ')[0] ?? '';
+      const during = screens.filter((screen) => /\[(base|mirror|ram)\]/.test(screen));
+      expect(during.length).toBeGreaterThan(0);
+      expect(during.some((screen) => /^ {2}bin {3}\[[#.]{20}\] +\d+% {2}.* γ .*\/s {2}U\/N .*\/s$/m.test(screen))).toBe(true);
+      const last = screens.at(-1) ?? '';
+      expect(last).toContain(`${id}  g1 → dst  [completed]`);
+      expect(last).toMatch(/^ {2}disk {2}\[#{20}\] 100%/m);
+      expect(screens.every((screen) => screen.split(id).length - 1 <= 1)).toBe(true);
       const listed = JSON.parse((await cli(...socket, 'list', '--format', 'json')).stdout) as Array<{ phase: string; progress: { baseSent: number; mirrorCopied: number; ramTransferred: number } }>;
       expect(listed.map((m) => m.phase)).toEqual(['completed']);
       // Cross-check: what the peer acknowledged on our sockets against what QEMU says it sent
@@ -60,6 +74,30 @@ describe('two cowbufd in two namespaces over a shaped link', { timeout: 300_000 
     }
   });
 });
+
+/** `cowbuf watch` in a tmux terminal, its screen captured every 250 ms until `stop`. */
+async function watchInTmux(socket: readonly string[]): Promise<{ stop(): Promise<string[]> }> {
+  const session = `cbw${process.pid}`;
+  const entry = fileURLToPath(new URL('../../src/cli/entry.ts', import.meta.url));
+  await run('tmux', ['new-session', '-d', '-s', session, '-x', '160', '-y', '40', `${process.execPath} --import tsx ${entry} ${socket.join(' ')} watch`], { timeoutMs: 10_000 });
+  const screens: string[] = [];
+  let capturing = true;
+  const loop = (async () => {
+    while (capturing) {
+      screens.push((await run('tmux', ['capture-pane', '-p', '-t', session])).stdout);
+      await new Promise((resolve) => setTimeout(resolve, 250));
+    }
+  })();
+  return {
+    async stop() {
+      capturing = false;
+      await loop;
+      screens.push((await run('tmux', ['capture-pane', '-p', '-t', session])).stdout);
+      await run('tmux', ['kill-session', '-t', session], { okExitCodes: [1] });
+      return screens;
+    },
+  };
+}
 
 async function fetchText(stateDir: string, path: string): Promise<string> {
   const { request } = await import('node:http');

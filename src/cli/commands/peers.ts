@@ -1,4 +1,4 @@
-/** `cowbuf info`, `cowbuf trust add|list|remove`, `cowbuf vm start|list`: through the daemon's API. */
+/** `cowbuf info`, `cowbuf trust add|token|list|remove`, `cowbuf vm start|list`: through the daemon's API. */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
 import { parse } from 'yaml';
@@ -28,13 +28,33 @@ export function peerCommands(io: Io): Command[] {
   const trust = new Command('trust').description('peers this daemon exchanges migrations with (pinned certificates)');
   trust
     .command('add')
-    .description("trust a peer: its certificate (from its `cowbuf info --certificate`) and peer address")
+    .description("trust a peer: by its certificate (its `cowbuf info --certificate`) and --address, or by a --token it issued")
     .argument('<name>', 'name for the peer')
-    .argument('<certificate>', 'file with its PEM certificate')
-    .requiredOption('--address <host:port>', 'where its peer API listens')
-    .action(async (name: string, certificate: string, flags: { address: string }, command: Command) => {
-      const added = await (await ApiClient.for(command)).call<{ fingerprint: string }>('POST', '/1.0/peers', { name, certificate: await readText('certificate', certificate), address: flags.address });
-      io.stdout(`trusted ${name} (${added.fingerprint})\n`);
+    .argument('[certificate]', 'file with its PEM certificate (not with --token)')
+    .option('--address <host:port>', 'where its peer API listens (with a certificate)')
+    .option('--token <token>', 'a one-time token from `cowbuf trust token` on the peer: both sides then trust each other')
+    .action(async (name: string, certificate: string | undefined, flags: { address?: string; token?: string }, command: Command) => {
+      const client = await ApiClient.for(command);
+      let added: { fingerprint: string; address: string };
+      if (flags.token !== undefined) {
+        if (certificate !== undefined || flags.address !== undefined) throw new ValidationError('--token', flags.token.slice(0, 12), 'given alone (a token replaces the certificate and --address)');
+        added = await client.call('POST', '/1.0/peers/join', { name, token: flags.token });
+      } else {
+        if (certificate === undefined || flags.address === undefined) throw new ValidationError('certificate', certificate ?? '', 'a certificate file and --address, or --token');
+        added = await client.call('POST', '/1.0/peers', { name, certificate: await readText('certificate', certificate), address: flags.address });
+      }
+      io.stdout(`trusted ${name} at ${added.address} (${added.fingerprint})\n`);
+    });
+  trust
+    .command('token')
+    .description('issue a one-time token for a peer to join with (`cowbuf trust add NAME --token …` there)')
+    .argument('<name>', 'name this host gives the joining peer')
+    .option('--expiry <seconds>', 'lifetime of the token', '3600')
+    .action(async (name: string, flags: { expiry: string }, command: Command) => {
+      const expirySeconds = Number(flags.expiry);
+      const issued = await (await ApiClient.for(command)).call<{ token: string; expiresAt: string }>('POST', '/1.0/peers/tokens', { name, expirySeconds: Number.isFinite(expirySeconds) ? expirySeconds : flags.expiry });
+      io.stdout(`${issued.token}\n`);
+      io.stderr(`one-time token for ${name}, valid until ${issued.expiresAt}\n`);
     });
   trust
     .command('list')

@@ -1,0 +1,80 @@
+/**
+ * Every endpoint of the REST API, as data: method, path, what it does, its body schema and what
+ * it answers. api.ts routes by this table (TypeScript makes it give each entry a handler) and
+ * scripts/api-reference.ts renders it into docs/api.md.
+ */
+import { address, integer, listOf, name, oneOf, optional, path, size, text, type Schema } from './schema.js';
+
+export interface Endpoint {
+  readonly method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
+  /** `{param}` marks a path segment. */
+  readonly path: string;
+  readonly summary: string;
+  readonly body?: Schema;
+  readonly returns: string;
+}
+
+const disk = {
+  id: name('Device id of the disk in the guest (`-device …,id=`); also names its overlay and NBD export.'),
+  file: path('The disk image on this host.'),
+  nodeName: optional(name('Block node name of the image (default `disk<index>`).')),
+  format: optional(oneOf('Image format (default `qcow2`).', ['qcow2', 'raw'] as const), 'qcow2'),
+};
+
+export const BODIES = {
+  resize: {
+    size: size('New size of the buffer volume, e.g. `20GiB`; never below the bytes in use, never above what the storage can give.'),
+  },
+  vm: {
+    name: name('VM name, unique on this host.'),
+    memoryMiB: integer('Guest RAM in MiB.', 16, 1 << 22),
+    vcpus: optional(integer('Virtual CPUs (default 1).', 1, 1024), 1),
+    kernel: optional(path('Kernel for direct boot.')),
+    initrd: optional(path('Initramfs for direct boot.')),
+    append: optional(text('Kernel command line.')),
+    disks: listOf('Disks, each attached with `werror=stop`.', disk, 1),
+  },
+  migration: {
+    vm: name('A VM of this host (`GET /1.0/vms`).'),
+    target: name('A trusted peer (`GET /1.0/peers`).'),
+    policy: optional(name('Throttle policy for this migration (`lx066`, `deadline`); default from the config.')),
+  },
+  peer: {
+    name: name('Name this host gives the peer.'),
+    certificate: text("The peer's PEM certificate (`cowbuf info --certificate` on the peer)."),
+    address: address("The peer's peer-API address."),
+  },
+  token: {
+    name: name('Name this host gives the peer that joins with the token.'),
+    expirySeconds: optional(integer('Lifetime of the token (default 3600).', 1, 30 * 24 * 3600), 3600),
+  },
+  join: {
+    name: name('Name this host gives the peer that issued the token.'),
+    token: text('The token printed by `cowbuf trust token` on the peer.'),
+  },
+} as const satisfies Record<string, Schema>;
+
+export const ENDPOINTS = {
+  info: { method: 'GET', path: '/1.0', summary: 'Daemon identity: version, certificate and fingerprint, peer address, buffer driver.', returns: 'object' },
+  buffer: { method: 'GET', path: '/1.0/buffer', summary: 'The buffer volume (size, used, available, hard limit, driver capabilities) and its partition (bins, shards, frozen).', returns: 'object' },
+  resizeBuffer: { method: 'PATCH', path: '/1.0/buffer', summary: 'Resizes the buffer; the bins of running migrations are re-cut.', body: BODIES.resize, returns: 'the buffer status' },
+  vms: { method: 'GET', path: '/1.0/vms', summary: "This host's VMs (started by the daemon or arrived by migration).", returns: 'array of VMs' },
+  startVm: { method: 'POST', path: '/1.0/vms', summary: 'Starts a VM owned by the daemon.', body: BODIES.vm, returns: 'the VM (201)' },
+  migrations: { method: 'GET', path: '/1.0/migrations', summary: 'All migrations this daemon sent or is sending, with phase, progress, bin and decisions.', returns: 'array of migrations' },
+  migrate: { method: 'POST', path: '/1.0/migrations', summary: 'Starts (or queues) a migration; answers at once with an async operation.', body: BODIES.migration, returns: 'async operation (202)' },
+  migration: { method: 'GET', path: '/1.0/migrations/{id}', summary: 'One migration.', returns: 'migration (404 if unknown)' },
+  cancelMigration: { method: 'DELETE', path: '/1.0/migrations/{id}', summary: 'Cancels a migration; it rolls back and the VM stays here.', returns: 'the operation' },
+  operation: { method: 'GET', path: '/1.0/operations/{id}', summary: 'The operation of a migration: status `Running`, `Success`, `Failure` or `Cancelled`.', returns: 'operation' },
+  waitOperation: { method: 'GET', path: '/1.0/operations/{id}/wait', summary: 'Blocks until the operation ends.', returns: 'operation' },
+  cancelOperation: { method: 'DELETE', path: '/1.0/operations/{id}', summary: 'Same as cancelling the migration.', returns: 'operation' },
+  peers: { method: 'GET', path: '/1.0/peers', summary: 'Trusted peers: name, address, fingerprint, certificate expiry.', returns: 'array of peers' },
+  trust: { method: 'POST', path: '/1.0/peers', summary: "Trusts a peer by its certificate (pinned by SHA-256 fingerprint).", body: BODIES.peer, returns: 'the peer (201)' },
+  untrust: { method: 'DELETE', path: '/1.0/peers/{name}', summary: 'Stops trusting a peer.', returns: 'empty object (404 if unknown)' },
+  tokens: { method: 'GET', path: '/1.0/peers/tokens', summary: 'Pending one-time trust tokens (names and expiry, never the secrets).', returns: 'array of tokens' },
+  issueToken: { method: 'POST', path: '/1.0/peers/tokens', summary: 'Issues a one-time token a peer joins with (it carries our address, fingerprint and a secret).', body: BODIES.token, returns: 'token (201)' },
+  join: { method: 'POST', path: '/1.0/peers/join', summary: "Joins the peer that issued a token: dials it, pins its certificate against the token's fingerprint, and both sides trust each other.", body: BODIES.join, returns: 'the peer (201)' },
+  metrics: { method: 'GET', path: '/1.0/metrics', summary: 'Prometheus text metrics (buffer, per-migration bin, cow, shards, γ, U, phase, remaining, outcomes, tick duration).', returns: 'text/plain' },
+  events: { method: 'GET', path: '/1.0/events', summary: 'Event stream, one JSON object per line: `migration`, `logging`, `tick`.', returns: 'application/x-ndjson' },
+} as const satisfies Record<string, Endpoint>;
+
+export type EndpointName = keyof typeof ENDPOINTS;
