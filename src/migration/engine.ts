@@ -239,7 +239,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       phase: 'queued',
       createdAt: now,
       updatedAt: now,
-      progress: { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, downtimeLimitMs: 0 },
+      progress: { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, ramStreams: 0, downtimeLimitMs: 0 },
       decisions: [],
     };
     this.records.set(record.id, record);

@@ -35,6 +35,8 @@ export interface Progress {
   readonly ramTransferred: number;
   readonly ramRemaining: number;
   readonly ramTotal: number;
+  /** Connections the RAM migration opened through the proxy (1, or 1 + multifd channels). */
+  readonly ramStreams: number;
   readonly downtimeLimitMs: number;
 }
 
@@ -170,6 +172,8 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       await mirrorUntilReady(inner, qmp, disks.length, loopMigration);
 
       enter('ram');
+      const multifdChannels = setup.parameters['multifd-channels'];
+      ctx.onDecision(`RAM migration: ${multifdChannels ? `multifd with ${multifdChannels} channels` : 'one stream'}, auto-converge ${setup.capabilities['auto-converge'] ? 'on' : 'off'}, post-copy ${setup.capabilities['postcopy-ram'] ? 'allowed' : 'off'}`);
       await qmp.migrateSetCapabilities(setup.capabilities);
       await qmp.migrateSetParameters(setup.parameters);
       const events = ctx.vm.qmp.listen('MIGRATION');
@@ -186,7 +190,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       const done = await events.waitFor((e) => ['completed', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal: signal });
       events.close();
       if (done.data.status !== 'completed') throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
-      ctx.onProgress({ ramTransferred: (await qmp.queryMigrate()).ram?.transferred ?? 0 });
+      ctx.onProgress({ ramTransferred: (await qmp.queryMigrate()).ram?.transferred ?? 0, ramStreams: (proxies[1] as LocalProxy).connections() });
 
       enter('finishing');
       await client.request({ method: 'finish', migration: ctx.id }, 60_000);

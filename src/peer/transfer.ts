@@ -113,6 +113,8 @@ export function spliceToLocal(socket: TLSSocket, localPath: string): void {
 
 export interface LocalProxy {
   readonly path: string;
+  /** Connections QEMU opened (a RAM migration with multifd opens one per channel, plus its main one). */
+  readonly connections: () => number;
   close(): Promise<void>;
 }
 
@@ -122,7 +124,9 @@ export interface LocalProxy {
  */
 export async function proxyToPeer(path: string, peer: TrustedPeer, identity: Identity, migration: string, stream: StreamKind, onSocket: (socket: PeerSocket) => void): Promise<LocalProxy> {
   await rm(path, { force: true });
+  let connections = 0;
   const server: Server = createServer((local) => {
+    connections += 1;
     local.pause();
     local.on('error', () => undefined);
     dialPeer(peer, identity, { type: 'hello', kind: 'stream', migration, stream }).then(
@@ -138,5 +142,5 @@ export async function proxyToPeer(path: string, peer: TrustedPeer, identity: Ide
     server.once('error', reject);
     server.listen(path, () => resolve());
   });
-  return { path, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return { path, connections: () => connections, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
 }

@@ -21,6 +21,10 @@ describe('RAM convergence policy', () => {
     expect(slow.capabilities).toMatchObject({ events: true, 'pause-before-switchover': true, 'auto-converge': true, multifd: false, 'postcopy-ram': false });
     expect(slow.timeoutSeconds).toBe(64 * 120);
     expect(migrationSetup(DEFAULT_CONVERGENCE, 4 * GiB, 0, 5e9).parameters['multifd-channels']).toBe(4);
+    // Post-copy allowed: one stream, however fast the link (QEMU < 10 cannot mix them).
+    const postcopy = migrationSetup({ ...DEFAULT_CONVERGENCE, postcopy: true }, 4 * GiB, 0, 5e9);
+    expect(postcopy.capabilities).toMatchObject({ multifd: false, 'postcopy-ram': true });
+    expect(postcopy.parameters['multifd-channels']).toBeUndefined();
     const xbzrle = migrationSetup({ ...DEFAULT_CONVERGENCE, xbzrle: true }, 8 * GiB, 0, 1e8);
     expect(xbzrle.parameters['xbzrle-cache-size']).toBe(Math.round(8 * GiB * 0.01));
     expect(migrationSetup(DEFAULT_CONVERGENCE, 1024 ** 2, 0, 1e8).timeoutSeconds).toBe(120);
