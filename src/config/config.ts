@@ -53,6 +53,8 @@ export interface MigrationConfig {
   /** bytes: a migration is admitted only while the buffer has this much room left. */
   readonly minBin: number;
   readonly mirrorReadySeconds: number;
+  /** ZFS dataset under which arriving VMs' disks are received when the source ships them by `zfs send`. */
+  readonly incomingDataset?: string;
   readonly convergence: ConvergenceConfig;
 }
 
@@ -89,7 +91,7 @@ const CONVERGENCE_NUMBERS = ['downtimeStartMs', 'downtimeStepMs', 'downtimeMaxMs
 const CONVERGENCE_FLAGS = ['autoConverge', 'xbzrle', 'postcopy'] as const;
 
 function parseMigration(raw: unknown): MigrationConfig {
-  const m = raw === undefined ? {} : object('migration', raw, [], ['policy', 'throttle', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'convergence']);
+  const m = raw === undefined ? {} : object('migration', raw, [], ['policy', 'throttle', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'incomingDataset', 'convergence']);
   const c = m.convergence === undefined ? {} : object('migration.convergence', m.convergence, [], [...CONVERGENCE_NUMBERS, ...CONVERGENCE_FLAGS, 'multifdAbove']);
   const convergence: Record<string, unknown> = { ...DEFAULT_CONVERGENCE };
   for (const key of CONVERGENCE_NUMBERS) if (c[key] !== undefined) convergence[key] = number(`migration.convergence.${key}`, c[key], { min: 0 });
@@ -111,6 +113,7 @@ function parseMigration(raw: unknown): MigrationConfig {
     maxIncoming: m.maxIncoming === undefined ? 4 : number('migration.maxIncoming', m.maxIncoming, { min: 1, max: 1000, integer: true }),
     minBin: m.minBin === undefined ? 64 * 1024 ** 2 : parsePositiveSize('migration.minBin', m.minBin),
     mirrorReadySeconds: m.mirrorReadySeconds === undefined ? 60 : number('migration.mirrorReadySeconds', m.mirrorReadySeconds, { min: 1 }),
+    ...(m.incomingDataset === undefined ? {} : { incomingDataset: checkDataset('migration.incomingDataset', string('migration.incomingDataset', m.incomingDataset)) }),
     convergence: convergence as unknown as ConvergenceConfig,
   };
 }

@@ -65,6 +65,7 @@ export async function startDaemon(configPath: string, log: Logger = pino({ name:
         maxIncoming: m.maxIncoming,
         minBinBytes: m.minBin,
         mirrorReadySeconds: m.mirrorReadySeconds,
+        ...(m.incomingDataset ? { incomingDataset: m.incomingDataset } : {}),
         convergence: m.convergence,
         peerListen: { host, port: Number(port) },
       },

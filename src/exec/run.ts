@@ -5,6 +5,7 @@
  * namespace (`ip netns exec`), which is how the test bed's two hosts are reached.
  */
 import { access, constants } from 'node:fs/promises';
+import type { Readable, Writable } from 'node:stream';
 import { delimiter, join } from 'node:path';
 import { execa } from 'execa';
 import { CommandError, ValidationError } from '../errors.js';
@@ -131,4 +132,41 @@ export function spawn(cmd: string, args: readonly string[], options: SpawnOption
     },
   );
   return { pid: subprocess.pid, exited, running: () => running, kill: (signal = 'SIGTERM') => void subprocess.kill(signal) };
+}
+
+export interface StreamingChild {
+  /** What the command writes (for `zfs send`); empty when it only reads. */
+  readonly stdout: Readable;
+  /** What the command reads (for `zfs receive`); end it to finish. */
+  readonly stdin: Writable;
+  /** Resolves on exit 0. @throws CommandError with the command's stderr */
+  readonly done: Promise<void>;
+}
+
+/** A command whose stdin and stdout the caller streams (e.g. `zfs send`, `zfs receive`). */
+export function streamCommand(cmd: string, args: readonly string[], options: Pick<RunOptions, 'netns' | 'signal'> = {}): StreamingChild {
+  const [file, fullArgs] = argv(cmd, args, options.netns);
+  const subprocess = execa(file, fullArgs, {
+    reject: false,
+    stdin: 'pipe',
+    stdout: 'pipe',
+    stderr: 'pipe',
+    buffer: { stdout: false, stderr: true },
+    ...(options.signal ? { cancelSignal: options.signal } : {}),
+  });
+  // A command that exits early (refusing its input) breaks the pipe: its exit status says why.
+  subprocess.stdin.on('error', () => undefined);
+  const done = subprocess.then((result) => {
+    if (!result.failed) return;
+    throw new CommandError({
+      cmd,
+      args,
+      exitCode: result.exitCode,
+      stderr: String(result.stderr ?? ''),
+      timedOut: false,
+      aborted: result.isCanceled,
+      reason: result.exitCode === undefined ? result.shortMessage : undefined,
+    });
+  });
+  return { stdout: subprocess.stdout, stdin: subprocess.stdin, done };
 }

@@ -45,6 +45,8 @@ export interface EngineConfig {
   readonly mirrorReadySeconds: number;
   readonly convergence: ConvergenceConfig;
   readonly peerListen: { readonly host: string; readonly port: number };
+  /** Parent dataset for VMs whose disks arrive by `zfs send`; absent, disks arrive as files. */
+  readonly incomingDataset?: string;
 }
 
 export interface MigrationRecord {
@@ -114,6 +116,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.target = new TargetSide({
       stateDir: config.stateDir,
       maxIncoming: config.maxIncoming,
+      ...(config.incomingDataset ? { zfsParent: config.incomingDataset } : {}),
       ...(deps.launch ? { launch: deps.launch } : {}),
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),
       onArrived: (vm) => {
@@ -167,6 +170,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.listener = await listenPeer(this.deps.identity, this.deps.trust, this.deps.config.peerListen.host, this.deps.config.peerListen.port, {
       control: (peer, request) => this.target.handle(peer, request),
       base: (peer, hello, socket) => this.target.base(peer, hello, socket),
+      dataset: (peer, hello, socket) => this.target.dataset(peer, hello, socket),
       stream: (peer, hello, socket) => this.target.stream(peer, hello, socket),
       rejected: (reason) => this.emit('log', { level: 'warn', message: `peer connection refused: ${reason}` }),
       join: async (cert, hello, remoteAddress) => {

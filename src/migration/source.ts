@@ -14,14 +14,17 @@ import type { LinkTracker } from '../monitor/link-tracker.js';
 import { ControlClient } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
 import type { WireVm } from '../peer/protocol.js';
-import { proxyToPeer, sendBase, type LocalProxy } from '../peer/transfer.js';
+import { proxyToPeer, type LocalProxy } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import type { QmpCommands } from '../qmp/commands.js';
 import { Revert } from '../revert.js';
 import { createOverlay, removeOverlay } from '../storage/overlays.js';
+import { zfsDestroy } from '../storage/zfs/zfs-commands.js';
+import type { Json } from '../validate.js';
 import type { RunningVm } from '../vm/launcher.js';
 import { throttleTarget, type DiskSpec } from '../vm/spec.js';
 import type { ControlLoop, LoopMigration } from './control-loop.js';
+import { shipBases } from './base.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
 
 export type Phase = 'queued' | 'overlay' | 'prepare' | 'base' | 'target' | 'mirror' | 'ram' | 'switchover' | 'finishing' | 'completed' | 'rolling-back' | 'failed' | 'cancelled';
@@ -96,6 +99,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
     ctx.onPhase(next);
   };
   let control: ControlClient | undefined;
+  let snapshot: string | undefined;
   const proxies: LocalProxy[] = [];
   try {
     await Revert.run(async (revert) => {
@@ -104,10 +108,11 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       // The target admits at most K incoming migrations: while it is busy, wait, visibly.
       const client = await ControlClient.open(ctx.peer, ctx.identity, { signal });
       control = client;
+      let prepared: Json | undefined;
       const sizes = new Map((await qmp.queryNamedBlockNodes()).map((node) => [node['node-name'], node.image['virtual-size']]));
       for (let waited = false; ; waited = true) {
         try {
-          await client.request({ method: 'prepare', migration: ctx.id, vm: wireVm(ctx.vm, sizes) });
+          prepared = await client.request({ method: 'prepare', migration: ctx.id, vm: wireVm(ctx.vm, sizes) });
           break;
         } catch (error) {
           if (!(error instanceof PeerRequestError) || !error.reason.startsWith('target busy')) throw error;
@@ -140,14 +145,19 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       revert.add(() => ctx.loop.lift(ctx.id));
 
       enter('base');
-      let baseSent = 0;
-      ctx.onProgress({ baseSent, baseTotal });
-      for (const disk of disks) {
-        const shipped = await sendBase(ctx.peer, ctx.identity, ctx.id, disk.id, disk.file, { signal: signal, onSocket: (socket) => ctx.links.track(ctx.peer.name, socket.raw, `base-${disk.id}`) });
-        baseSent += shipped.bytes;
-        loopMigration.remainingBytes = baseTotal - baseSent + ctx.vm.spec.memoryMiB * 1024 ** 2;
-        ctx.onProgress({ baseSent, baseTotal });
-      }
+      ctx.onProgress({ baseSent: 0, baseTotal });
+      snapshot = await shipBases(
+        {
+          ...inner,
+          targetTakesDatasets: prepared?.zfs === true,
+          onShipped: (baseSent) => {
+            loopMigration.remainingBytes = Math.max(0, baseTotal - baseSent) + ctx.vm.spec.memoryMiB * 1024 ** 2;
+            ctx.onProgress({ baseSent, baseTotal });
+          },
+        },
+        disks,
+        revert,
+      );
 
       enter('target');
       const setup = migrationSetup(ctx.convergence, ctx.vm.spec.memoryMiB * 1024 ** 2, baseTotal, ctx.links.estimate(ctx.peer.name)?.rate ?? 0);
@@ -209,6 +219,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
   for (const index of disks.keys()) await qmp.blockdevDel(nbdNode(index)).catch(() => undefined);
   await ctx.vm.stop();
   for (const disk of disks) await removeOverlay(ctx.bufferPath, overlayName(ctx, disk));
+  if (snapshot) await zfsDestroy(snapshot).catch((error: Error) => ctx.onDecision(`left snapshot ${snapshot} behind: ${error.message}`));
   ctx.onPhase('completed');
 }
 

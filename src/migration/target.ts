@@ -11,9 +11,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { PeerError } from '../errors.js';
 import type { Hello, PeerRequest, WireVm } from '../peer/protocol.js';
-import { receiveBase, spliceToLocal } from '../peer/transfer.js';
+import { receiveBase, receiveDataset, shippedSnapshot, spliceToLocal } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import { QmpCommandError } from '../qmp/errors.js';
+import { zfsDestroy, zfsGet } from '../storage/zfs/zfs-commands.js';
 import type { Json } from '../validate.js';
 import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
@@ -24,12 +25,18 @@ interface Incoming {
   readonly wire: WireVm;
   readonly dir: string;
   readonly received: Set<string>;
+  /** Disk id → file, when the disks arrived as a ZFS dataset rather than as files in `dir`. */
+  readonly files: Map<string, string>;
+  /** The dataset received for this migration, if any. */
+  dataset?: string;
   vm?: RunningVm;
 }
 
 export interface TargetOptions {
   readonly stateDir: string;
   readonly maxIncoming: number;
+  /** Parent dataset under which disks shipped by `zfs send` are received; none: files only. */
+  readonly zfsParent?: string;
   readonly launch?: LaunchOptions;
   /** The paused VM waiting for an incoming migration was started. */
   readonly onStarted: (vm: RunningVm, migration: string) => void;
@@ -49,7 +56,7 @@ export class TargetSide {
   }
 
   private diskPath(incoming: Incoming, disk: string): string {
-    return join(incoming.dir, `${disk}.img`);
+    return incoming.files.get(disk) ?? join(incoming.dir, `${disk}.img`);
   }
 
   async handle(peer: TrustedPeer, request: PeerRequest): Promise<Json | undefined> {
@@ -59,14 +66,15 @@ export class TargetSide {
         if (this.incoming.size >= this.options.maxIncoming) throw new PeerError(`target busy: ${this.incoming.size} incoming migrations (limit ${this.options.maxIncoming})`);
         const dir = join(this.options.stateDir, 'vms', request.migration);
         // Take the slot before awaiting anything: a second prepare arriving meanwhile must see it.
-        this.incoming.set(request.migration, { id: request.migration, peer: peer.name, wire: request.vm, dir, received: new Set() });
+        this.incoming.set(request.migration, { id: request.migration, peer: peer.name, wire: request.vm, dir, received: new Set(), files: new Map() });
         try {
           await mkdir(dir, { recursive: true, mode: 0o700 });
         } catch (error) {
           this.incoming.delete(request.migration);
           throw error;
         }
-        return undefined;
+        // The source may ship its disks' dataset with `zfs send` when we can receive one.
+        return { zfs: this.options.zfsParent !== undefined };
       }
       case 'start-target':
         return this.startTarget(this.lookup(peer, request.migration), request);
@@ -93,6 +101,31 @@ export class TargetSide {
       () => incoming.received.add(hello.disk),
       () => undefined,
     );
+  }
+
+  dataset(peer: TrustedPeer, hello: Extract<Hello, { kind: 'dataset' }>, socket: TLSSocket): void {
+    let incoming: Incoming;
+    let dataset: string;
+    try {
+      incoming = this.lookup(peer, hello.migration);
+      if (this.options.zfsParent === undefined) throw new PeerError('this host receives no ZFS datasets');
+      const missing = incoming.wire.disks.filter((disk) => hello.files[disk.id] === undefined);
+      if (missing.length > 0 || Object.keys(hello.files).length !== incoming.wire.disks.length) throw new PeerError(`the dataset must hold exactly the disks of ${incoming.id}`);
+      if (incoming.dataset) throw new PeerError(`migration ${incoming.id} already has a dataset`);
+      dataset = `${this.options.zfsParent}/${hello.migration}`;
+      incoming.dataset = dataset;
+    } catch (error) {
+      socket.end(`${JSON.stringify({ ok: false, error: (error as Error).message })}\n`);
+      return;
+    }
+    receiveDataset(socket, dataset, async () => {
+      const mountpoint = (await zfsGet(dataset, ['mountpoint']))?.get('mountpoint');
+      if (!mountpoint) throw new PeerError(`received ${dataset} has no mountpoint`);
+      for (const [disk, file] of Object.entries(hello.files)) {
+        incoming.files.set(disk, join(mountpoint, file));
+        incoming.received.add(disk);
+      }
+    }).catch(() => undefined);
   }
 
   stream(peer: TrustedPeer, hello: Extract<Hello, { kind: 'stream' }>, socket: TLSSocket): void {
@@ -152,6 +185,8 @@ export class TargetSide {
     }
     await vm.commands.nbdServerStop();
     await vm.commands.cont();
+    // The dataset is the VM's now; the snapshot it arrived as has served its purpose.
+    if (incoming.dataset) await zfsDestroy(`${incoming.dataset}@${shippedSnapshot(incoming.id)}`).catch(() => undefined);
     const running = await vm.commands.queryStatus();
     if (!running.running) throw new PeerError(`target VM of ${incoming.id} did not run: ${running.status}`);
     this.incoming.delete(incoming.id);
@@ -163,17 +198,18 @@ export class TargetSide {
   private async abort(peer: TrustedPeer, id: string): Promise<void> {
     const incoming = this.incoming.get(id);
     if (!incoming || incoming.peer !== peer.name) return;
-    this.incoming.delete(id);
+    await this.discard(incoming);
+  }
+
+  private async discard(incoming: Incoming): Promise<void> {
+    this.incoming.delete(incoming.id);
     await incoming.vm?.stop();
+    if (incoming.dataset) await zfsDestroy(incoming.dataset, { recursive: true }).catch(() => undefined);
     await rm(incoming.dir, { recursive: true, force: true });
   }
 
   /** Daemon shutdown: every incoming migration is aborted. */
   async abortAll(): Promise<void> {
-    for (const incoming of [...this.incoming.values()]) {
-      this.incoming.delete(incoming.id);
-      await incoming.vm?.stop();
-      await rm(incoming.dir, { recursive: true, force: true });
-    }
+    for (const incoming of [...this.incoming.values()]) await this.discard(incoming);
   }
 }

@@ -23,6 +23,8 @@ export interface PeerHandlers {
   /** Owns `socket` from here on; the base bytes follow the hello. */
   base(peer: TrustedPeer, hello: Extract<Hello, { kind: 'base' }>, socket: TLSSocket): void;
   stream(peer: TrustedPeer, hello: Extract<Hello, { kind: 'stream' }>, socket: TLSSocket): void;
+  /** Owns `socket` from here on; the chunked `zfs send` stream follows the hello. */
+  dataset(peer: TrustedPeer, hello: Extract<Hello, { kind: 'dataset' }>, socket: TLSSocket): void;
   /** A connection refused before any request (untrusted certificate, bad hello). */
   rejected(reason: string): void;
   /** Spends a trust token for a not-yet-trusted certificate; absent, nobody can join. @throws TrustError */
@@ -103,6 +105,7 @@ export async function listenPeer(identity: Identity, trust: TrustStore, host: st
       }
       if (hello.kind === 'control') serveControl(peer, socket, handlers);
       else if (hello.kind === 'base') handlers.base(peer, hello, socket);
+      else if (hello.kind === 'dataset') handlers.dataset(peer, hello, socket);
       else handlers.stream(peer, hello, socket);
     })();
   });

@@ -18,6 +18,8 @@ export type Hello =
   | { readonly type: 'hello'; readonly kind: 'control' }
   | { readonly type: 'hello'; readonly kind: 'base'; readonly migration: string; readonly disk: string; readonly size: number }
   | { readonly type: 'hello'; readonly kind: 'stream'; readonly migration: string; readonly stream: StreamKind }
+  /** A `zfs send` stream of the dataset holding the VM's disks (`files`: disk id → file name in it). */
+  | { readonly type: 'hello'; readonly kind: 'dataset'; readonly migration: string; readonly files: Readonly<Record<string, string>> }
   /** From a not-yet-trusted peer spending a trust token; `port` is where its own peer API listens. */
   | { readonly type: 'hello'; readonly kind: 'join'; readonly secret: string; readonly port: number };
 
@@ -54,7 +56,7 @@ function absolute(field: string, value: unknown): string {
 
 /** @throws ValidationError naming the bad field */
 export function parseHello(raw: unknown): Hello {
-  const kind = object('hello', raw, ['type', 'kind'], ['migration', 'disk', 'size', 'stream', 'secret', 'port']).kind;
+  const kind = object('hello', raw, ['type', 'kind'], ['migration', 'disk', 'size', 'stream', 'secret', 'port', 'files']).kind;
   if (kind === 'control') {
     object('hello', raw, ['type', 'kind']);
     return { type: 'hello', kind };
@@ -75,11 +77,22 @@ export function parseHello(raw: unknown): Hello {
     if (stream !== 'ram' && stream !== 'nbd') throw new ValidationError('hello.stream', stream, '`ram` or `nbd`');
     return { type: 'hello', kind, migration: migrationId('hello.migration', hello.migration), stream };
   }
+  if (kind === 'dataset') {
+    const hello = object('hello', raw, ['type', 'kind', 'migration', 'files']);
+    const files = record('hello.files', hello.files);
+    if (Object.keys(files).length === 0) throw new ValidationError('hello.files', files, 'at least one disk');
+    return {
+      type: 'hello',
+      kind,
+      migration: migrationId('hello.migration', hello.migration),
+      files: Object.fromEntries(Object.entries(files).map(([disk, file]) => [checkName('hello.files', disk), checkName(`hello.files.${disk}`, string(`hello.files.${disk}`, file))])),
+    };
+  }
   if (kind === 'join') {
     const hello = object('hello', raw, ['type', 'kind', 'secret', 'port']);
     return { type: 'hello', kind, secret: string('hello.secret', hello.secret, /^[0-9a-f]{64}$/, '64 hex digits'), port: number('hello.port', hello.port, { min: 1, max: 65535, integer: true }) };
   }
-  throw new ValidationError('hello.kind', kind, '`control`, `base`, `stream` or `join`');
+  throw new ValidationError('hello.kind', kind, '`control`, `base`, `dataset`, `stream` or `join`');
 }
 
 function parseVm(raw: unknown): WireVm {

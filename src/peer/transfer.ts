@@ -4,12 +4,14 @@
  * spliced between QEMU's local unix sockets and the peer channel so guest data is encrypted on
  * the wire and every byte crosses sockets the link tracker measures.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { PeerError } from '../errors.js';
+import { zfsDestroy, zfsReceive, zfsSend } from '../storage/zfs/zfs-commands.js';
+import { ChunkDecoder, chunkHeader, END_OF_CHUNKS, MAX_CHUNK } from './chunks.js';
 import type { Identity } from './identity.js';
 import { dialPeer, readLine, type PeerSocket } from './channel.js';
 import type { Hello, StreamKind } from './protocol.js';
@@ -37,13 +39,139 @@ export async function sendBase(peer: TrustedPeer, identity: Identity, migration:
       if (!tls.write(chunk as Buffer)) await new Promise((resolve) => tls.once('drain', resolve));
     }
     options.signal?.removeEventListener('abort', abort);
-    const sha256 = hash.digest('hex');
-    tls.write(`${JSON.stringify({ sha256 })}\n`);
-    const answer = JSON.parse(await readLine(tls)) as { ok?: boolean; error?: string };
-    if (answer.ok !== true) throw new PeerError(`target refused base of ${disk}: ${answer.error ?? 'no reason'}`);
-    return { bytes: size, sha256 };
+    return { bytes: size, sha256: await confirm(tls, hash, `base of ${disk}`) };
   } finally {
     tls.destroy();
+  }
+}
+
+/** The target's one-line verdict on a shipped stream. @throws PeerError with its reason */
+function verdict(line: string, what: string): void {
+  const answer = JSON.parse(line) as { ok?: boolean; error?: string };
+  if (answer.ok !== true) throw new PeerError(`target refused ${what}: ${answer.error ?? 'no reason'}`);
+}
+
+/** Sends the checksum trailer and waits for the target to agree. @throws PeerError */
+async function confirm(tls: TLSSocket, hash: Hash, what: string, answer?: Promise<string>): Promise<string> {
+  const sha256 = hash.digest('hex');
+  tls.write(`${JSON.stringify({ sha256 })}\n`);
+  verdict(await (answer ?? readLine(tls)), what);
+  return sha256;
+}
+
+/** Target side of `confirm`. @throws PeerError when the sender's checksum is not ours */
+function checkTrailer(trailer: string, hash: Hash, what: string): void {
+  let sent: unknown;
+  try {
+    sent = (JSON.parse(trailer) as { sha256?: unknown }).sha256;
+  } catch {
+    throw new PeerError(`bad checksum trailer for ${what}`);
+  }
+  const ours = hash.digest('hex');
+  if (sent !== ours) throw new PeerError(`checksum mismatch for ${what}: sent ${String(sent)}, received ${ours}`);
+}
+
+function answer(socket: TLSSocket, error?: Error): void {
+  if (!socket.destroyed) socket.end(`${JSON.stringify(error ? { ok: false, error: error.message } : { ok: true })}\n`);
+  if (!error) return;
+  // The socket may be paused waiting for a dead writer: read on, ignoring, to the sender's close
+  // (a paused socket never sees its end, and would hold the listener open).
+  socket.removeAllListeners('data');
+  socket.resume();
+}
+
+/** The snapshot a migration ships its disks' dataset as (the same name arrives on the target). */
+export const shippedSnapshot = (migration: string) => `cowbuf-${migration}`;
+
+/**
+ * Ships a ZFS snapshot holding the VM's disks (`files`: disk id → file name in the dataset) as
+ * a `zfs send` stream in chunks, with the same end-to-end SHA-256 as a base file.
+ */
+export async function sendDataset(peer: TrustedPeer, identity: Identity, migration: string, snapshot: string, files: Readonly<Record<string, string>>, options: SendBaseOptions = {}): Promise<{ bytes: number; sha256: string }> {
+  const connection = await dialPeer(peer, identity, { type: 'hello', kind: 'dataset', migration, files }, options.signal ? { signal: options.signal } : {});
+  options.onSocket?.(connection);
+  const { tls } = connection;
+  const hash = createHash('sha256');
+  const send = zfsSend(snapshot, options.signal ? { signal: options.signal } : {});
+  const what = `dataset ${snapshot}`;
+  // The target answers early when its `zfs receive` fails: that answer ends the sending.
+  const answer = readLine(tls);
+  answer.catch(() => undefined);
+  const refused = answer.then((line) => {
+    verdict(line, what);
+    throw new PeerError(`target answered before the end of ${what}`);
+  });
+  refused.catch(() => undefined);
+  let bytes = 0;
+  try {
+    for await (const data of send.stdout) {
+      for (let offset = 0; offset < (data as Buffer).length; offset += MAX_CHUNK) {
+        const chunk = (data as Buffer).subarray(offset, offset + MAX_CHUNK);
+        hash.update(chunk);
+        bytes += chunk.length;
+        tls.write(chunkHeader(chunk.length));
+        if (!tls.write(chunk)) await Promise.race([new Promise((resolve) => tls.once('drain', resolve)), refused]);
+      }
+    }
+    await send.done;
+    tls.write(END_OF_CHUNKS);
+    return { bytes, sha256: await confirm(tls, hash, what, answer) };
+  } finally {
+    send.stdout.destroy();
+    await send.done.catch(() => undefined);
+    tls.destroy();
+  }
+}
+
+/**
+ * Target side of `sendDataset`: `zfs receive` into `dataset`, then `onReceived` before the
+ * sender is told it arrived; the dataset is destroyed again on any failure.
+ */
+export async function receiveDataset(socket: TLSSocket, dataset: string, onReceived: () => Promise<void>): Promise<void> {
+  const hash = createHash('sha256');
+  const receive = zfsReceive(dataset);
+  const decoder = new ChunkDecoder();
+  try {
+    const trailer = new Promise<string>((resolve, reject) => {
+      let tail: Buffer | undefined;
+      socket.on('data', (data: Buffer) => {
+        let decoded: ReturnType<ChunkDecoder['push']>;
+        try {
+          decoded = tail ? { payload: [], rest: data } : decoder.push(data);
+        } catch (error) {
+          reject(error as Error);
+          return;
+        }
+        for (const part of decoded.payload) {
+          hash.update(part);
+          if (!receive.stdin.write(part)) {
+            socket.pause();
+            receive.stdin.once('drain', () => socket.resume());
+          }
+        }
+        if (!decoded.rest) return;
+        tail = Buffer.concat([tail ?? Buffer.alloc(0), decoded.rest]);
+        const newline = tail.indexOf(0x0a);
+        if (newline >= 0) resolve(tail.subarray(0, newline).toString('utf8'));
+        else if (tail.length > 4096) reject(new PeerError('dataset trailer too long'));
+      });
+      socket.once('end', () => reject(new PeerError(`dataset stream for ${dataset} ended early`)));
+      socket.once('error', reject);
+      socket.resume();
+    });
+    // zfs receive failing (no such parent, no space) must end the wait too.
+    const line = await Promise.race([trailer, receive.done.then(() => new Promise<string>(() => undefined))]);
+    receive.stdin.end();
+    await receive.done;
+    checkTrailer(line, hash, `dataset ${dataset}`);
+    await onReceived();
+    answer(socket);
+  } catch (error) {
+    receive.stdin.destroy();
+    await receive.done.catch(() => undefined);
+    await zfsDestroy(dataset, { recursive: true }).catch(() => undefined);
+    answer(socket, error as Error);
+    throw error;
   }
 }
 
@@ -78,14 +206,12 @@ export async function receiveBase(hello: Extract<Hello, { kind: 'base' }>, socke
       socket.resume();
     });
     await new Promise<void>((resolve, reject) => file.end((error?: Error | null) => (error ? reject(error) : resolve())));
-    const sent = (JSON.parse(trailer) as { sha256?: unknown }).sha256;
-    const ours = hash.digest('hex');
-    if (sent !== ours) throw new PeerError(`checksum mismatch for ${hello.disk}: sent ${String(sent)}, received ${ours}`);
-    socket.end(`${JSON.stringify({ ok: true })}\n`);
+    checkTrailer(trailer, hash, hello.disk);
+    answer(socket);
   } catch (error) {
     file.destroy();
     await rm(path, { force: true });
-    if (!socket.destroyed) socket.end(`${JSON.stringify({ ok: false, error: (error as Error).message })}\n`);
+    answer(socket, error as Error);
     throw error;
   }
 }

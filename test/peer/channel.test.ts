@@ -28,6 +28,7 @@ function handlers(overrides: Partial<PeerHandlers> = {}): PeerHandlers & { rejec
     rejections,
     control: async (peer, request) => ({ echo: request.method, from: peer.name }),
     base: () => undefined,
+    dataset: () => undefined,
     stream: () => undefined,
     rejected: (reason) => rejections.push(reason),
     ...overrides,

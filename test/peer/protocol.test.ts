@@ -8,6 +8,7 @@ const vm = { name: 'vm1', memoryMiB: 256, vcpus: 1, kernel: '/k', disks: [{ id: 
 describe('peer protocol validation', () => {
   it('accepts well-formed messages', () => {
     expect(parseHello({ type: 'hello', kind: 'stream', migration: 'm-1', stream: 'ram' })).toEqual({ type: 'hello', kind: 'stream', migration: 'm-1', stream: 'ram' });
+    expect(parseHello({ type: 'hello', kind: 'dataset', migration: 'm-1', files: { d0: 'root.qcow2' } })).toEqual({ type: 'hello', kind: 'dataset', migration: 'm-1', files: { d0: 'root.qcow2' } });
     expect(parseRequest({ id: 3, method: 'prepare', migration: 'm1', vm }).method).toBe('prepare');
     expect(parseResponse({ id: 3, ok: false, error: 'no' })).toEqual({ id: 3, ok: false, error: 'no' });
   });
@@ -18,6 +19,11 @@ describe('peer protocol validation', () => {
     [{ type: 'hello', kind: 'base', migration: 'm', disk: 'a/b', size: 1 }, 'hello.disk'],
     [{ type: 'hello', kind: 'base', migration: 'm', disk: 'd', size: -1 }, 'hello.size'],
     [{ type: 'hello', kind: 'shell' }, 'hello.kind'],
+    [{ type: 'hello', kind: 'dataset', migration: 'm', files: { d0: '../root.qcow2' } }, 'hello.files.d0'],
+    [{ type: 'hello', kind: 'dataset', migration: 'm', files: {} }, 'hello.files'],
+    [{ type: 'hello', kind: 'dataset', migration: 'm', files: ['x'] }, 'hello.files'],
+    [{ type: 'hello', kind: 'join', secret: 'short', port: 1 }, 'hello.secret'],
+    [{ type: 'hello', kind: 'join', secret: 'a'.repeat(64), port: 70000 }, 'hello.port'],
   ])('refuses hello %j naming %s', (raw, field) => {
     expect(() => parseHello(raw)).toThrow(`Expected \`${field}\``);
   });

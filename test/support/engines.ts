@@ -5,6 +5,7 @@ import { Engine, type EngineConfig } from '../../src/migration/engine.js';
 import { ensureIdentity } from '../../src/peer/identity.js';
 import { TrustStore } from '../../src/peer/trust.js';
 import { ZfsVolume } from '../../src/storage/zfs/driver-zfs.js';
+import type { TestPool } from '../../src/testbed/zfs.js';
 import type { Scope } from './testbed.js';
 
 const MiB = 1024 ** 2;
@@ -32,18 +33,23 @@ export function engineConfig(stateDir: string, bufferSize: number, overrides: Pa
 export interface EnginePair {
   readonly source: Engine;
   readonly target: Engine;
+  readonly pool: TestPool;
   close(): Promise<void>;
 }
 
-/** A source with a zfs buffer of `bufferSize`, a target, each trusting the other. */
-export async function enginePair(scope: Scope, bufferSize: number, overrides: Partial<EngineConfig> = {}): Promise<EnginePair> {
+/**
+ * A source with a zfs buffer of `bufferSize`, a target, each trusting the other. With
+ * `incomingDataset`, the target receives ZFS datasets under `<pool>/<incomingDataset>`.
+ */
+export async function enginePair(scope: Scope, bufferSize: number, overrides: Partial<EngineConfig> = {}, options: { readonly incomingDataset?: string } = {}): Promise<EnginePair> {
   const pool = await scope.pool(1024 * MiB);
+  const incoming = options.incomingDataset === undefined ? {} : { incomingDataset: `${pool.name}/${options.incomingDataset}` };
   const dirs = { source: scope.path('source'), target: scope.path('target') };
   const volume = new ZfsVolume({ pool: pool.name, mountpoint: join(dirs.source, 'buffer') });
   await volume.create(bufferSize);
   const [sourceId, targetId] = await Promise.all([ensureIdentity(join(dirs.source, 'identity'), 'src'), ensureIdentity(join(dirs.target, 'identity'), 'dst')]);
   const [sourceTrust, targetTrust] = await Promise.all([TrustStore.open(join(dirs.source, 'trust.json')), TrustStore.open(join(dirs.target, 'trust.json'))]);
-  const target = new Engine({ config: engineConfig(dirs.target, bufferSize, overrides), identity: targetId, trust: targetTrust, volume: new ZfsVolume({ pool: pool.name, mountpoint: join(dirs.target, 'unused') }) });
+  const target = new Engine({ config: engineConfig(dirs.target, bufferSize, { ...overrides, ...incoming }), identity: targetId, trust: targetTrust, volume: new ZfsVolume({ pool: pool.name, mountpoint: join(dirs.target, 'unused') }) });
   await target.start();
   const source = new Engine({ config: engineConfig(dirs.source, bufferSize, overrides), identity: sourceId, trust: sourceTrust, volume });
   await source.start();
@@ -52,6 +58,7 @@ export async function enginePair(scope: Scope, bufferSize: number, overrides: Pa
   return {
     source,
     target,
+    pool,
     close: async () => {
       await source.close();
       await target.close();

@@ -5,7 +5,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandError, StorageError, ValidationError } from '../../errors.js';
-import { run, type RunOptions } from '../../exec/run.js';
+import { run, streamCommand, type RunOptions, type StreamingChild } from '../../exec/run.js';
 import type { CallOptions } from '../volume.js';
 
 const COMPONENT = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/;
@@ -56,11 +56,23 @@ export async function zfsSet(dataset: string, prop: string, value: string, optio
   await zfsRun('zfs', ['set', `${prop}=${value}`, checkDataset('dataset', dataset)], options);
 }
 
-/** zfs-fuse sometimes answers "dataset is busy" right after a file was closed; a retry works. */
-export async function zfsDestroy(dataset: string, options: CallOptions = {}): Promise<void> {
+/** `dataset@snapshot`, both parts checked. */
+export function checkSnapshot(field: string, name: string): string {
+  const [dataset = '', snapshot = '', ...rest] = typeof name === 'string' ? name.split('@') : [];
+  if (rest.length > 0 || !COMPONENT.test(snapshot)) throw new ValidationError(field, name, 'a ZFS snapshot name (`dataset@name`)');
+  checkDataset(field, dataset);
+  return name;
+}
+
+/**
+ * Destroys a dataset (with its snapshots and children when `recursive`) or a snapshot.
+ * zfs-fuse sometimes answers "dataset is busy" right after a file was closed; a retry works.
+ */
+export async function zfsDestroy(dataset: string, options: CallOptions & { readonly recursive?: boolean } = {}): Promise<void> {
+  const target = dataset.includes('@') ? checkSnapshot('snapshot', dataset) : checkDataset('dataset', dataset);
   for (let attempt = 0; ; attempt += 1) {
     try {
-      await zfsRun('zfs', ['destroy', checkDataset('dataset', dataset)], options);
+      await zfsRun('zfs', ['destroy', ...(options.recursive ? ['-r'] : []), target], options);
       return;
     } catch (error) {
       if (!(error instanceof CommandError) || !/busy/.test(error.stderr) || attempt >= 10) throw error;
@@ -72,4 +84,32 @@ export async function zfsDestroy(dataset: string, options: CallOptions = {}): Pr
 export async function zpoolNames(options: CallOptions = {}): Promise<string[]> {
   const { stdout } = await zfsRun('zpool', ['list', '-H', '-o', 'name'], options);
   return stdout.split('\n').filter(Boolean);
+}
+
+export async function zfsSnapshot(snapshot: string, options: CallOptions = {}): Promise<void> {
+  await zfsRun('zfs', ['snapshot', checkSnapshot('snapshot', snapshot)], options);
+}
+
+/** The filesystem dataset mounted exactly at `dir`, if any (no pool answering means none). */
+export async function zfsDatasetMountedAt(dir: string, options: CallOptions = {}): Promise<string | undefined> {
+  let stdout: string;
+  try {
+    ({ stdout } = await zfsRun('zfs', ['list', '-H', '-o', 'name,mountpoint', '-t', 'filesystem'], options));
+  } catch {
+    return undefined;
+  }
+  return stdout
+    .split('\n')
+    .map((line) => line.split('\t'))
+    .find(([, mountpoint]) => mountpoint === dir)?.[0];
+}
+
+/** `zfs send` of a snapshot: the caller reads the stream. */
+export function zfsSend(snapshot: string, options: CallOptions = {}): StreamingChild {
+  return streamCommand('zfs', ['send', checkSnapshot('snapshot', snapshot)], options);
+}
+
+/** `zfs receive` into a new dataset: the caller writes the stream and ends stdin. */
+export function zfsReceive(dataset: string, options: CallOptions = {}): StreamingChild {
+  return streamCommand('zfs', ['receive', checkDataset('dataset', dataset)], options);
 }
