@@ -70,6 +70,8 @@ export class ApiClient {
           }
         });
         res.on('end', () => resolve());
+        // A daemon that dies mid-stream ends the response without an end: say so, never hang.
+        res.on('close', () => (res.complete || signal.aborted ? resolve() : reject(new ApiError(0, `cowbufd at ${this.socket} closed the event stream`))));
       });
       req.on('error', (error) => (signal.aborted ? resolve() : reject(new ApiError(0, `cannot reach cowbufd at ${this.socket}: ${error.message}`))));
       req.end();

@@ -92,8 +92,15 @@ export function parseVmBody(raw: unknown, stateDir: string): VmSpec {
   };
 }
 
-function vmView(engine: Engine): unknown[] {
-  return [...engine.vms.values()].map((vm) => ({ name: vm.spec.name, running: vm.child.running(), pid: vm.child.pid, accel: vm.accel, serialLog: vm.spec.serialLog, qmpSocket: vm.spec.qmpSocket, disks: vm.spec.disks }));
+/** Each VM with its run state and whether any drive is throttled right now (asked of QEMU). */
+function vmView(engine: Engine): Promise<unknown[]> {
+  return Promise.all(
+    [...engine.vms.values()].map(async (vm) => {
+      const limits = vm.child.running() ? await vm.commands.queryIoThrottles().catch(() => undefined) : undefined;
+      const throttled = limits?.some((limit) => limit.bps + limit.bps_wr + limit.iops + limit.iops_wr > 0);
+      return { name: vm.spec.name, running: vm.child.running(), pid: vm.child.pid, accel: vm.accel, serialLog: vm.spec.serialLog, qmpSocket: vm.spec.qmpSocket, disks: vm.spec.disks, throttled };
+    }),
+  );
 }
 
 type Handler = (req: IncomingMessage, res: ServerResponse, params: readonly string[]) => Promise<void> | void;
@@ -115,12 +122,12 @@ function handlers(ctx: ApiContext): Record<EndpointName, Handler> {
       await ctx.engine.resizeBuffer((await body(BODIES.resize, req)).size);
       sync(res, await ctx.volume.status());
     },
-    vms: (_req, res) => sync(res, vmView(ctx.engine)),
+    vms: async (_req, res) => sync(res, await vmView(ctx.engine)),
     startVm: async (req, res) => {
       const spec = parseVmBody(await readBody(req), ctx.stateDir);
       await mkdir(join(ctx.stateDir, 'vms', spec.name), { recursive: true, mode: 0o700 });
       await ctx.engine.launchVm(spec);
-      sync(res, vmView(ctx.engine).find((vm) => (vm as { name: string }).name === spec.name), 201);
+      sync(res, (await vmView(ctx.engine)).find((vm) => (vm as { name: string }).name === spec.name), 201);
     },
     migrations: (_req, res) => sync(res, ctx.engine.list()),
     migrate: async (req, res) => {
@@ -144,14 +151,14 @@ function handlers(ctx: ApiContext): Record<EndpointName, Handler> {
       await ctx.trust.remove(name);
       sync(res, {});
     },
-    tokens: (_req, res) => sync(res, ctx.engine.pendingTokens()),
+    tokens: (_req, res) => sync(res, ctx.engine.enrollment.pending()),
     issueToken: async (req, res) => {
       const { name, expirySeconds } = await body(BODIES.token, req);
-      sync(res, { name, ...(await ctx.engine.issueToken(peerName('name', name), expirySeconds)) }, 201);
+      sync(res, { name, ...(await ctx.engine.enrollment.issue(peerName('name', name), expirySeconds)) }, 201);
     },
     join: async (req, res) => {
       const { name, token } = await body(BODIES.join, req);
-      const peer = await ctx.engine.join(peerName('name', name), token);
+      const peer = await ctx.engine.enrollment.join(peerName('name', name), token);
       sync(res, { name: peer.name, fingerprint: peer.fingerprint, address: peer.address }, 201);
     },
     metrics: (_req, res) => {

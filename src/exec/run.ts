@@ -110,6 +110,25 @@ export interface Child {
   kill(signal?: NodeJS.Signals): void;
 }
 
+/**
+ * A process started by an earlier run of this daemon (it outlived a crash), known by pid only:
+ * its exit is noticed by polling.
+ */
+export function adoptProcess(pid: number): Child {
+  const exited = (async () => {
+    while (processAlive(pid)) await new Promise((resolve) => setTimeout(resolve, 200).unref());
+    return { exitCode: undefined, signal: undefined };
+  })();
+  return {
+    pid,
+    exited,
+    running: () => processAlive(pid),
+    kill: (signal = 'SIGTERM') => {
+      if (processAlive(pid)) process.kill(pid, signal);
+    },
+  };
+}
+
 /** Starts a long-running process (QEMU); the caller owns its lifetime. */
 export function spawn(cmd: string, args: readonly string[], options: SpawnOptions): Child {
   const [file, fullArgs] = argv(cmd, args, options.netns);

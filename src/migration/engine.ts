@@ -9,23 +9,24 @@ import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { networkInterfaces } from 'node:os';
 import { resize, usedBytes } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
-import { BufferFullError, CancelledError, CowbufError, TrustError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { BufferFullError, CancelledError, CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
 import { CowTracker } from '../monitor/cow-tracker.js';
 import { LinkTracker } from '../monitor/link-tracker.js';
-import { joinPeer, listenPeer, type PeerListener } from '../peer/channel.js';
+import { listenPeer, type PeerListener } from '../peer/channel.js';
+import { Enrollment } from '../peer/enrollment.js';
 import type { Identity } from '../peer/identity.js';
-import { decodeToken, TokenStore } from '../peer/tokens.js';
-import type { TrustStore, TrustedPeer } from '../peer/trust.js';
+import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
 import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { runSource, type Phase, type Progress } from './source.js';
-import { TargetSide } from './target.js';
+import { Persistence } from './persistence.js';
+import { recoverOutgoing } from './recovery.js';
+import { discardIncoming, TargetSide } from './target.js';
 
 export interface EngineConfig {
   readonly stateDir: string;
@@ -83,6 +84,8 @@ export interface EngineDeps {
 
 const TERMINAL: ReadonlySet<Phase> = new Set(['completed', 'failed', 'cancelled']);
 
+const EMPTY_PROGRESS: Progress = { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, ramStreams: 0, downtimeLimitMs: 0 };
+
 export class Engine extends EventEmitter<EngineEvents> {
   readonly vms = new Map<string, RunningVm>();
   readonly loop: ControlLoop;
@@ -95,11 +98,22 @@ export class Engine extends EventEmitter<EngineEvents> {
   private admitAgain = false;
   private readonly target: TargetSide;
   private listener: PeerListener | undefined;
-  private tokenStore: TokenStore | undefined;
+  /** One-time trust tokens: issue, join, answer joins. */
+  readonly enrollment: Enrollment;
+  private readonly state: Persistence;
 
   constructor(private readonly deps: EngineDeps) {
     super();
     const { config } = deps;
+    this.state = new Persistence(join(config.stateDir, 'journal'));
+    this.enrollment = new Enrollment({
+      stateDir: config.stateDir,
+      identity: deps.identity,
+      trust: deps.trust,
+      listenHost: config.peerListen.host,
+      port: () => this.listener?.port ?? config.peerListen.port,
+      log: (message) => this.emit('log', { level: 'info', message }),
+    });
     throttlePolicy(config.policy, 'migration.policy');
     this.loop = new ControlLoop(config.bufferSize, {
       periodMs: config.controlPeriodMs,
@@ -119,66 +133,31 @@ export class Engine extends EventEmitter<EngineEvents> {
       ...(config.incomingDataset ? { zfsParent: config.incomingDataset } : {}),
       ...(deps.launch ? { launch: deps.launch } : {}),
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),
-      onArrived: (vm) => {
+      onArrived: async (vm, migration) => {
         this.vms.set(vm.spec.name, vm);
+        await this.state.own(vm, migration);
         this.emit('arrived', vm);
       },
+      hasArrived: (migration) => this.state.hasArrived(migration),
+      journal: { save: (entry) => this.state.journal.saveIncoming(entry), drop: (id) => this.state.journal.dropIncoming(id) },
     });
-  }
-
-  private get tokens(): TokenStore {
-    if (!this.tokenStore) throw new CowbufError('the engine is not started');
-    return this.tokenStore;
   }
 
   get peerPort(): number | undefined {
     return this.listener?.port;
   }
 
-  /** Where peers reach us: the configured host, or every non-loopback address if it is a wildcard. */
-  peerAddresses(): string[] {
-    const { host } = this.deps.config.peerListen;
-    const port = this.listener?.port ?? this.deps.config.peerListen.port;
-    const wildcard = host === '0.0.0.0' || host === '::' || host === '';
-    const hosts = wildcard ? Object.values(networkInterfaces()).flatMap((entries) => (entries ?? []).filter((entry) => !entry.internal && entry.family === 'IPv4').map((entry) => entry.address)) : [host];
-    return hosts.map((address) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`));
-  }
-
-  pendingTokens(): ReadonlyArray<{ name: string; expiresAt: string }> {
-    return this.tokens.list();
-  }
-
-  /** A one-time token the peer called `name` here joins with (`cowbuf trust add NAME --token`). */
-  issueToken(name: string, expirySeconds: number): Promise<{ token: string; expiresAt: string }> {
-    return this.tokens.issue(name, expirySeconds, { fingerprint: this.deps.identity.fingerprint, addresses: this.peerAddresses() });
-  }
-
-  /**
-   * Joins the peer that issued `token`, trusting it here as `name`.
-   * @throws ValidationError (bad token or name), TrustError (wrong certificate, token refused)
-   */
-  async join(name: string, token: string): Promise<TrustedPeer> {
-    const decoded = decodeToken(token);
-    if (this.deps.trust.get(name)) throw new TrustError(`a peer named ${name} is already trusted`);
-    const { cert, address } = await joinPeer(decoded, this.deps.identity, this.peerPort ?? this.deps.config.peerListen.port);
-    return this.deps.trust.add(name, cert, address);
-  }
-
   async start(): Promise<void> {
     await mkdir(this.deps.config.runDir, { recursive: true, mode: 0o700 });
-    this.tokenStore = await TokenStore.open(join(this.deps.config.stateDir, 'tokens.json'));
+    await this.recover();
+    await this.enrollment.open();
     this.listener = await listenPeer(this.deps.identity, this.deps.trust, this.deps.config.peerListen.host, this.deps.config.peerListen.port, {
       control: (peer, request) => this.target.handle(peer, request),
       base: (peer, hello, socket) => this.target.base(peer, hello, socket),
       dataset: (peer, hello, socket) => this.target.dataset(peer, hello, socket),
       stream: (peer, hello, socket) => this.target.stream(peer, hello, socket),
       rejected: (reason) => this.emit('log', { level: 'warn', message: `peer connection refused: ${reason}` }),
-      join: async (cert, hello, remoteAddress) => {
-        const name = await this.tokens.consume(hello.secret);
-        const host = remoteAddress.replace(/^::ffff:/, '');
-        await this.deps.trust.add(name, cert.toString(), `${host.includes(':') ? `[${host}]` : host}:${hello.port}`);
-        this.emit('log', { level: 'info', message: `peer ${name} joined with a trust token (${cert.fingerprint256})` });
-      },
+      join: (cert, hello, remoteAddress) => this.enrollment.answer(cert, hello, remoteAddress),
     });
     this.loop.start();
   }
@@ -199,6 +178,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (this.vms.has(spec.name)) throw new ValidationError('vm.name', spec.name, 'a name not already in use');
     const vm = await launchVm(spec, this.deps.launch);
     this.vms.set(spec.name, vm);
+    await this.state.own(vm);
     return vm;
   }
 
@@ -243,7 +223,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       phase: 'queued',
       createdAt: now,
       updatedAt: now,
-      progress: { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, ramStreams: 0, downtimeLimitMs: 0 },
+      progress: { ...EMPTY_PROGRESS },
       decisions: [],
     };
     this.records.set(record.id, record);
@@ -320,6 +300,8 @@ export class Engine extends EventEmitter<EngineEvents> {
     const vm = this.vms.get(record.vm);
     const peer = this.deps.trust.get(record.peer);
     try {
+      // On disk before any side effect: a restart must know this migration was in flight.
+      await this.journal(record);
       if (!vm || !peer) throw new CowbufError(`VM ${record.vm} or peer ${record.peer} went away`);
       await runSource({
         id: record.id,
@@ -351,6 +333,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         },
       });
       this.vms.delete(record.vm);
+      await this.state.disown(record.vm);
       this.settle(record.id, 'completed');
     } catch (error) {
       this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
@@ -379,7 +362,56 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   private changed(record: MigrationRecord): void {
     record.updatedAt = new Date().toISOString();
+    this.journal(record).catch((error: Error) => this.emit('log', { level: 'error', migration: record.id, message: `journal: ${error.message}` }));
     this.emit('migration', record);
+  }
+
+  private journal(record: MigrationRecord): Promise<void> {
+    const { id, vm, peer, policy, phase, createdAt, updatedAt, error } = record;
+    return this.state.outgoing({ id, vm, peer, policy, phase, createdAt, updatedAt, ...(error ? { error } : {}) });
+  }
+
+  /**
+   * A restart: reattach to the VMs that outlived the previous run, clean up incoming migrations
+   * that never arrived, re-queue the queued outgoing ones and resolve the others (recovery.ts).
+   */
+  private async recover(): Promise<void> {
+    const log = (message: string, migration?: string) => this.emit('log', { level: 'warn', ...(migration ? { migration } : {}), message });
+    const { running, gone } = await this.state.restore(log);
+    for (const vm of running) this.vms.set(vm.spec.name, vm);
+    for (const entry of await this.state.journal.incoming()) {
+      if (!this.state.hasArrived(entry.id)) {
+        log(`incoming migration ${entry.id} was cut short by the restart: its target VM and files are removed`, entry.id);
+        await discardIncoming(entry);
+      }
+      await this.state.journal.dropIncoming(entry.id);
+    }
+    for (const entry of await this.state.journal.outgoing()) {
+      const record: MigrationRecord = { ...entry, progress: { ...EMPTY_PROGRESS }, decisions: [] };
+      this.records.set(entry.id, record);
+      if (TERMINAL.has(entry.phase)) continue;
+      if (entry.phase === 'queued') {
+        this.queue.push(entry.id);
+        continue;
+      }
+      const vm = this.vms.get(entry.vm);
+      const spec = vm?.spec ?? gone.find((candidate) => candidate.name === entry.vm);
+      if (!spec) {
+        this.settle(entry.id, 'failed', `cowbufd restarted during phase ${entry.phase} and knows no VM ${entry.vm}`);
+        continue;
+      }
+      try {
+        const outcome = await recoverOutgoing(entry, spec, vm, { bufferPath: this.deps.volume.mountpoint, identity: this.deps.identity, peer: this.deps.trust.get(entry.peer), log: (message) => log(message, entry.id) });
+        if (outcome.phase === 'completed') {
+          this.vms.delete(entry.vm);
+          await this.state.disown(entry.vm);
+        }
+        this.settle(entry.id, outcome.phase, outcome.error);
+      } catch (error) {
+        this.settle(entry.id, 'failed', `cowbufd restarted during phase ${entry.phase}; rollback failed, overlays kept: ${(error as Error).message}`);
+      }
+    }
+    void this.admitQueued();
   }
 
   private onTick(trace: TickTrace): void {

@@ -26,6 +26,7 @@ import { throttleTarget, type DiskSpec } from '../vm/spec.js';
 import type { ControlLoop, LoopMigration } from './control-loop.js';
 import { shipBases } from './base.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
+import { cancelMigration, cancelMirrors, commitBack, ensureRunning, finishMirrors, mirrorJob, nbdNode, overlayName, overlayNode } from './qemu-steps.js';
 
 export type Phase = 'queued' | 'overlay' | 'prepare' | 'base' | 'target' | 'mirror' | 'ram' | 'switchover' | 'finishing' | 'completed' | 'rolling-back' | 'failed' | 'cancelled';
 
@@ -62,10 +63,6 @@ export interface SourceContext {
   /** Every decision the engine takes on its own (escalations, convergence steps), for the log. */
   readonly onDecision: (message: string) => void;
 }
-
-const overlayNode = (index: number) => `cowbuf-ovl${index}`;
-const nbdNode = (index: number) => `cowbuf-nbd${index}`;
-const mirrorJob = (index: number) => `cowbuf-mirror${index}`;
 
 /** Resolves when the migration completed and the VM runs on the target. @throws MigrationFailedError */
 export async function runSource(ctx: SourceContext): Promise<void> {
@@ -218,17 +215,13 @@ export async function runSource(ctx: SourceContext): Promise<void> {
   // The VM runs on the target now; what is left here is only cleanup.
   for (const index of disks.keys()) await qmp.blockdevDel(nbdNode(index)).catch(() => undefined);
   await ctx.vm.stop();
-  for (const disk of disks) await removeOverlay(ctx.bufferPath, overlayName(ctx, disk));
+  for (const disk of disks) await removeOverlay(ctx.bufferPath, overlayName(ctx.id, disk.id));
   if (snapshot) await zfsDestroy(snapshot).catch((error: Error) => ctx.onDecision(`left snapshot ${snapshot} behind: ${error.message}`));
   ctx.onPhase('completed');
 }
 
-function overlayName(ctx: SourceContext, disk: DiskSpec): string {
-  return `${ctx.id}-${disk.id}`;
-}
-
 function overlayPath(ctx: SourceContext, disk: DiskSpec): string {
-  return join(ctx.bufferPath, `${overlayName(ctx, disk)}.qcow2`);
+  return join(ctx.bufferPath, `${overlayName(ctx.id, disk.id)}.qcow2`);
 }
 
 function wireVm(vm: RunningVm, sizes: ReadonlyMap<string, number>): WireVm {
@@ -248,78 +241,16 @@ function wireVm(vm: RunningVm, sizes: ReadonlyMap<string, number>): WireVm {
 async function putOverlay(ctx: SourceContext, qmp: QmpCommands, disk: DiskSpec, index: number, virtualSize: number, revert: Revert): Promise<void> {
   const node = overlayNode(index);
   let stage: 'file' | 'node' | 'active' = 'file';
-  const path = await createOverlay(ctx.bufferPath, overlayName(ctx, disk), { path: disk.file, format: disk.format, virtualSize }, { signal: ctx.signal });
+  const path = await createOverlay(ctx.bufferPath, overlayName(ctx.id, disk.id), { path: disk.file, format: disk.format, virtualSize }, { signal: ctx.signal });
   revert.add(async () => {
     if (stage === 'active') await commitBack(qmp, node, index);
     if (stage !== 'file') await qmp.blockdevDel(node);
-    await removeOverlay(ctx.bufferPath, overlayName(ctx, disk));
+    await removeOverlay(ctx.bufferPath, overlayName(ctx.id, disk.id));
   });
   await qmp.blockdevAdd({ driver: 'qcow2', 'node-name': node, file: { driver: 'file', filename: path }, backing: null });
   stage = 'node';
   await qmp.blockdevSnapshot(disk.nodeName, node);
   stage = 'active';
-}
-
-/**
- * Rollback of the overlay: an active commit copies it down into the base, then pivots the guest
- * back onto the base. If it fails, the overlay stays attached (it holds the guest's writes) and
- * the error propagates, so the file is never removed under a running guest.
- */
-async function commitBack(qmp: QmpCommands, node: string, index: number): Promise<void> {
-  const job = `cowbuf-commit${index}`;
-  await qmp.blockCommit({ jobId: job, device: node });
-  const state = async () => (await qmp.queryBlockJobs()).find((candidate) => candidate.device === job);
-  for (let info = await state(); !info?.ready; info = await state()) {
-    if (!info || info.status === 'concluded') throw new CowbufError(`commit of ${node} stopped before it was ready`);
-    await sleep(100);
-  }
-  await qmp.blockJobComplete(job);
-  for (let info = await state(); info && info.status !== 'concluded'; info = await state()) await sleep(100);
-  await qmp.jobDismiss(job);
-}
-
-async function ensureRunning(qmp: QmpCommands): Promise<void> {
-  const status = await qmp.queryStatus();
-  if (!status.running) await qmp.cont();
-}
-
-async function cancelMigration(qmp: QmpCommands): Promise<void> {
-  const status = (await qmp.queryMigrate()).status;
-  if (status === 'active' || status === 'pre-switchover' || status === 'setup' || status === 'device') {
-    await qmp.migrateCancel();
-    for (let i = 0; i < 100 && ['active', 'pre-switchover', 'setup', 'device', 'cancelling'].includes((await qmp.queryMigrate()).status ?? ''); i += 1) await sleep(100);
-  }
-}
-
-async function cancelMirrors(qmp: QmpCommands, count: number): Promise<void> {
-  const jobs = new Set((await qmp.queryBlockJobs()).map((job) => job.device));
-  for (let index = 0; index < count; index += 1) {
-    if (!jobs.has(mirrorJob(index))) continue;
-    await qmp.blockJobCancel(mirrorJob(index), true);
-    for (let i = 0; i < 100; i += 1) {
-      const job = (await qmp.queryBlockJobs()).find((candidate) => candidate.device === mirrorJob(index));
-      if (!job) break;
-      if (job.status === 'concluded') {
-        await qmp.jobDismiss(mirrorJob(index));
-        break;
-      }
-      await sleep(100);
-    }
-  }
-}
-
-/** A ready mirror cancelled at pre-switchover completes without pivoting: the source keeps its chain. */
-async function finishMirrors(qmp: QmpCommands, count: number): Promise<void> {
-  for (let index = 0; index < count; index += 1) {
-    await qmp.blockJobCancel(mirrorJob(index));
-    for (let i = 0; ; i += 1) {
-      const job = (await qmp.queryBlockJobs()).find((candidate) => candidate.device === mirrorJob(index));
-      if (!job || job.status === 'concluded') break;
-      if (i > 600) throw new CowbufError(`mirror ${mirrorJob(index)} did not complete`);
-      await sleep(50);
-    }
-    await qmp.jobDismiss(mirrorJob(index));
-  }
 }
 
 /**

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { PeerError } from '../errors.js';
+import { processAlive } from '../exec/run.js';
 import type { Hello, PeerRequest, WireVm } from '../peer/protocol.js';
 import { receiveBase, receiveDataset, shippedSnapshot, spliceToLocal } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
@@ -18,6 +19,7 @@ import { zfsDestroy, zfsGet } from '../storage/zfs/zfs-commands.js';
 import type { Json } from '../validate.js';
 import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
+import type { IncomingEntry } from './journal.js';
 
 interface Incoming {
   readonly id: string;
@@ -40,14 +42,38 @@ export interface TargetOptions {
   readonly launch?: LaunchOptions;
   /** The paused VM waiting for an incoming migration was started. */
   readonly onStarted: (vm: RunningVm, migration: string) => void;
-  /** A VM that arrived and runs here now: the daemon takes it over. */
-  readonly onArrived: (vm: RunningVm, migration: string) => void;
+  /** A VM that arrived and runs here now: the daemon takes it over (and records the arrival). */
+  readonly onArrived: (vm: RunningVm, migration: string) => Promise<void>;
+  /** Whether this migration arrived here already (a repeated `finish` is then answered again). */
+  readonly hasArrived: (migration: string) => boolean;
+  /** Durable record of what is in flight, so a restarted daemon can clean it up. */
+  readonly journal: { save(entry: IncomingEntry): Promise<void>; drop(id: string): Promise<void> };
+}
+
+/** Cleans up what an incoming migration left when the daemon died before it arrived or was aborted. */
+export async function discardIncoming(entry: IncomingEntry): Promise<void> {
+  if (entry.pid !== undefined && processAlive(entry.pid)) {
+    // A paused VM waiting for its RAM: nothing in it is anyone's only copy.
+    process.kill(entry.pid, 'SIGKILL');
+    for (let i = 0; i < 100 && processAlive(entry.pid); i += 1) await sleep(50);
+  }
+  await removeShipped(entry);
+}
+
+/** What was shipped for an incoming migration: its directory, and its dataset if it came by ZFS. */
+async function removeShipped(incoming: { readonly dir: string; readonly dataset?: string | undefined }): Promise<void> {
+  if (incoming.dataset) await zfsDestroy(incoming.dataset, { recursive: true }).catch(() => undefined);
+  await rm(incoming.dir, { recursive: true, force: true });
 }
 
 export class TargetSide {
   private readonly incoming = new Map<string, Incoming>();
 
   constructor(private readonly options: TargetOptions) {}
+
+  private journal(incoming: Incoming): Promise<void> {
+    return this.options.journal.save({ id: incoming.id, peer: incoming.peer, dir: incoming.dir, ...(incoming.dataset ? { dataset: incoming.dataset } : {}), ...(incoming.vm?.child.pid !== undefined ? { pid: incoming.vm.child.pid } : {}) });
+  }
 
   private lookup(peer: TrustedPeer, id: string): Incoming {
     const incoming = this.incoming.get(id);
@@ -66,8 +92,10 @@ export class TargetSide {
         if (this.incoming.size >= this.options.maxIncoming) throw new PeerError(`target busy: ${this.incoming.size} incoming migrations (limit ${this.options.maxIncoming})`);
         const dir = join(this.options.stateDir, 'vms', request.migration);
         // Take the slot before awaiting anything: a second prepare arriving meanwhile must see it.
-        this.incoming.set(request.migration, { id: request.migration, peer: peer.name, wire: request.vm, dir, received: new Set(), files: new Map() });
+        const incoming: Incoming = { id: request.migration, peer: peer.name, wire: request.vm, dir, received: new Set(), files: new Map() };
+        this.incoming.set(request.migration, incoming);
         try {
+          await this.journal(incoming);
           await mkdir(dir, { recursive: true, mode: 0o700 });
         } catch (error) {
           this.incoming.delete(request.migration);
@@ -79,6 +107,7 @@ export class TargetSide {
       case 'start-target':
         return this.startTarget(this.lookup(peer, request.migration), request);
       case 'finish':
+        if (!this.incoming.has(request.migration) && this.options.hasArrived(request.migration)) return { status: 'running' };
         return this.finish(this.lookup(peer, request.migration));
       case 'abort':
         await this.abort(peer, request.migration);
@@ -114,6 +143,7 @@ export class TargetSide {
       if (incoming.dataset) throw new PeerError(`migration ${incoming.id} already has a dataset`);
       dataset = `${this.options.zfsParent}/${hello.migration}`;
       incoming.dataset = dataset;
+      void this.journal(incoming);
     } catch (error) {
       socket.end(`${JSON.stringify({ ok: false, error: (error as Error).message })}\n`);
       return;
@@ -151,6 +181,7 @@ export class TargetSide {
     };
     const vm = await launchVm(spec, this.options.launch);
     incoming.vm = vm;
+    await this.journal(incoming);
     this.options.onStarted(vm, incoming.id);
     await vm.commands.nbdServerStart({ type: 'unix', data: { path: join(incoming.dir, 'nbd.sock') } });
     for (const disk of incoming.wire.disks) await vm.commands.blockExportAdd({ id: `exp-${disk.id}`, nodeName: disk.nodeName, name: disk.id, writable: true });
@@ -190,7 +221,8 @@ export class TargetSide {
     const running = await vm.commands.queryStatus();
     if (!running.running) throw new PeerError(`target VM of ${incoming.id} did not run: ${running.status}`);
     this.incoming.delete(incoming.id);
-    this.options.onArrived(vm, incoming.id);
+    await this.options.onArrived(vm, incoming.id);
+    await this.options.journal.drop(incoming.id);
     return { status: running.status, qmpSocket: vm.spec.qmpSocket, serialLog: vm.spec.serialLog };
   }
 
@@ -204,8 +236,8 @@ export class TargetSide {
   private async discard(incoming: Incoming): Promise<void> {
     this.incoming.delete(incoming.id);
     await incoming.vm?.stop();
-    if (incoming.dataset) await zfsDestroy(incoming.dataset, { recursive: true }).catch(() => undefined);
-    await rm(incoming.dir, { recursive: true, force: true });
+    await removeShipped(incoming);
+    await this.options.journal.drop(incoming.id);
   }
 
   /** Daemon shutdown: every incoming migration is aborted. */

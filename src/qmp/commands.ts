@@ -158,6 +158,15 @@ export class QmpCommands {
     return this.run('query-blockstats', undefined, options);
   }
 
+  /** The I/O limits in force on each attached drive, by qdev path (all zeros: unthrottled). */
+  async queryIoThrottles(options?: ExecuteOptions): Promise<ReadonlyArray<{ readonly qdev: string } & IoThrottle>> {
+    const devices = await this.run<ReadonlyArray<{ qdev?: string; inserted?: IoThrottle }>>('query-block', undefined, options);
+    return devices.filter((device) => device.inserted).map(({ qdev = '', inserted }) => {
+      const { bps, bps_rd, bps_wr, iops, iops_rd, iops_wr } = inserted as IoThrottle;
+      return { qdev, bps, bps_rd, bps_wr, iops, iops_rd, iops_wr };
+    });
+  }
+
   /**
    * `id` is the qdev path (`<qdev-id>/virtio-backend` for virtio-blk-pci). QEMU wants all six
    * limits; 0 means unlimited, so "remove the throttle" is all zeros.

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { ApiClient } from '../cli/client.js';
 import { CowbufError } from '../errors.js';
-import { spawn, type Child } from '../exec/run.js';
+import { run, spawn, type Child } from '../exec/run.js';
 import { openVolume } from '../storage/registry.js';
 import { createTwoHosts, sweepStaleHosts, type TwoHosts } from './netns.js';
 import { createTestPool, type TestPool } from './zfs.js';
@@ -30,9 +30,14 @@ export interface DaemonHost {
 
 export interface DaemonPair {
   readonly hosts: TwoHosts;
+  /** The current daemon of each side (a new one after `restart`). */
   readonly source: DaemonHost;
   readonly target: DaemonHost;
   readonly pool: TestPool;
+  /** SIGKILLs that side's daemon (its QEMUs live on), waits for it to be gone. */
+  kill(side: 'source' | 'target'): Promise<void>;
+  /** Starts that side's daemon again on the same state directory and config. */
+  restart(side: 'source' | 'target'): Promise<DaemonHost>;
   close(): Promise<void>;
 }
 
@@ -76,6 +81,8 @@ export async function startDaemonPair(options: DaemonPairOptions): Promise<Daemo
       const exited = await Promise.race([host.child.exited.then(() => true), sleep(60_000).then(() => false)]);
       if (!exited) host.child.kill('SIGKILL');
     }
+    // A QEMU whose daemon was killed and never restarted would outlive the test bed.
+    await run('pkill', ['-KILL', '-f', `qemu-system.*${options.dir}/`], { okExitCodes: [1] });
     await hosts.destroy();
     await pool?.destroy();
   };
@@ -89,13 +96,36 @@ export async function startDaemonPair(options: DaemonPairOptions): Promise<Daemo
     const targetBuffer = { driver: 'dir', size: 64 * 1024 ** 2, path: join(targetDir, 'buffer') };
     await openVolume({ driver: 'dir', path: targetBuffer.path }).create(64 * 1024 ** 2);
     const migration = options.migration ?? {};
-    started.push(await startHost('source', hosts.src.ns, hosts.src.ip, sourceDir, sourceBuffer, migration));
-    started.push(await startHost('target', hosts.dst.ns, hosts.dst.ip, targetDir, targetBuffer, migration));
+    const launch = { source: () => startHost('source', hosts.src.ns, hosts.src.ip, sourceDir, sourceBuffer, migration), target: () => startHost('target', hosts.dst.ns, hosts.dst.ip, targetDir, targetBuffer, migration) };
+    started.push(await launch.source());
+    started.push(await launch.target());
     const [source, target] = started as [DaemonHost, DaemonHost];
     const [sourceInfo, targetInfo] = await Promise.all([source.api.call<{ certificate: string }>('GET', '/1.0'), target.api.call<{ certificate: string }>('GET', '/1.0')]);
     await target.api.call('POST', '/1.0/peers', { name: 'src', certificate: sourceInfo.certificate, address: `${source.ip}:8443` });
     await source.api.call('POST', '/1.0/peers', { name: 'dst', certificate: targetInfo.certificate, address: `${target.ip}:8443` });
-    return { hosts, source, target, pool, close: stop };
+    const current = { source, target };
+    const testPool = pool;
+    return {
+      hosts,
+      pool: testPool,
+      get source() {
+        return current.source;
+      },
+      get target() {
+        return current.target;
+      },
+      kill: async (side) => {
+        current[side].child.kill('SIGKILL');
+        await current[side].child.exited;
+        started.splice(started.indexOf(current[side]), 1);
+      },
+      restart: async (side) => {
+        current[side] = await launch[side]();
+        started.push(current[side]);
+        return current[side];
+      },
+      close: stop,
+    };
   } catch (error) {
     await stop();
     throw error;

@@ -5,7 +5,7 @@
  */
 import { readFile, rm } from 'node:fs/promises';
 import { CowbufError } from '../errors.js';
-import { spawn, type Child } from '../exec/run.js';
+import { adoptProcess, spawn, type Child } from '../exec/run.js';
 import { QmpClient } from '../qmp/client.js';
 import { QmpCommands } from '../qmp/commands.js';
 import { detectAccel } from './accel.js';
@@ -61,10 +61,31 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions = {}): Promi
     throw new VmStartError(spec.name, await readFile(logFile, 'utf8').catch(() => ''), { cause: error });
   }
   exitedEarly.catch(() => undefined);
+  return runningVm(spec, accel, child, qmp);
+}
+
+function runningVm(spec: VmSpec, accel: Accel, child: Child, qmp: QmpClient): RunningVm {
   const commands = new QmpCommands(qmp);
   let stopping: Promise<void> | undefined;
   const stop = (timeoutMs = 10_000) => (stopping ??= terminate(child, qmp, commands, timeoutMs));
-  return { spec, accel, child, qmp, commands, logFile, stop };
+  return { spec, accel, child, qmp, commands, logFile: `${spec.qmpSocket}.log`, stop };
+}
+
+/**
+ * Reattaches to a QEMU that outlived the daemon which started it, through its QMP socket.
+ * @throws VmStartError when the process is gone or its QMP socket does not answer
+ */
+export async function attachVm(spec: VmSpec, pid: number, accel: Accel, options: Pick<LaunchOptions, 'qmpTimeoutMs'> = {}): Promise<RunningVm> {
+  const child = adoptProcess(pid);
+  if (!child.running()) throw new VmStartError(spec.name, `process ${pid} is gone`);
+  const qmp = new QmpClient();
+  try {
+    await qmp.connect(spec.qmpSocket, { timeoutMs: options.qmpTimeoutMs ?? 10_000 });
+  } catch (error) {
+    await qmp.disconnect();
+    throw new VmStartError(spec.name, `QMP socket ${spec.qmpSocket} of pid ${pid} does not answer`, { cause: error });
+  }
+  return runningVm(spec, accel, child, qmp);
 }
 
 async function terminate(child: Child, qmp: QmpClient, commands: QmpCommands, timeoutMs: number): Promise<void> {

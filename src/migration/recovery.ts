@@ -1,0 +1,101 @@
+/**
+ * What a restarted daemon does with the outgoing migrations its previous run left in flight.
+ * It trusts the QEMU it reattached to, not the journal, for what exists: node and job names are
+ * fixed (qemu-steps.ts), so it can see which steps had happened. If RAM had fully crossed, the
+ * target holds the VM: finishing there completes the migration. Otherwise it rolls back: cancel
+ * the RAM migration and the mirrors, drop the NBD nodes, lift the throttle, commit each overlay
+ * back, make sure the guest runs. If QEMU died as well, the overlays are committed offline with
+ * `qemu-img commit`, since they hold writes the bases do not have.
+ */
+import { stat } from 'node:fs/promises';
+import { run } from '../exec/run.js';
+import { ControlClient } from '../peer/channel.js';
+import type { Identity } from '../peer/identity.js';
+import { shippedSnapshot } from '../peer/transfer.js';
+import type { TrustedPeer } from '../peer/trust.js';
+import { overlayPath, removeOverlay } from '../storage/overlays.js';
+import { zfsDestroy } from '../storage/zfs/zfs-commands.js';
+import type { RunningVm } from '../vm/launcher.js';
+import { throttleTarget, type VmSpec } from '../vm/spec.js';
+import type { OutgoingEntry } from './journal.js';
+import { cancelMigration, cancelMirrors, commitBack, ensureRunning, nbdNode, overlayName, overlayNode } from './qemu-steps.js';
+
+export interface RecoveryContext {
+  readonly bufferPath: string;
+  readonly identity: Identity;
+  /** The migration's target, if it is still trusted. */
+  readonly peer: TrustedPeer | undefined;
+  readonly log: (message: string) => void;
+}
+
+export interface Recovered {
+  readonly phase: 'completed' | 'failed';
+  readonly error?: string;
+}
+
+async function askTarget(ctx: RecoveryContext, method: 'finish' | 'abort', migration: string): Promise<void> {
+  if (!ctx.peer) throw new Error('the target is no longer trusted');
+  const client = await ControlClient.open(ctx.peer, ctx.identity, { timeoutMs: 10_000 });
+  try {
+    await client.request({ method, migration }, 60_000);
+  } finally {
+    client.close();
+  }
+}
+
+/** Snapshots a zfs-shipped migration left (none without ZFS). */
+async function destroySnapshots(migration: string): Promise<void> {
+  const listed = await run('zfs', ['list', '-H', '-o', 'name', '-t', 'snapshot']).catch(() => ({ stdout: '' }));
+  for (const name of listed.stdout.split('\n').filter((line) => line.endsWith(`@${shippedSnapshot(migration)}`))) await zfsDestroy(name);
+}
+
+async function rollBackLive(vm: RunningVm): Promise<void> {
+  const qmp = vm.commands;
+  const disks = vm.spec.disks;
+  await cancelMigration(qmp);
+  await cancelMirrors(qmp, disks.length);
+  const nodes = new Set((await qmp.queryNamedBlockNodes()).map((node) => node['node-name']));
+  for (const index of disks.keys()) if (nodes.has(nbdNode(index))) await qmp.blockdevDel(nbdNode(index));
+  for (const disk of disks) await qmp.setIoThrottle(throttleTarget(disk), {}).catch(() => undefined);
+  for (const index of disks.keys()) {
+    if (!nodes.has(overlayNode(index))) continue;
+    await commitBack(qmp, overlayNode(index), index);
+    await qmp.blockdevDel(overlayNode(index));
+  }
+  await ensureRunning(qmp);
+}
+
+/** QEMU is gone: fold each overlay into its base with the VM stopped, so no write is lost. */
+async function commitOffline(spec: VmSpec, ctx: RecoveryContext, migration: string): Promise<void> {
+  for (const disk of spec.disks) {
+    const path = overlayPath(ctx.bufferPath, overlayName(migration, disk.id));
+    if (!(await stat(path).then(() => true, () => false))) continue;
+    await run('qemu-img', ['commit', '-q', path], { timeoutMs: 600_000 });
+  }
+}
+
+/**
+ * @param vm the reattached source VM, or undefined if its QEMU died with the daemon
+ * @throws when the rollback itself fails (the overlays are then kept: they hold guest writes)
+ */
+export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: RunningVm | undefined, ctx: RecoveryContext): Promise<Recovered> {
+  const interrupted = `cowbufd restarted during phase ${entry.phase}`;
+  if (vm && (await vm.commands.queryMigrate()).status === 'completed') {
+    try {
+      await askTarget(ctx, 'finish', entry.id);
+      ctx.log(`${entry.id}: RAM had crossed before the restart; finished on ${entry.peer}`);
+      await vm.stop();
+      for (const disk of spec.disks) await removeOverlay(ctx.bufferPath, overlayName(entry.id, disk.id));
+      await destroySnapshots(entry.id);
+      return { phase: 'completed' };
+    } catch (error) {
+      ctx.log(`${entry.id}: could not finish on ${entry.peer} (${(error as Error).message}); rolling back`);
+    }
+  }
+  if (vm) await rollBackLive(vm);
+  else await commitOffline(spec, ctx, entry.id);
+  for (const disk of spec.disks) await removeOverlay(ctx.bufferPath, overlayName(entry.id, disk.id));
+  await destroySnapshots(entry.id);
+  await askTarget(ctx, 'abort', entry.id).catch((error: Error) => ctx.log(`${entry.id}: could not abort on ${entry.peer}: ${error.message}`));
+  return { phase: 'failed', error: `${interrupted}: rolled back, ${vm ? 'the VM runs here' : 'its QEMU had died; overlays committed into the bases'}` };
+}

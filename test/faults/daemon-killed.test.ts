@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from '../../src/exec/run.js';
+import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
+import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
+import { expectGuestKeptAtSource, migrateWithFault, outcome, qemuProcesses, type VmView } from '../support/faults.js';
+import { qemuImg, Scope } from '../support/testbed.js';
+
+const MiB = 1024 ** 2;
+let scope: Scope;
+let pair: DaemonPair;
+
+// One pair and one busy guest for the whole matrix: every cell must leave the guest at the
+// source, able to migrate again, which the next cell relies on (and the last one proves).
+beforeAll(async () => {
+  scope = await Scope.create('daemon-killed');
+  pair = await startDaemonPair({ dir: scope.dir, bufferSize: 128 * MiB, linkRate: '100mbit' });
+  const disk = scope.path('g1.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
+  // 24 MiB of base: a base phase long enough to be hit.
+  await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 5 32M 24M', disk]);
+  const vm = await pair.source.api.call<VmView>('POST', '/1.0/vms', guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 4, verifyEvery: 3 }, 192));
+  await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
+}, 120_000);
+afterAll(async () => {
+  await pair?.close();
+  await scope?.cleanup();
+}, 120_000);
+
+describe('the source daemon SIGKILLed mid-migration and restarted', { timeout: 240_000 }, () => {
+  it.each(['base', 'mirror', 'ram'])('in %s: the restarted daemon rolls back from its journal; the guest runs on at the source with every write', async (phase) => {
+    const id = await migrateWithFault(pair, 'g1', phase, () => pair.kill('source'));
+    // The guest outlives its daemon, and keeps writing meanwhile.
+    expect(await qemuProcesses(`${pair.source.stateDir}/vms/g1/`)).toBe(1);
+    await pair.restart('source');
+    const record = await outcome(pair, id);
+    expect(record.phase).toBe('failed');
+    // The journal may still hold the phase before (the kill can beat its fsync by a moment).
+    expect(record.error).toMatch(/^cowbufd restarted during phase \w+: rolled back, the VM runs here$/);
+    await expectGuestKeptAtSource(pair, 'g1');
+  });
+});
+
+describe('the target daemon SIGKILLed mid-migration', { timeout: 240_000 }, () => {
+  it.each(['base', 'mirror', 'ram', 'switchover'])('in %s: the source rolls back; the restarted target removes the paused VM it left', async (phase) => {
+    const id = await migrateWithFault(pair, 'g1', phase, () => pair.kill('target'));
+    const record = await outcome(pair, id);
+    expect(record.phase).toBe('failed');
+    expect(record.error).toMatch(new RegExp(`^migration ${id} failed in phase \\w+: .+`));
+    await pair.restart('target');
+    await expectGuestKeptAtSource(pair, 'g1');
+  });
+});
+
+describe('after every fault', { timeout: 240_000 }, () => {
+  it('the same guest still migrates, and writes on at the target with no write lost', async () => {
+    const started = await pair.source.api.call<{ id: string }>('POST', '/1.0/migrations', { vm: 'g1', target: 'dst' });
+    const record = await outcome(pair, started.id);
+    expect(record.phase, record.error).toBe('completed');
+    const [arrived] = await pair.target.api.call<VmView[]>('GET', '/1.0/vms');
+    expect(arrived).toMatchObject({ name: 'g1', running: true, throttled: false });
+    const onTarget = await waitForSerial(arrived?.serialLog ?? '', (r) => r.verifications.length >= 2, 'two verifications on the target', { timeoutMs: 60_000 });
+    expect(onTarget.verifications.every((v) => v.lost === 0)).toBe(true);
+    expect(onTarget.ioErrors).toEqual([]);
+    expect(await qemuProcesses(`${pair.source.stateDir}/vms/g1/`)).toBe(0);
+  });
+});

@@ -1,0 +1,77 @@
+/**
+ * The fault matrix's harness: one busy guest on a daemon pair, migrations started over the API,
+ * a fault injected the moment the source reports a phase (from its event stream), and the
+ * outcome every cell must end with, checked on the real hosts.
+ */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { expect } from 'vitest';
+import { run } from '../../src/exec/run.js';
+import type { MigrationRecord } from '../../src/migration/engine.js';
+import type { DaemonPair } from '../../src/testbed/daemons.js';
+import { readSerial, waitForSerial } from '../../src/testbed/guest.js';
+
+export interface VmView {
+  readonly name: string;
+  readonly running: boolean;
+  readonly throttled: boolean;
+  readonly serialLog: string;
+}
+
+const FINAL = new Set(['completed', 'failed', 'cancelled']);
+
+/** Starts migrating `vm` and runs `fault` as soon as the source enters `phase`. @returns the migration id */
+export async function migrateWithFault(pair: DaemonPair, vm: string, phase: string, fault: () => Promise<void>): Promise<string> {
+  const controller = new AbortController();
+  let injected: Promise<void> | undefined;
+  let id: string | undefined;
+  const events = pair.source.api
+    .events((event) => {
+      if (event.type !== 'migration' || injected) return;
+      const record = event.metadata as MigrationRecord;
+      if (record.vm === vm && record.phase === phase && !FINAL.has(record.phase)) {
+        id = record.id;
+        injected = fault();
+      }
+    }, controller.signal)
+    .catch(() => undefined);
+  await pair.source.api.call('POST', '/1.0/migrations', { vm, target: 'dst' });
+  for (let i = 0; !injected; i += 1) {
+    if (i > 2400) throw new Error(`the migration of ${vm} never reached phase ${phase}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await injected;
+  controller.abort();
+  await events;
+  return id as string;
+}
+
+/** Waits until the source says the migration ended. */
+export async function outcome(pair: DaemonPair, id: string): Promise<MigrationRecord> {
+  return (await pair.source.api.call<{ metadata: MigrationRecord }>('GET', `/1.0/operations/${id}/wait`)).metadata;
+}
+
+export async function qemuProcesses(pattern: string): Promise<number> {
+  const { stdout } = await run('pgrep', ['-f', `qemu-system.*${pattern}`], { okExitCodes: [1] });
+  return stdout.split('\n').filter(Boolean).length;
+}
+
+/**
+ * What every cell ends with when the guest must still be at the source: it runs there,
+ * unthrottled, keeps writing with no write lost and no I/O error; the target has no VM and no
+ * QEMU; the bin is reclaimed and no overlay is left in the buffer.
+ */
+export async function expectGuestKeptAtSource(pair: DaemonPair, vm: string): Promise<void> {
+  const vms = await pair.source.api.call<VmView[]>('GET', '/1.0/vms');
+  const guest = vms.find((candidate) => candidate.name === vm);
+  expect(guest).toMatchObject({ running: true, throttled: false });
+  const before = (await readSerial(guest?.serialLog ?? '')).verifications.length;
+  const after = await waitForSerial(guest?.serialLog ?? '', (r) => r.verifications.length >= before + 2, 'two more verifications at the source', { timeoutMs: 60_000 });
+  expect(after.verifications.every((v) => v.lost === 0)).toBe(true);
+  expect(after.ioErrors).toEqual([]);
+  expect(await pair.target.api.call('GET', '/1.0/vms')).toEqual([]);
+  expect(await qemuProcesses(pair.target.stateDir)).toBe(0);
+  const buffer = await pair.source.api.call<{ partition: { bins: unknown[] } }>('GET', '/1.0/buffer');
+  expect(buffer.partition.bins).toEqual([]);
+  expect((await readdir(join(pair.source.stateDir, 'buffer'))).filter((file) => file.endsWith('.qcow2'))).toEqual([]);
+}
