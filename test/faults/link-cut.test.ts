@@ -1,0 +1,57 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { run } from '../../src/exec/run.js';
+import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
+import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
+import { expectGuestKeptAtSource, expectGuestMovedToTarget, migrateWithFault, outcome, type VmView } from '../support/faults.js';
+import { qemuImg, Scope } from '../support/testbed.js';
+
+const MiB = 1024 ** 2;
+let scope: Scope;
+let pair: DaemonPair;
+
+beforeEach(async () => {
+  scope = await Scope.create('link-cut');
+  pair = await startDaemonPair({ dir: scope.dir, bufferSize: 128 * MiB, linkRate: '100mbit' });
+  const disk = scope.path('g1.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
+  await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 5 32M 24M', disk]);
+  const vm = await pair.source.api.call<VmView>('POST', '/1.0/vms', guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 4, verifyEvery: 3 }, 192));
+  await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
+}, 120_000);
+afterEach(async () => {
+  await pair?.close();
+  await scope?.cleanup();
+}, 120_000);
+
+/** Either way a cut ends, the guest is whole and in exactly one place. */
+async function expectWhole(id: string): Promise<string> {
+  const record = await outcome(pair, id);
+  expect(['completed', 'failed']).toContain(record.phase);
+  if (record.phase === 'completed') await expectGuestMovedToTarget(pair, 'g1');
+  else await expectGuestKeptAtSource(pair, 'g1');
+  return record.phase;
+}
+
+describe('the link cut (ip link down) and brought back', { timeout: 300_000 }, () => {
+  it.each(['base', 'mirror', 'ram'])('for 6 s in %s: TCP rides it out, the migration completes, every write is kept', async (phase) => {
+    const id = await migrateWithFault(pair, 'g1', phase, async () => {
+      await pair.hosts.cut();
+      await sleep(6000);
+      await pair.hosts.restore();
+    });
+    expect(await expectWhole(id)).toBe('completed');
+  });
+
+  it('flapping (five 1 s cuts a second apart) through mirror and RAM: the guest ends whole in one place', async () => {
+    const id = await migrateWithFault(pair, 'g1', 'mirror', async () => {
+      for (let i = 0; i < 5; i += 1) {
+        await pair.hosts.cut();
+        await sleep(1000);
+        await pair.hosts.restore();
+        await sleep(1000);
+      }
+    });
+    await expectWhole(id);
+  });
+});
