@@ -5,7 +5,7 @@
  */
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join } from 'node:path';
-import { parse, parseDocument, stringify } from 'yaml';
+import { parseDocument, stringify } from 'yaml';
 import { CowbufError, ValidationError } from '../errors.js';
 import { checkDataset } from '../storage/zfs/zfs-commands.js';
 import type { VolumeConfig } from '../storage/registry.js';
@@ -148,9 +148,14 @@ export async function loadConfig(path: string): Promise<Config | undefined> {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw new ConfigError(`cannot read ${path}: ${(error as Error).message}`, { cause: error });
   }
+  // Warnings (an unknown `!tag`) are refused like errors: a config is read exactly or not at all.
+  const document = parseDocument(text);
+  const problem = document.errors[0] ?? document.warnings[0];
   let raw: unknown;
   try {
-    raw = parse(text);
+    if (problem) throw problem;
+    // toJS itself throws on an alias with no anchor.
+    raw = document.toJS();
   } catch (error) {
     throw new ConfigError(`${path} is not valid YAML: ${(error as Error).message.split('\n')[0] ?? ''}`, { cause: error });
   }

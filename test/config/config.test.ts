@@ -1,5 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig, parseConfig, saveConfig, setConfigValue } from '../../src/config/config.js';
 import { ValidationError } from '../../src/errors.js';
@@ -59,5 +60,48 @@ describe('config', () => {
     await writeFile(join(tempDir(), 'field.yaml'), 'buffer:\n  driver: dir\n  size: 10XB\n');
     await expect(loadConfig(join(tempDir(), 'field.yaml'))).rejects.toThrow(`Expected \`${join(tempDir(), 'field.yaml')}: buffer.size\` to be a size`);
     expect(await loadConfig(join(tempDir(), 'none.yaml'))).toBeUndefined();
+  });
+});
+
+describe('config fuzzing', () => {
+  // Documents shaped like a config (the real keys, any values) reach deep into the parser.
+  const section = (keys: readonly string[]) => fc.dictionary(fc.constantFrom(...keys), fc.jsonValue(), { maxKeys: keys.length });
+  const shaped = fc.record(
+    {
+      stateDir: fc.jsonValue(),
+      buffer: fc.oneof(section(['driver', 'pool', 'size', 'path']), fc.jsonValue()),
+      daemon: fc.oneof(section(['socket', 'socketGroup', 'peerListen', 'logLevel']), fc.jsonValue()),
+      migration: fc.oneof(section(['policy', 'throttle', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'incomingDataset', 'convergence']), fc.jsonValue()),
+    },
+    { requiredKeys: [] },
+  );
+
+  it('never crashes: any document parses or is refused with a ValidationError naming a field', () => {
+    fc.assert(
+      fc.property(fc.oneof(shaped, fc.jsonValue()), (raw) => {
+        try {
+          parseConfig(raw);
+        } catch (error) {
+          expect(error).toBeInstanceOf(ValidationError);
+          expect((error as Error).message).toMatch(/^Expected `.*` to be /s);
+        }
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
+  it('never crashes on arbitrary YAML text: refused with a ConfigError', async () => {
+    const path = join(tempDir(), 'fuzz.yaml');
+    await fc.assert(
+      fc.asyncProperty(fc.string({ maxLength: 200 }), async (text) => {
+        await writeFile(path, text);
+        try {
+          await loadConfig(path);
+        } catch (error) {
+          expect(error instanceof ConfigError || error instanceof ValidationError).toBe(true);
+        }
+      }),
+      { numRuns: 300 },
+    );
   });
 });

@@ -1,6 +1,7 @@
 import { stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import parsePrometheus from 'parse-prometheus-text-format';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
@@ -95,6 +96,28 @@ describe('the REST API over the real unix socket', () => {
     const response = await call(endpoint.method, endpoint.path, json({ surprise: true }));
     expect(response.status).toBe(400);
     expect(String(response.json.error)).toMatch(/^Expected `body\.surprise` to be absent \(unknown field; known: /);
+  });
+
+  it('never answers 500 to any body: every refusal is a 4xx naming what is wrong, and nothing changes', async () => {
+    // Endpoints no random body can satisfy (a resize to a random size, or a token for a random
+    // name, may legitimately succeed and are tested case by case above).
+    const withBody = [ENDPOINTS.startVm, ENDPOINTS.migrate, ENDPOINTS.trust, ENDPOINTS.join];
+    // Bodies with the endpoints' real field names and arbitrary values, and arbitrary JSON.
+    const fieldNames = [...new Set(Object.values(ENDPOINTS).flatMap((endpoint) => ('body' in endpoint ? Object.keys(endpoint.body) : [])))];
+    const body = fc.oneof(fc.dictionary(fc.constantFrom(...fieldNames), fc.jsonValue(), { maxKeys: 4 }), fc.jsonValue());
+    const before = (await call('GET', '/1.0/buffer')).json.metadata as { size: number };
+    await fc.assert(
+      fc.asyncProperty(fc.constantFrom(...withBody), body, async (endpoint, raw) => {
+        const response = await call(endpoint.method, endpoint.path, json(raw));
+        expect(response.status, response.text).toBeGreaterThanOrEqual(400);
+        expect(response.status, response.text).toBeLessThan(500);
+        expect(String(response.json.error)).not.toBe('');
+      }),
+      { numRuns: 400 },
+    );
+    expect(((await call('GET', '/1.0/buffer')).json.metadata as { size: number }).size).toBe(before.size);
+    expect((await call('GET', '/1.0/peers')).json.metadata).toEqual([]);
+    expect((await call('GET', '/1.0/vms')).json.metadata).toEqual([]);
   });
 
   it('refuses a body larger than 1 MiB', async () => {
