@@ -5,6 +5,7 @@
  * the wire and every byte crosses sockets the link tracker measures.
  */
 import { createHash, type Hash } from 'node:crypto';
+import { constants } from 'node:os';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
@@ -28,20 +29,62 @@ export async function sendBase(peer: TrustedPeer, identity: Identity, migration:
   const size = (await stat(path)).size;
   const connection = await dialPeer(peer, identity, { type: 'hello', kind: 'base', migration, disk, size }, options.signal ? { signal: options.signal } : {});
   options.onSocket?.(connection);
-  const { tls } = connection;
-  const hash = createHash('sha256');
+  const shipment = new Shipment(connection.tls, `base of ${disk}`);
   try {
     const source = createReadStream(path);
     const abort = () => source.destroy(new PeerError('base shipping aborted'));
     options.signal?.addEventListener('abort', abort, { once: true });
     for await (const chunk of source) {
-      hash.update(chunk as Buffer);
-      if (!tls.write(chunk as Buffer)) await new Promise((resolve) => tls.once('drain', resolve));
+      shipment.update(chunk as Buffer);
+      await shipment.write(chunk as Buffer);
     }
     options.signal?.removeEventListener('abort', abort);
-    return { bytes: size, sha256: await confirm(tls, hash, `base of ${disk}`) };
+    return { bytes: size, sha256: await shipment.finish() };
   } finally {
-    tls.destroy();
+    connection.tls.destroy();
+  }
+}
+
+/**
+ * The sending half of a shipped stream: hashes what it writes, honours backpressure, and
+ * listens for the target's verdict from the start, since a target that cannot take the stream
+ * (no space, bad dataset) answers at once rather than at the end.
+ */
+class Shipment {
+  private readonly hash = createHash('sha256');
+  private readonly answer: Promise<string>;
+  private readonly refused: Promise<never>;
+
+  constructor(
+    private readonly tls: TLSSocket,
+    private readonly what: string,
+  ) {
+    this.answer = readLine(tls);
+    this.answer.catch(() => undefined);
+    this.refused = this.answer.then((line) => {
+      verdict(line, what);
+      throw new PeerError(`target answered before the end of ${what}`);
+    });
+    this.refused.catch(() => undefined);
+  }
+
+  async write(...parts: Buffer[]): Promise<void> {
+    let flushed = true;
+    for (const part of parts) flushed = this.tls.write(part) && flushed;
+    if (!flushed) await Promise.race([new Promise((resolve) => this.tls.once('drain', resolve)), this.refused]);
+  }
+
+  /** Hashes only the payload: framing passed to write() beside it is not part of the data. */
+  update(payload: Buffer): void {
+    this.hash.update(payload);
+  }
+
+  /** Sends the checksum trailer and waits for the target to agree. @throws PeerError */
+  async finish(): Promise<string> {
+    const sha256 = this.hash.digest('hex');
+    this.tls.write(`${JSON.stringify({ sha256 })}\n`);
+    verdict(await this.answer, this.what);
+    return sha256;
   }
 }
 
@@ -51,15 +94,7 @@ function verdict(line: string, what: string): void {
   if (answer.ok !== true) throw new PeerError(`target refused ${what}: ${answer.error ?? 'no reason'}`);
 }
 
-/** Sends the checksum trailer and waits for the target to agree. @throws PeerError */
-async function confirm(tls: TLSSocket, hash: Hash, what: string, answer?: Promise<string>): Promise<string> {
-  const sha256 = hash.digest('hex');
-  tls.write(`${JSON.stringify({ sha256 })}\n`);
-  verdict(await (answer ?? readLine(tls)), what);
-  return sha256;
-}
-
-/** Target side of `confirm`. @throws PeerError when the sender's checksum is not ours */
+/** Target side of `Shipment.finish`. @throws PeerError when the sender's checksum is not ours */
 function checkTrailer(trailer: string, hash: Hash, what: string): void {
   let sent: unknown;
   try {
@@ -90,36 +125,25 @@ export const shippedSnapshot = (migration: string) => `cowbuf-${migration}`;
 export async function sendDataset(peer: TrustedPeer, identity: Identity, migration: string, snapshot: string, files: Readonly<Record<string, string>>, options: SendBaseOptions = {}): Promise<{ bytes: number; sha256: string }> {
   const connection = await dialPeer(peer, identity, { type: 'hello', kind: 'dataset', migration, files }, options.signal ? { signal: options.signal } : {});
   options.onSocket?.(connection);
-  const { tls } = connection;
-  const hash = createHash('sha256');
   const send = zfsSend(snapshot, options.signal ? { signal: options.signal } : {});
-  const what = `dataset ${snapshot}`;
-  // The target answers early when its `zfs receive` fails: that answer ends the sending.
-  const answer = readLine(tls);
-  answer.catch(() => undefined);
-  const refused = answer.then((line) => {
-    verdict(line, what);
-    throw new PeerError(`target answered before the end of ${what}`);
-  });
-  refused.catch(() => undefined);
+  const shipment = new Shipment(connection.tls, `dataset ${snapshot}`);
   let bytes = 0;
   try {
     for await (const data of send.stdout) {
       for (let offset = 0; offset < (data as Buffer).length; offset += MAX_CHUNK) {
         const chunk = (data as Buffer).subarray(offset, offset + MAX_CHUNK);
-        hash.update(chunk);
+        shipment.update(chunk);
         bytes += chunk.length;
-        tls.write(chunkHeader(chunk.length));
-        if (!tls.write(chunk)) await Promise.race([new Promise((resolve) => tls.once('drain', resolve)), refused]);
+        await shipment.write(chunkHeader(chunk.length), chunk);
       }
     }
     await send.done;
-    tls.write(END_OF_CHUNKS);
-    return { bytes, sha256: await confirm(tls, hash, what, answer) };
+    await shipment.write(END_OF_CHUNKS);
+    return { bytes, sha256: await shipment.finish() };
   } finally {
     send.stdout.destroy();
     await send.done.catch(() => undefined);
-    tls.destroy();
+    connection.tls.destroy();
   }
 }
 
@@ -184,6 +208,7 @@ export async function receiveBase(hello: Extract<Hello, { kind: 'base' }>, socke
       let left = hello.size;
       let tail = Buffer.alloc(0);
       socket.on('data', (chunk: Buffer) => {
+        if (file.errored) return;
         if (left > 0) {
           const part = chunk.subarray(0, Math.min(left, chunk.length));
           hash.update(part);
@@ -203,6 +228,8 @@ export async function receiveBase(hello: Extract<Hello, { kind: 'base' }>, socke
       });
       socket.once('end', () => reject(new PeerError(`base stream of ${hello.disk} ended early`)));
       socket.once('error', reject);
+      // Out of space or quota on the target: refuse now, naming the errno (Node has no name for EDQUOT).
+      file.on('error', (error: NodeJS.ErrnoException) => reject(new PeerError(`cannot write ${path}: ${errnoName(error)}`)));
       socket.resume();
     });
     await new Promise<void>((resolve, reject) => file.end((error?: Error | null) => (error ? reject(error) : resolve())));
@@ -214,6 +241,11 @@ export async function receiveBase(hello: Extract<Hello, { kind: 'base' }>, socke
     answer(socket, error as Error);
     throw error;
   }
+}
+
+function errnoName(error: NodeJS.ErrnoException): string {
+  const name = Object.entries(constants.errno).find(([, value]) => value === -(error.errno ?? 0))?.[0];
+  return name ? `${name} (${error.syscall ?? 'write'})` : error.message;
 }
 
 /** Joins two duplex sockets; either side closing or failing closes both. */

@@ -5,6 +5,7 @@ import { Engine, type EngineConfig } from '../../src/migration/engine.js';
 import { ensureIdentity } from '../../src/peer/identity.js';
 import { TrustStore } from '../../src/peer/trust.js';
 import { ZfsVolume } from '../../src/storage/zfs/driver-zfs.js';
+import { zfsCreate } from '../../src/storage/zfs/zfs-commands.js';
 import type { TestPool } from '../../src/testbed/zfs.js';
 import type { Scope } from './testbed.js';
 
@@ -41,10 +42,12 @@ export interface EnginePair {
  * A source with a zfs buffer of `bufferSize`, a target, each trusting the other. With
  * `incomingDataset`, the target receives ZFS datasets under `<pool>/<incomingDataset>`.
  */
-export async function enginePair(scope: Scope, bufferSize: number, overrides: Partial<EngineConfig> = {}, options: { readonly incomingDataset?: string } = {}): Promise<EnginePair> {
+export async function enginePair(scope: Scope, bufferSize: number, overrides: Partial<EngineConfig> = {}, options: { readonly incomingDataset?: string; readonly targetQuota?: number } = {}): Promise<EnginePair> {
   const pool = await scope.pool(1024 * MiB);
   const incoming = options.incomingDataset === undefined ? {} : { incomingDataset: `${pool.name}/${options.incomingDataset}` };
   const dirs = { source: scope.path('source'), target: scope.path('target') };
+  // A target whose state directory (where shipped disks land) is a filesystem this small.
+  if (options.targetQuota !== undefined) await zfsCreate(`${pool.name}/target`, { mountpoint: dirs.target, quota: String(options.targetQuota) });
   const volume = new ZfsVolume({ pool: pool.name, mountpoint: join(dirs.source, 'buffer') });
   await volume.create(bufferSize);
   const [sourceId, targetId] = await Promise.all([ensureIdentity(join(dirs.source, 'identity'), 'src'), ensureIdentity(join(dirs.target, 'identity'), 'dst')]);
