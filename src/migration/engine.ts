@@ -6,8 +6,8 @@
  * configured limits, queueing the others visibly.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { resize, usedBytes } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
@@ -332,8 +332,7 @@ export class Engine extends EventEmitter<EngineEvents> {
           this.changed(record);
         },
       });
-      this.vms.delete(record.vm);
-      await this.state.disown(record.vm);
+      await this.forget(vm);
       this.settle(record.id, 'completed');
     } catch (error) {
       this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
@@ -364,6 +363,18 @@ export class Engine extends EventEmitter<EngineEvents> {
     record.updatedAt = new Date().toISOString();
     this.journal(record).catch((error: Error) => this.emit('log', { level: 'error', migration: record.id, message: `journal: ${error.message}` }));
     this.emit('migration', record);
+  }
+
+  /**
+   * A VM that left for another host. If the engine owned it, its home under the state dir
+   * (sockets, serial log, and for a VM that had arrived here its disks) was the daemon's own
+   * making, and goes with it. Disks an admin pointed a VM at live elsewhere and stay.
+   */
+  private async forget(vm: RunningVm | undefined): Promise<void> {
+    if (!vm) return;
+    this.vms.delete(vm.spec.name);
+    const home = dirname(vm.spec.qmpSocket);
+    if ((await this.state.disown(vm.spec.name)) && dirname(home) === join(this.deps.config.stateDir, 'vms')) await rm(home, { recursive: true, force: true });
   }
 
   private journal(record: MigrationRecord): Promise<void> {
@@ -402,10 +413,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       }
       try {
         const outcome = await recoverOutgoing(entry, spec, vm, { bufferPath: this.deps.volume.mountpoint, identity: this.deps.identity, peer: this.deps.trust.get(entry.peer), log: (message) => log(message, entry.id) });
-        if (outcome.phase === 'completed') {
-          this.vms.delete(entry.vm);
-          await this.state.disown(entry.vm);
-        }
+        if (outcome.phase === 'completed') await this.forget(vm);
         this.settle(entry.id, outcome.phase, outcome.error);
       } catch (error) {
         this.settle(entry.id, 'failed', `cowbufd restarted during phase ${entry.phase}; rollback failed, overlays kept: ${(error as Error).message}`);

@@ -26,9 +26,11 @@ export class Persistence {
     return this.saveVms();
   }
 
-  disown(name: string): Promise<void> {
-    this.owned.delete(name);
-    return this.saveVms();
+  /** @returns whether this engine owned it (started it, or it arrived here) */
+  async disown(name: string): Promise<boolean> {
+    const owned = this.owned.delete(name);
+    await this.saveVms();
+    return owned;
   }
 
   /** Journals an outgoing migration when its phase moved (progress alone is not worth an fsync). */

@@ -132,7 +132,9 @@ export async function waitForSerial(
     if (done(report)) return report;
     if (Date.now() > deadline) {
       const last = report.heartbeats.at(-1);
-      throw new GuestTimeoutError(`guest (${path}) never showed ${what}; last heartbeat ${last ? `n=${last.n} seq=${last.seq}` : 'none'}`);
+      // The guest's last words (a kernel panic, a hung task) are what explains a silence.
+      const tail = (await readFile(path, 'utf8').catch(() => '')).trim().split('\n').slice(-4).join(' | ');
+      throw new GuestTimeoutError(`guest (${path}) never showed ${what}; last heartbeat ${last ? `n=${last.n} seq=${last.seq}` : 'none'}; serial ends: ${tail || '(empty)'}`);
     }
     await sleep(200, undefined, options.signal ? { signal: options.signal } : {});
   }
