@@ -25,8 +25,8 @@ import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { runSource, type Phase, type Progress } from './source.js';
 import { Persistence } from './persistence.js';
-import { recoverOutgoing } from './recovery.js';
-import { discardIncoming, TargetSide } from './target.js';
+import { afterQmpLoss, restart, type RestartHost } from './restart.js';
+import { TargetSide } from './target.js';
 
 export interface EngineConfig {
   readonly stateDir: string;
@@ -335,7 +335,10 @@ export class Engine extends EventEmitter<EngineEvents> {
       await this.forget(vm);
       this.settle(record.id, 'completed');
     } catch (error) {
-      this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
+      const { id, vm: name, peer, policy, phase, createdAt, updatedAt } = record;
+      const lost = vm && vm.qmp.state === 'idle' && vm.child.running() ? await afterQmpLoss(this.restartHost(), { id, vm: name, peer, policy, phase, createdAt, updatedAt }, vm) : undefined;
+      if (lost) this.settle(record.id, lost.phase, lost.error && `${(error as Error).message}; ${lost.error}`);
+      else this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
     } finally {
       this.aborts.delete(record.id);
       this.loop.remove(record.id);
@@ -382,44 +385,25 @@ export class Engine extends EventEmitter<EngineEvents> {
     return this.state.outgoing({ id, vm, peer, policy, phase, createdAt, updatedAt, ...(error ? { error } : {}) });
   }
 
-  /**
-   * A restart: reattach to the VMs that outlived the previous run, clean up incoming migrations
-   * that never arrived, re-queue the queued outgoing ones and resolve the others (recovery.ts).
-   */
+  /** A restart: resolve what the previous run left (restart.ts), then admit what is queued. */
   private async recover(): Promise<void> {
-    const log = (message: string, migration?: string) => this.emit('log', { level: 'warn', ...(migration ? { migration } : {}), message });
-    const { running, gone } = await this.state.restore(log);
-    for (const vm of running) this.vms.set(vm.spec.name, vm);
-    for (const entry of await this.state.journal.incoming()) {
-      if (!this.state.hasArrived(entry.id)) {
-        log(`incoming migration ${entry.id} was cut short by the restart: its target VM and files are removed`, entry.id);
-        await discardIncoming(entry);
-      }
-      await this.state.journal.dropIncoming(entry.id);
-    }
-    for (const entry of await this.state.journal.outgoing()) {
-      const record: MigrationRecord = { ...entry, progress: { ...EMPTY_PROGRESS }, decisions: [] };
-      this.records.set(entry.id, record);
-      if (TERMINAL.has(entry.phase)) continue;
-      if (entry.phase === 'queued') {
-        this.queue.push(entry.id);
-        continue;
-      }
-      const vm = this.vms.get(entry.vm);
-      const spec = vm?.spec ?? gone.find((candidate) => candidate.name === entry.vm);
-      if (!spec) {
-        this.settle(entry.id, 'failed', `cowbufd restarted during phase ${entry.phase} and knows no VM ${entry.vm}`);
-        continue;
-      }
-      try {
-        const outcome = await recoverOutgoing(entry, spec, vm, { bufferPath: this.deps.volume.mountpoint, identity: this.deps.identity, peer: this.deps.trust.get(entry.peer), log: (message) => log(message, entry.id) });
-        if (outcome.phase === 'completed') await this.forget(vm);
-        this.settle(entry.id, outcome.phase, outcome.error);
-      } catch (error) {
-        this.settle(entry.id, 'failed', `cowbufd restarted during phase ${entry.phase}; rollback failed, overlays kept: ${(error as Error).message}`);
-      }
-    }
+    await restart(this.restartHost());
     void this.admitQueued();
+  }
+
+  private restartHost(): RestartHost {
+    const log = (message: string, migration?: string) => this.emit('log', { level: 'warn', ...(migration ? { migration } : {}), message });
+    return {
+      state: this.state,
+      context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
+      adopt: (vm) => this.vms.set(vm.spec.name, vm),
+      vm: (name) => this.vms.get(name),
+      restore: (entry) => this.records.set(entry.id, { ...entry, progress: { ...EMPTY_PROGRESS }, decisions: [] }),
+      requeue: (id) => this.queue.push(id),
+      settle: (id, phase, error) => this.settle(id, phase, error),
+      forget: (vm) => this.forget(vm),
+      log,
+    };
   }
 
   private onTick(trace: TickTrace): void {

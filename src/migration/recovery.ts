@@ -1,5 +1,6 @@
 /**
- * What a restarted daemon does with the outgoing migrations its previous run left in flight.
+ * What a restarted daemon does with the outgoing migrations its previous run left in flight (and
+ * what a running one does when it lost its QMP connection to a migrating VM: the same situation).
  * It trusts the QEMU it reattached to, not the journal, for what exists: node and job names are
  * fixed (qemu-steps.ts), so it can see which steps had happened. If RAM had fully crossed, the
  * target holds the VM: finishing there completes the migration. Otherwise it rolls back: cancel
@@ -78,8 +79,7 @@ async function commitOffline(spec: VmSpec, ctx: RecoveryContext, migration: stri
  * @param vm the reattached source VM, or undefined if its QEMU died with the daemon
  * @throws when the rollback itself fails (the overlays are then kept: they hold guest writes)
  */
-export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: RunningVm | undefined, ctx: RecoveryContext): Promise<Recovered> {
-  const interrupted = `cowbufd restarted during phase ${entry.phase}`;
+export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: RunningVm | undefined, ctx: RecoveryContext, interrupted = `cowbufd restarted during phase ${entry.phase}`): Promise<Recovered> {
   if (vm && (await vm.commands.queryMigrate()).status === 'completed') {
     try {
       await askTarget(ctx, 'finish', entry.id);

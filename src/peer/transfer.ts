@@ -265,8 +265,13 @@ export function splice(a: Socket, b: Socket): void {
 /** Target side: connects a peer stream to QEMU's local unix socket. */
 export function spliceToLocal(socket: TLSSocket, localPath: string): void {
   const local = netConnect(localPath);
-  local.once('connect', () => socket.resume());
-  splice(socket, local);
+  local.once('error', (error) => answer(socket, new PeerError(`cannot reach ${localPath}: ${error.message}`)));
+  local.once('connect', () => {
+    // Told only once QEMU has this connection: the source then opens the next one (ordering).
+    socket.write(`${JSON.stringify({ ok: true })}\n`);
+    splice(socket, local);
+    socket.resume();
+  });
 }
 
 export interface LocalProxy {
@@ -278,23 +283,32 @@ export interface LocalProxy {
 
 /**
  * Source side: a unix socket QEMU connects to (as its NBD server or migration URI); each
- * connection is carried to the target over its own peer stream.
+ * connection is carried to the target over its own peer stream. Connections are carried one at
+ * a time, each only once the target's QEMU has the previous one: QEMU 7.2's destination takes
+ * the first connection of a multifd migration for the main channel, and TLS handshakes racing
+ * in parallel reordered them ("Unable to write to socket: Broken pipe").
  */
 export async function proxyToPeer(path: string, peer: TrustedPeer, identity: Identity, migration: string, stream: StreamKind, onSocket: (socket: PeerSocket) => void): Promise<LocalProxy> {
   await rm(path, { force: true });
   let connections = 0;
+  let previous = Promise.resolve();
   const server: Server = createServer((local) => {
     connections += 1;
     local.pause();
     local.on('error', () => undefined);
-    dialPeer(peer, identity, { type: 'hello', kind: 'stream', migration, stream }).then(
-      (remote) => {
+    previous = previous.then(async () => {
+      let remote: PeerSocket | undefined;
+      try {
+        remote = await dialPeer(peer, identity, { type: 'hello', kind: 'stream', migration, stream });
+        verdict(await readLine(remote.tls), `${stream} stream`);
         onSocket(remote);
         splice(local, remote.tls);
         local.resume();
-      },
-      () => local.destroy(),
-    );
+      } catch {
+        remote?.tls.destroy();
+        local.destroy();
+      }
+    });
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

