@@ -10,7 +10,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { PeerError } from '../errors.js';
+import { PeerError, TrustError } from '../errors.js';
 import { zfsDestroy, zfsReceive, zfsSend } from '../storage/zfs/zfs-commands.js';
 import { ChunkDecoder, chunkHeader, END_OF_CHUNKS, MAX_CHUNK } from './chunks.js';
 import type { Identity } from './identity.js';
@@ -274,6 +274,30 @@ export function spliceToLocal(socket: TLSSocket, localPath: string): void {
   });
 }
 
+const CARRY_DEADLINE_MS = 60_000;
+
+/**
+ * Dials a stream and waits for the target's acknowledgement. A dial that fails for want of a
+ * link (cut, flapping) is retried until the deadline: QEMU waits on its paused local socket
+ * meanwhile, so a short outage costs time, not the migration. A refusal or a wrong certificate
+ * is final.
+ */
+async function carry(peer: TrustedPeer, identity: Identity, hello: Extract<Hello, { kind: 'stream' }>): Promise<PeerSocket> {
+  const deadline = Date.now() + CARRY_DEADLINE_MS;
+  for (;;) {
+    let remote: PeerSocket | undefined;
+    try {
+      remote = await dialPeer(peer, identity, hello);
+      verdict(await readLine(remote.tls), `${hello.stream} stream`);
+      return remote;
+    } catch (error) {
+      remote?.tls.destroy();
+      if (error instanceof TrustError || error instanceof PeerError || Date.now() > deadline) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    }
+  }
+}
+
 export interface LocalProxy {
   readonly path: string;
   /** Connections QEMU opened (a RAM migration with multifd opens one per channel, plus its main one). */
@@ -297,17 +321,15 @@ export async function proxyToPeer(path: string, peer: TrustedPeer, identity: Ide
     local.pause();
     local.on('error', () => undefined);
     previous = previous.then(async () => {
-      let remote: PeerSocket | undefined;
-      try {
-        remote = await dialPeer(peer, identity, { type: 'hello', kind: 'stream', migration, stream });
-        verdict(await readLine(remote.tls), `${stream} stream`);
-        onSocket(remote);
-        splice(local, remote.tls);
-        local.resume();
-      } catch {
+      const remote = await carry(peer, identity, { type: 'hello', kind: 'stream', migration, stream }).catch(() => undefined);
+      if (!remote || local.destroyed) {
         remote?.tls.destroy();
         local.destroy();
+        return;
       }
+      onSocket(remote);
+      splice(local, remote.tls);
+      local.resume();
     });
   });
   await new Promise<void>((resolve, reject) => {

@@ -1,6 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
+import type { MigrationRecord } from '../../src/migration/engine.js';
 import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
 import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
 import { expectGuestKeptAtSource, expectGuestMovedToTarget, migrateWithFault, outcome, type VmView } from '../support/faults.js';
@@ -25,12 +26,12 @@ afterEach(async () => {
 }, 120_000);
 
 /** Either way a cut ends, the guest is whole and in exactly one place. */
-async function expectWhole(id: string): Promise<string> {
+async function expectWhole(id: string): Promise<MigrationRecord> {
   const record = await outcome(pair, id);
   expect(['completed', 'failed']).toContain(record.phase);
   if (record.phase === 'completed') await expectGuestMovedToTarget(pair, 'g1');
   else await expectGuestKeptAtSource(pair, 'g1');
-  return record.phase;
+  return record;
 }
 
 // One retry: under TCG on QEMU 7.2 a destination guest occasionally panics in its virtio-blk
@@ -44,7 +45,8 @@ describe('the link cut (ip link down) and brought back', { timeout: 300_000, ret
       await sleep(6000);
       await pair.hosts.restore();
     });
-    expect(await expectWhole(id)).toBe('completed');
+    const record = await expectWhole(id);
+    expect(record.phase, record.error).toBe('completed');
   });
 
   it('flapping (five 1 s cuts a second apart) through mirror and RAM: the guest ends whole in one place', async () => {
