@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
-import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
-import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
-import { expectGuestKeptAtSource, migrateWithFault, outcome, qemuProcesses, type VmView } from '../support/faults.js';
-import { qemuImg, Scope } from '../support/testbed.js';
+import type { DaemonPair } from '../../src/testbed/daemons.js';
+import { waitForSerial } from '../../src/testbed/guest.js';
+import { busyGuestPair, expectGuestKeptAtSource, migrateWithFault, outcome, qemuProcesses, type VmView } from '../support/faults.js';
+import { Scope } from '../support/testbed.js';
 
-const MiB = 1024 ** 2;
 let scope: Scope;
 let pair: DaemonPair;
 
@@ -13,13 +12,7 @@ let pair: DaemonPair;
 // source, able to migrate again, which the next cell relies on (and the last one proves).
 beforeAll(async () => {
   scope = await Scope.create('daemon-killed');
-  pair = await startDaemonPair({ dir: scope.dir, bufferSize: 128 * MiB, linkRate: '100mbit' });
-  const disk = scope.path('g1.qcow2');
-  await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
-  // 24 MiB of base: a base phase long enough to be hit.
-  await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 5 32M 24M', disk]);
-  const vm = await pair.source.api.call<VmView>('POST', '/1.0/vms', guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 4, verifyEvery: 3 }, 192));
-  await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
+  pair = await busyGuestPair(scope);
 }, 120_000);
 afterAll(async () => {
   await pair?.close();

@@ -1,24 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { run } from '../../src/exec/run.js';
 import type { MigrationRecord } from '../../src/migration/engine.js';
-import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
-import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
-import { expectGuestKeptAtSource, expectGuestMovedToTarget, migrateWithFault, outcome, type VmView } from '../support/faults.js';
-import { qemuImg, Scope } from '../support/testbed.js';
+import type { DaemonPair } from '../../src/testbed/daemons.js';
+import { busyGuestPair, expectGuestKeptAtSource, expectGuestMovedToTarget, migrateWithFault, outcome } from '../support/faults.js';
+import { Scope } from '../support/testbed.js';
 
-const MiB = 1024 ** 2;
 let scope: Scope;
 let pair: DaemonPair;
 
 beforeEach(async () => {
   scope = await Scope.create('link-cut');
-  pair = await startDaemonPair({ dir: scope.dir, bufferSize: 128 * MiB, linkRate: '100mbit' });
-  const disk = scope.path('g1.qcow2');
-  await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
-  await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 5 32M 24M', disk]);
-  const vm = await pair.source.api.call<VmView>('POST', '/1.0/vms', guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 4, verifyEvery: 3 }, 192));
-  await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
+  pair = await busyGuestPair(scope);
 }, 120_000);
 afterEach(async () => {
   await pair?.close();

@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { run } from '../../src/exec/run.js';
 import type { MigrationRecord } from '../../src/migration/engine.js';
-import type { DaemonPair } from '../../src/testbed/daemons.js';
-import { readSerial, waitForSerial } from '../../src/testbed/guest.js';
+import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
+import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
+import { qemuImg, type Scope } from './testbed.js';
 
 export interface VmView {
   readonly name: string;
@@ -88,4 +89,18 @@ export async function expectGuestMovedToTarget(pair: DaemonPair, vm: string): Pr
   const buffer = await pair.source.api.call<{ partition: { bins: unknown[] } }>('GET', '/1.0/buffer');
   expect(buffer.partition.bins).toEqual([]);
   expect((await readdir(join(pair.source.stateDir, 'buffer'))).filter((file) => file.endsWith('.qcow2'))).toEqual([]);
+}
+
+/**
+ * A daemon pair on a 100 Mbit/s link with one busy guest `g1` on the source, whose disk holds
+ * 24 MiB of base: a base phase long enough to be hit.
+ */
+export async function busyGuestPair(scope: Scope): Promise<DaemonPair> {
+  const pair = await startDaemonPair({ dir: scope.dir, bufferSize: 128 * 1024 ** 2, linkRate: '100mbit' });
+  const disk = scope.path('g1.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
+  await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 5 32M 24M', disk]);
+  const vm = await pair.source.api.call<VmView>('POST', '/1.0/vms', guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 4, verifyEvery: 3 }, 192));
+  await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
+  return pair;
 }
