@@ -3,7 +3,9 @@
  * TCG guest), measuring what issue 6 asks:
  *  - wall time ÷ (bytes moved ÷ shaped link rate), bytes moved = what the peer acknowledged;
  *  - the guest's write throughput while migrating ÷ before (from its own heartbeats);
- *  - throttle actuation latency (block_set_io_throttle round trip), p50 and p99.
+ *  - throttle actuation latency (block_set_io_throttle round trip), p50 and p99;
+ *  - the blackout: the record's (source STOP → target RESUME, QMP event times) and the longest
+ *    host-clock gap between the guest's TICK lines on either host's serial console, p50 and max.
  * Needs root and the test bed. `npx tsx bench/migration.ts [runs=3]`
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -11,9 +13,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TickTrace } from '../src/migration/control-loop.js';
 import type { MigrationRecord } from '../src/migration/engine.js';
+import { blackoutText } from '../src/migration/source.js';
 import { run } from '../src/exec/run.js';
 import { startDaemonPair } from '../src/testbed/daemons.js';
 import { guestVmBody, readSerial, waitForSerial, type SerialReport } from '../src/testbed/guest.js';
+import { SerialClock, longestGap, type StampedLine } from '../src/testbed/serial-clock.js';
 import { ensureZfsFuse, stopZfsFuse } from '../src/testbed/zfs.js';
 
 const LINK = 100e6 / 8;
@@ -27,12 +31,20 @@ function writeRate(a: SerialReport, b: SerialReport, seconds: number): number {
   return ((b.heartbeats.at(-1)?.seq ?? 0) - (a.heartbeats.at(-1)?.seq ?? 0)) / 16 / seconds;
 }
 
+/** MiB/s the guest wrote on the source while it migrated, from its host-stamped heartbeats. */
+function retainedRate(lines: readonly StampedLine[]): number {
+  const seq = (line: StampedLine | undefined) => Number(/seq=(\d+)/.exec(line?.line ?? '')?.[1] ?? 0);
+  const first = lines[0];
+  const last = lines.at(-1);
+  return first && last && last.at > first.at ? (seq(last) - seq(first)) / 16 / ((last.at - first.at) / 1000) : NaN;
+}
+
 function quantile(values: readonly number[], q: number): number {
   const sorted = [...values].sort((x, y) => x - y);
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
-const results: Array<{ ratio: number; retained: number; p50: number; p99: number; seconds: number; movedMiB: number }> = [];
+const results: Array<{ ratio: number; retained: number; p50: number; p99: number; seconds: number; movedMiB: number; blackoutMs: number; gapMs: number; parts: string }> = [];
 for (let i = 0; i < runs; i += 1) {
   const dir = await mkdtemp(join(root, 'run-'));
   const pair = await startDaemonPair({ dir, bufferSize: 256 * 1024 ** 2, linkRate: '100mbit' });
@@ -40,7 +52,7 @@ for (let i = 0; i < runs; i += 1) {
     const disk = join(dir, 'guest.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '256M']);
     await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 7 128M 96M', disk]);
-    const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody('bench', disk, { diskRateMiB: 3, diskSpanMiB: 96, dirtyRateMiB: 4, verifyEvery: 0 }, 256));
+    const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody('bench', disk, { diskRateMiB: 2, diskSpanMiB: 32, dirtyRateMiB: 8, verifyEvery: 0 }, 256));
     await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 2, 'heartbeats');
     const idle0 = await readSerial(vm.serialLog);
     await sleep(10_000);
@@ -52,12 +64,16 @@ for (let i = 0; i < runs; i += 1) {
     const events = pair.source.api.events((event) => {
       if (event.type === 'tick') ticks.push(event.metadata as TickTrace);
     }, controller.signal);
+    const clock = new SerialClock([vm.serialLog]);
     const began = Date.now();
     const op = await pair.source.api.call<{ id: string }>('POST', '/1.0/migrations', { vm: 'bench', target: 'dst' });
-    const during0 = await readSerial(vm.serialLog);
+    clock.watch(join(pair.target.stateDir, 'vms', op.id, 'serial.log'));
     const done = await pair.source.api.call<{ metadata: MigrationRecord }>('GET', `/1.0/operations/${op.id}/wait`);
     const seconds = (Date.now() - began) / 1000;
-    const during1 = await readSerial(vm.serialLog);
+    // The target guest's first ticks show it runs; a second more shows the gap is over.
+    await sleep(2000);
+    await clock.stop();
+    const gap = longestGap(clock.lines(/^TICK /), began);
     controller.abort();
     await events;
     if (done.metadata.phase !== 'completed') throw new Error(`run ${i}: ${done.metadata.error ?? done.metadata.phase}`);
@@ -65,11 +81,14 @@ for (let i = 0; i < runs; i += 1) {
     const latencies = ticks.flatMap((t) => t.migrations.flatMap((m) => (m.actuationMs === undefined ? [] : [m.actuationMs])));
     results.push({
       ratio: seconds / (moved / LINK),
-      retained: writeRate(during0, during1, seconds) / before,
+      retained: retainedRate(clock.lines(/^HB /).filter((line) => line.file === vm.serialLog && line.at >= began)) / before,
       p50: quantile(latencies, 0.5),
       p99: quantile(latencies, 0.99),
       seconds,
       movedMiB: moved / 1024 ** 2,
+      blackoutMs: done.metadata.blackout?.ms ?? NaN,
+      gapMs: gap?.ms ?? NaN,
+      parts: done.metadata.blackout ? blackoutText(done.metadata.blackout) : 'none',
     });
   } finally {
     await pair.close();
@@ -77,7 +96,13 @@ for (let i = 0; i < runs; i += 1) {
   }
 }
 if (startedZfs) await stopZfsFuse();
-console.log('run  seconds  moved MiB  wall÷(moved÷link)  writes kept  actuation p50 ms  p99 ms');
+console.log('run  seconds  moved MiB  wall÷(moved÷link)  writes kept  actuation p50 ms  p99 ms  blackout ms  tick gap ms');
 results.forEach((r, i) =>
-  console.log(`${String(i + 1).padStart(3)} ${r.seconds.toFixed(1).padStart(8)} ${r.movedMiB.toFixed(1).padStart(10)} ${r.ratio.toFixed(3).padStart(18)} ${r.retained.toFixed(3).padStart(12)} ${r.p50.toFixed(2).padStart(17)} ${r.p99.toFixed(2).padStart(7)}`),
+  console.log(
+    `${String(i + 1).padStart(3)} ${r.seconds.toFixed(1).padStart(8)} ${r.movedMiB.toFixed(1).padStart(10)} ${r.ratio.toFixed(3).padStart(18)} ${r.retained.toFixed(3).padStart(12)} ${r.p50.toFixed(2).padStart(17)} ${r.p99.toFixed(2).padStart(7)} ${r.blackoutMs.toFixed(0).padStart(12)} ${r.gapMs.toFixed(0).padStart(12)}`,
+  ),
 );
+results.forEach((r, i) => console.log(`run ${i + 1} blackout ${r.parts}`));
+const blackouts = results.map((r) => r.blackoutMs);
+const gaps = results.map((r) => r.gapMs);
+console.log(`blackout (record) p50 ${quantile(blackouts, 0.5).toFixed(0)} ms, max ${Math.max(...blackouts).toFixed(0)} ms; tick gap (host clock) p50 ${quantile(gaps, 0.5).toFixed(0)} ms, max ${Math.max(...gaps).toFixed(0)} ms`);

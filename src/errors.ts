@@ -19,6 +19,7 @@
  *     │   ├── UnknownMigrationError    id not in the partition
  *     │   └── DuplicateMigrationError  id already admitted
  *     ├── MigrationFailedError     a migration rolled back (its phase and reason; `cause` is why)
+ *     ├── InDoubtError             past the point of no return, the target's answer has not come
  *     ├── CancelledError           an admin or a shutdown stopped a migration (not a fault)
  *     └── BufferFullError          the buffer could not hold a migration's overlay
  *
@@ -84,9 +85,14 @@ export class TrustError extends PeerError {
 
 export class PeerRequestError extends PeerError {
   override readonly name: string = 'PeerRequestError';
+  /**
+   * @param refused the peer answered and said no; false when no answer came (timeout, lost
+   *   connection), which says nothing about what the peer did
+   */
   constructor(
     readonly peerName: string,
     readonly reason: string,
+    readonly refused = false,
   ) {
     super(`peer ${peerName}: ${reason}`);
   }
@@ -166,6 +172,20 @@ export class CancelledError extends CowbufError {
 
 export class BufferFullError extends CowbufError {
   override readonly name: string = 'BufferFullError';
+}
+
+/**
+ * The source's QEMU completed, so the guest may already run on the target, but the target has
+ * not answered: neither copy may be resumed until it does, or an admin names the side.
+ */
+export class InDoubtError extends CowbufError {
+  override readonly name: string = 'InDoubtError';
+  constructor(
+    readonly migration: string,
+    readonly reason: string,
+  ) {
+    super(`migration ${migration} is in doubt: ${reason}`);
+  }
 }
 
 export class MigrationFailedError extends CowbufError {

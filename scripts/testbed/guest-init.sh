@@ -4,7 +4,9 @@
 #  - writes cowbuf.disk_rate MiB to /dev/vda in 64 KiB O_DIRECT requests (a single huge request
 #    would pass a QEMU throttle bucket at once), cycling over the first cowbuf.disk_span MiB, so
 #    the span sets how many clusters are unique;
-#  - prints "HB <n> seq=<writes> ..." on the serial console.
+#  - prints "HB <n> seq=<writes> ..." on the serial console;
+# and, every cowbuf.tick_ms milliseconds (0: never), "TICK <n>" from a loop of its own, so the
+# host can time the guest's pauses to a tenth of a second (the guest's clock stops with it).
 # Every 64 KiB block starts with a header "COWBUF seq=<S> blk=<B>" and the guest keeps, in RAM,
 # the last seq written to each block (the ledger, which migrates with the guest). Every
 # cowbuf.verify_every iterations it reads the span back and prints
@@ -16,11 +18,11 @@ mkdir -p /dev/shm /ledger; mount -t tmpfs -o size=80% tmpfs /dev/shm
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
   insmod /mods/$m.ko || echo "GUEST: insmod $m failed"
 done
-DISK_RATE=1; DISK_SPAN=16; DIRTY_RATE=4; DIRTY_SPAN=32; VERIFY_EVERY=5
+DISK_RATE=1; DISK_SPAN=16; DIRTY_RATE=4; DIRTY_SPAN=32; VERIFY_EVERY=5; TICK_MS=0
 for a in $(cat /proc/cmdline); do case $a in
   cowbuf.disk_rate=*) DISK_RATE=${a#*=};; cowbuf.disk_span=*) DISK_SPAN=${a#*=};;
   cowbuf.dirty_rate=*) DIRTY_RATE=${a#*=};; cowbuf.dirty_span=*) DIRTY_SPAN=${a#*=};;
-  cowbuf.verify_every=*) VERIFY_EVERY=${a#*=};;
+  cowbuf.verify_every=*) VERIFY_EVERY=${a#*=};; cowbuf.tick_ms=*) TICK_MS=${a#*=};;
 esac; done
 i=0; while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do usleep 100000; i=$((i+1)); done
 BLOCKS=$((DISK_SPAN * 16))
@@ -35,6 +37,9 @@ verify() {
   echo "VERIFY n=$n blocks=$(wc -l < /tmp/expected) lost=$lost"
 }
 echo "GUEST: READY disk_rate=$DISK_RATE disk_span=$DISK_SPAN dirty_rate=$DIRTY_RATE verify_every=$VERIFY_EVERY vda=$(cat /sys/block/vda/size 2>/dev/null) uptime=$(cut -d' ' -f1 /proc/uptime)"
+if [ "$TICK_MS" -gt 0 ]; then
+  ( t=0; while true; do t=$((t + 1)); echo "TICK $t"; usleep $((TICK_MS * 1000)); done ) &
+fi
 n=0; seq=0; errors=0
 while true; do
   n=$((n + 1)); start=$(centis)

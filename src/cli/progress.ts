@@ -1,5 +1,6 @@
 /** How a migration reads in a terminal (bars) and in a pipe (one plain line per change). */
 import type { MigrationRecord } from '../migration/engine.js';
+import { blackoutText } from '../migration/source.js';
 import { formatBytes } from '../units.js';
 
 function bar(done: number, total: number, width = 20): string {
@@ -21,6 +22,8 @@ export function progressLine(record: MigrationRecord): string {
     `mirror_left=${formatBytes(p.mirrorRemaining)}`,
     `ram_left=${formatBytes(p.ramRemaining)}`,
     ...(b ? [`bin=${formatBytes(b.bin)}`, `cow=${formatBytes(b.cow)}`, `shards=${b.shards}`, `throttle=${rate(b.throttle)}`, `share=${rate(b.linkShare)}`] : []),
+    ...(p.cpuThrottlePercent ? [`cpu_throttle=${p.cpuThrottlePercent}%`] : []),
+    ...(record.blackout ? [`blackout_ms=${Math.round(record.blackout.ms)}`, `qemu_downtime_ms=${record.blackout.qemuDowntimeMs}`] : []),
     ...(record.error ? [`error=${JSON.stringify(record.error)}`] : []),
   ].join(' ');
 }
@@ -34,7 +37,9 @@ export function progressBlock(record: MigrationRecord): string {
     `${record.id}  ${record.vm} → ${record.peer}  [${record.phase}]  policy ${record.policy}${eta !== undefined ? `  ETA ~${eta}s` : ''}`,
     `  disk  ${bar(p.baseSent, p.baseTotal)}  ${formatBytes(p.baseSent)} of ${formatBytes(p.baseTotal)}, mirror left ${formatBytes(p.mirrorRemaining)}`,
     ...(b ? [`  bin   ${bar(b.cow, b.bin)}  ${formatBytes(b.cow)} of ${formatBytes(b.bin)}${b.shards ? `, ${b.shards} shard(s)` : ''}${b.frozen ? ', frozen' : ''}  γ ${rate(b.throttle)}  U/N ${rate(b.linkShare)}`] : []),
-    `  ram   ${p.ramTotal ? bar(p.ramTotal - p.ramRemaining, p.ramTotal) : bar(0, 1)}  ${formatBytes(p.ramRemaining)} left`,
+    `  ram   ${p.ramTotal ? bar(p.ramTotal - p.ramRemaining, p.ramTotal) : bar(0, 1)}  ${formatBytes(p.ramRemaining)} left${p.cpuThrottlePercent ? `, vCPU throttled up to ${p.cpuThrottlePercent} %` : ''}`,
+    ...(record.blackout ? [`  blackout ${blackoutText(record.blackout)}`] : []),
     ...(record.error ? [`  error ${record.error}`] : []),
   ].join('\n');
 }
+

@@ -87,7 +87,7 @@ function parseDaemon(raw: unknown, stateDir: string): DaemonConfig {
   };
 }
 
-const CONVERGENCE_NUMBERS = ['downtimeStartMs', 'downtimeStepMs', 'downtimeMaxMs', 'downtimeStepSeconds', 'cpuThrottleInitial', 'cpuThrottleIncrement', 'xbzrleCacheFraction', 'multifdChannels', 'timeoutSecondsPerGiB', 'timeoutMinSeconds', 'stallSeconds'] as const;
+const CONVERGENCE_NUMBERS = ['downtimeStartMs', 'downtimeStepMs', 'downtimeMaxMs', 'downtimeStepSeconds', 'cpuThrottleInitial', 'cpuThrottleIncrement', 'throttleTriggerPercent', 'xbzrleCacheFraction', 'multifdChannels', 'timeoutSecondsPerGiB', 'timeoutMinSeconds', 'stallSeconds'] as const;
 const CONVERGENCE_FLAGS = ['autoConverge', 'xbzrle', 'postcopy'] as const;
 
 function parseMigration(raw: unknown): MigrationConfig {

@@ -10,6 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
 import type { Engine, MigrationRecord } from '../migration/engine.js';
+import { FINAL } from '../migration/source.js';
 import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
 import type { VmSpec } from '../vm/spec.js';
@@ -45,7 +46,7 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 const sync = (res: ServerResponse, metadata: unknown, status = 200) => send(res, status, { type: 'sync', status: 'Success', status_code: status, metadata });
 
 function operation(record: MigrationRecord): Record<string, unknown> {
-  const done = ['completed', 'failed', 'cancelled'].includes(record.phase);
+  const done = FINAL.has(record.phase);
   return {
     id: record.id,
     class: 'task',
@@ -137,6 +138,7 @@ function handlers(ctx: ApiContext): Record<EndpointName, Handler> {
     },
     migration: (_req, res, [id = '']) => sync(res, ctx.engine.get(id)),
     cancelMigration: (_req, res, [id = '']) => sync(res, operation(ctx.engine.cancel(id))),
+    resolveMigration: async (req, res, [id = '']) => sync(res, ctx.engine.resolve(id, (await body(BODIES.resolve, req)).resume)),
     operation: (_req, res, [id = '']) => sync(res, operation(ctx.engine.get(id))),
     waitOperation: async (_req, res, [id = '']) => sync(res, operation(await ctx.engine.waitFor(id))),
     cancelOperation: (_req, res, [id = '']) => sync(res, operation(ctx.engine.cancel(id))),

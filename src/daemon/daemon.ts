@@ -15,6 +15,7 @@ import { CowbufError } from '../errors.js';
 import { run } from '../exec/run.js';
 import type { TickTrace } from '../migration/control-loop.js';
 import { Engine } from '../migration/engine.js';
+import { FINAL } from '../migration/source.js';
 import { ensureIdentity, type Identity } from '../peer/identity.js';
 import { TrustStore } from '../peer/trust.js';
 import { openVolume } from '../storage/registry.js';
@@ -79,7 +80,7 @@ export async function startDaemon(configPath: string, log: Logger = pino({ name:
     engine.on('log', (entry) => (entry.migration ? log.child({ migration: entry.migration }) : log)[entry.level](entry.message));
     engine.on('migration', (record) => {
       log.child({ migration: record.id }).debug({ phase: record.phase, progress: record.progress }, 'migration updated');
-      if (['completed', 'failed', 'cancelled'].includes(record.phase)) outcomes[record.phase] = (outcomes[record.phase] ?? 0) + 1;
+      if (FINAL.has(record.phase)) outcomes[record.phase] = (outcomes[record.phase] ?? 0) + 1;
     });
     engine.on('tick', (trace) => {
       lastTick = trace;

@@ -39,6 +39,9 @@ export const BODIES = {
     target: name('A trusted peer (`GET /1.0/peers`).'),
     policy: optional(name('Throttle policy for this migration (`lx066`, `deadline`); default from the config.')),
   },
+  resolve: {
+    resume: oneOf('The side whose copy of the guest resumes. `source` still asks the target to abort first, and a target that answers that the guest runs there wins.', ['source', 'target'] as const),
+  },
   peer: {
     name: name('Name this host gives the peer.'),
     certificate: text("The peer's PEM certificate (`cowbuf info --certificate` on the peer)."),
@@ -64,6 +67,13 @@ export const ENDPOINTS = {
   migrate: { method: 'POST', path: '/1.0/migrations', summary: 'Starts (or queues) a migration; answers at once with an async operation.', body: BODIES.migration, returns: 'async operation (202)' },
   migration: { method: 'GET', path: '/1.0/migrations/{id}', summary: 'One migration.', returns: 'migration (404 if unknown)' },
   cancelMigration: { method: 'DELETE', path: '/1.0/migrations/{id}', summary: 'Cancels a migration; it rolls back and the VM stays here.', returns: 'the operation' },
+  resolveMigration: {
+    method: 'POST',
+    path: '/1.0/migrations/{id}/resolve',
+    summary: 'Ends a migration in doubt (the target stopped answering after the source completed; both copies are paused) by naming the side to resume. Only for an admin who knows which copy must run: the daemon never decides this on a timer.',
+    body: BODIES.resolve,
+    returns: 'the migration (400 unless it is in doubt)',
+  },
   operation: { method: 'GET', path: '/1.0/operations/{id}', summary: 'The operation of a migration: status `Running`, `Success`, `Failure` or `Cancelled`.', returns: 'operation' },
   waitOperation: { method: 'GET', path: '/1.0/operations/{id}/wait', summary: 'Blocks until the operation ends.', returns: 'operation' },
   cancelOperation: { method: 'DELETE', path: '/1.0/operations/{id}', summary: 'Same as cancelling the migration.', returns: 'operation' },

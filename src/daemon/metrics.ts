@@ -2,6 +2,7 @@
 import { usedBytes, type Partition } from '../buffer/partition.js';
 import type { TickTrace } from '../migration/control-loop.js';
 import type { MigrationRecord } from '../migration/engine.js';
+import { FINAL } from '../migration/source.js';
 
 export interface MetricsInput {
   readonly partition: Partition;
@@ -24,7 +25,7 @@ export function renderMetrics(input: MetricsInput): string {
   };
   metric('cowbuf_buffer_size_bytes', 'gauge', 'Size of migration-cow-buffer.', [[{}, input.partition.capacity]]);
   metric('cowbuf_buffer_used_bytes', 'gauge', 'Overlay bytes accounted in the buffer.', [[{}, usedBytes(input.partition)]]);
-  const running = input.records.filter((record) => !['completed', 'failed', 'cancelled'].includes(record.phase));
+  const running = input.records.filter((record) => !FINAL.has(record.phase));
   const each = (value: (record: MigrationRecord) => number) => running.map((record): [Record<string, string>, number] => [{ migration: record.id }, value(record)]);
   metric('cowbuf_migration_bin_bytes', 'gauge', "Size of the migration's own bin.", each((r) => r.buffer?.bin ?? 0));
   metric('cowbuf_migration_cow_bytes', 'gauge', "Bytes of the migration's overlays.", each((r) => r.buffer?.cow ?? 0));
@@ -35,6 +36,10 @@ export function renderMetrics(input: MetricsInput): string {
   metric('cowbuf_migration_ram_remaining_bytes', 'gauge', 'RAM bytes still to send.', each((r) => r.progress.ramRemaining));
   metric('cowbuf_migration_qemu_sent_bytes', 'gauge', 'What QEMU and the base shipping report sent (cross-check of the acknowledged bytes).', each((r) => r.progress.baseSent + r.progress.mirrorCopied + r.progress.ramTransferred));
   metric('cowbuf_migration_phase', 'gauge', 'Current phase (1 for the phase the migration is in).', running.map((r): [Record<string, string>, number] => [{ migration: r.id, phase: r.phase }, 1]));
+  metric('cowbuf_migration_cpu_throttle_percent', 'gauge', 'Highest vCPU throttle auto-converge imposed on the guest.', each((r) => r.progress.cpuThrottlePercent));
+  const switched = input.records.filter((record) => record.blackout);
+  metric('cowbuf_migration_blackout_seconds', 'gauge', "Switchover blackout as the hosts saw it: source STOP to target RESUME.", switched.map((r): [Record<string, string>, number] => [{ migration: r.id }, (r.blackout?.ms ?? 0) / 1000]));
+  metric('cowbuf_migration_qemu_downtime_seconds', 'gauge', "QEMU's own downtime figure on the source.", switched.map((r): [Record<string, string>, number] => [{ migration: r.id }, (r.blackout?.qemuDowntimeMs ?? 0) / 1000]));
   metric('cowbuf_link_rate_bytes_per_second', 'gauge', 'Measured link rate U per peer.', (input.lastTick?.links ?? []).map((link): [Record<string, string>, number] => [{ peer: link.peer }, link.rate]));
   metric('cowbuf_link_acked_bytes_total', 'counter', 'Bytes acknowledged by each peer on the migration streams.', (input.lastTick?.links ?? []).map((link): [Record<string, string>, number] => [{ peer: link.peer }, link.bytesAcked]));
   metric('cowbuf_migrations_total', 'counter', 'Migrations ended, by outcome.', Object.entries(input.outcomes).map(([outcome, count]): [Record<string, string>, number] => [{ outcome }, count]));

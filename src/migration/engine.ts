@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { resize, usedBytes } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
-import { BufferFullError, CancelledError, CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { BufferFullError, CancelledError, CowbufError, InDoubtError, UnknownMigrationError, ValidationError } from '../errors.js';
 import { CowTracker } from '../monitor/cow-tracker.js';
 import { LinkTracker } from '../monitor/link-tracker.js';
 import { listenPeer, type PeerListener } from '../peer/channel.js';
@@ -23,7 +23,8 @@ import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js'
 import type { VmSpec } from '../vm/spec.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
-import { runSource, type Phase, type Progress } from './source.js';
+import { completeHandoff, type Side } from './handoff.js';
+import { blackoutText, FINAL as TERMINAL, HANDOFF, runSource, type Blackout, type Phase, type Progress } from './source.js';
 import { Persistence } from './persistence.js';
 import { afterQmpLoss, restart, type RestartHost } from './restart.js';
 import { TargetSide } from './target.js';
@@ -60,6 +61,8 @@ export interface MigrationRecord {
   updatedAt: string;
   error?: string;
   progress: Progress;
+  /** The switchover as the hosts saw it, once the guest runs on the target. */
+  blackout?: Blackout;
   /** From the last control tick: own bin, overlay bytes, shards, γ, link share. */
   buffer?: { bin: number; cow: number; shards: number; frozen: boolean; throttle: number; linkShare: number };
   readonly decisions: string[];
@@ -82,9 +85,8 @@ export interface EngineDeps {
   readonly launch?: LaunchOptions;
 }
 
-const TERMINAL: ReadonlySet<Phase> = new Set(['completed', 'failed', 'cancelled']);
 
-const EMPTY_PROGRESS: Progress = { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, ramStreams: 0, downtimeLimitMs: 0 };
+const EMPTY_PROGRESS: Progress = { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, ramStreams: 0, downtimeLimitMs: 0, cpuThrottlePercent: 0 };
 
 export class Engine extends EventEmitter<EngineEvents> {
   readonly vms = new Map<string, RunningVm>();
@@ -93,6 +95,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   readonly cow = new CowTracker();
   private readonly records = new Map<string, MigrationRecord>();
   private readonly aborts = new Map<string, AbortController>();
+  /** An admin's word for each migration past its point of no return (`resolve`). */
+  private readonly resolvers = new Map<string, (side: Side) => void>();
   private readonly queue: string[] = [];
   private admitting: Promise<void> | undefined;
   private admitAgain = false;
@@ -236,6 +240,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Cancels a queued or running migration; it rolls back. @throws UnknownMigrationError */
   cancel(id: string): MigrationRecord {
     const record = this.get(id);
+    if (HANDOFF.has(record.phase)) throw new ValidationError('migration', id, `a migration before its point of no return (it is ${record.phase}: its guest is the target's unless the target says otherwise; \`resolve\` it if the target is lost)`);
     const queued = this.queue.indexOf(id);
     if (queued >= 0) {
       this.queue.splice(queued, 1);
@@ -244,6 +249,25 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.aborts.get(id)?.abort(new CancelledError('cancelled by request'));
     }
     return record;
+  }
+
+  /**
+   * An admin names the side that resumes a migration in doubt (the target cannot be reached
+   * since the source's QEMU completed). `source` still asks the target to abort first, and a
+   * target that answers that the guest runs there wins. @throws UnknownMigrationError, ValidationError
+   */
+  resolve(id: string, side: Side): MigrationRecord {
+    const record = this.get(id);
+    const resolver = this.resolvers.get(id);
+    if (!HANDOFF.has(record.phase) || !resolver) throw new ValidationError('migration', id, `a migration in doubt (it is ${record.phase})`);
+    record.decisions.push(`an admin resolved it: resume on the ${side}`);
+    this.emit('log', { level: 'warn', migration: id, message: `resolved by an admin: resume on the ${side}` });
+    resolver(side);
+    return record;
+  }
+
+  private decision(id: string): Promise<Side> {
+    return new Promise((resolve) => this.resolvers.set(id, resolve));
   }
 
   /** Resolves once the migration reached a final phase. */
@@ -331,16 +355,28 @@ export class Engine extends EventEmitter<EngineEvents> {
           this.emit('log', { level: 'info', migration: record.id, message });
           this.changed(record);
         },
+        onBlackout: (blackout) => {
+          record.blackout = blackout;
+        },
+        decided: this.decision(record.id),
       });
       await this.forget(vm);
-      this.settle(record.id, 'completed');
+      this.settle(record.id, 'completed', undefined, record.blackout && `blackout ${blackoutText(record.blackout)}`);
     } catch (error) {
+      if (error instanceof InDoubtError) {
+        // Stopped (a shutdown) before the target answered: the journal keeps it in doubt and
+        // the next start asks again.
+        record.phase = 'in-doubt';
+        this.changed(record);
+        return;
+      }
       const { id, vm: name, peer, policy, phase, createdAt, updatedAt } = record;
       const lost = vm && vm.qmp.state === 'idle' && vm.child.running() ? await afterQmpLoss(this.restartHost(), { id, vm: name, peer, policy, phase, createdAt, updatedAt }, vm) : undefined;
       if (lost) this.settle(record.id, lost.phase, lost.error && `${(error as Error).message}; ${lost.error}`);
       else this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
     } finally {
       this.aborts.delete(record.id);
+      this.resolvers.delete(record.id);
       this.loop.remove(record.id);
       void this.admitQueued();
     }
@@ -354,12 +390,53 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.aborts.get(id)?.abort(new BufferFullError(reason));
   }
 
-  private settle(id: string, phase: Phase, error?: string): void {
+  private settle(id: string, phase: Phase, error?: string, detail?: string): void {
     const record = this.get(id);
     record.phase = phase;
     if (error) record.error = error;
     this.changed(record);
-    this.emit('log', { level: phase === 'completed' ? 'info' : 'warn', migration: id, message: `migration ${phase}${error ? `: ${error}` : ''}` });
+    const said = error ?? detail;
+    this.emit('log', { level: phase === 'completed' ? 'info' : 'warn', migration: id, message: `migration ${phase}${said ? `: ${said}` : ''}` });
+  }
+
+  /**
+   * A restart found this migration past its point of no return: ask the target again, in the
+   * background (the daemon must come up meanwhile), until it answers or an admin resolves it.
+   */
+  private continueHandoff(id: string, vm: RunningVm | undefined, spec: VmSpec): void {
+    const record = this.get(id);
+    const controller = new AbortController();
+    this.aborts.set(id, controller);
+    record.phase = 'in-doubt';
+    this.changed(record);
+    void completeHandoff(
+      {
+        migration: id,
+        peer: this.deps.trust.get(record.peer),
+        identity: this.deps.identity,
+        signal: controller.signal,
+        decided: this.decision(id),
+        onDoubt: (reason) => this.emit('log', { level: 'warn', migration: id, message: `in doubt after the restart: ${reason}` }),
+      },
+      vm,
+      this.deps.volume.mountpoint,
+      spec.disks.map((disk) => disk.id),
+    )
+      .then(async (handoff) => {
+        if (handoff.side === 'target') {
+          await this.forget(vm);
+          this.settle(id, 'completed', undefined, 'finished on the target after the restart');
+        } else {
+          this.settle(id, 'failed', `${handoff.reason}: the guest was resumed here`);
+        }
+      })
+      .catch((error: unknown) => {
+        if (!(error instanceof InDoubtError)) this.settle(id, 'failed', `after the restart: ${(error as Error).message}`);
+      })
+      .finally(() => {
+        this.aborts.delete(id);
+        this.resolvers.delete(id);
+      });
   }
 
   private changed(record: MigrationRecord): void {
@@ -395,6 +472,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     const log = (message: string, migration?: string) => this.emit('log', { level: 'warn', ...(migration ? { migration } : {}), message });
     return {
       state: this.state,
+      target: this.target,
       context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
       adopt: (vm) => this.vms.set(vm.spec.name, vm),
       vm: (name) => this.vms.get(name),
@@ -402,6 +480,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       requeue: (id) => this.queue.push(id),
       settle: (id, phase, error) => this.settle(id, phase, error),
       forget: (vm) => this.forget(vm),
+      handOff: (id, vm, spec) => this.continueHandoff(id, vm, spec),
       log,
     };
   }

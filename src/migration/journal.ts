@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { CowbufError } from '../errors.js';
 import { readState, writeState } from '../state-file.js';
 import type { Accel, VmSpec } from '../vm/spec.js';
+import type { WireVm } from '../peer/protocol.js';
 import type { Phase } from './source.js';
 
 export interface OutgoingEntry {
@@ -27,9 +28,12 @@ export interface IncomingEntry {
   readonly id: string;
   readonly peer: string;
   readonly dir: string;
+  readonly wire: WireVm;
   readonly dataset?: string;
-  /** The paused target QEMU, once started. */
+  /** The paused target QEMU, once started: a restarted daemon reattaches to it. */
   readonly pid?: number;
+  readonly spec?: VmSpec;
+  readonly accel?: Accel;
 }
 
 export interface OwnedVm {

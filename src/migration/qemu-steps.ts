@@ -5,7 +5,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CowbufError } from '../errors.js';
+import type { QmpClient } from '../qmp/client.js';
 import type { QmpCommands } from '../qmp/commands.js';
+import type { QmpEvent } from '../qmp/events.js';
 
 export const overlayNode = (index: number) => `cowbuf-ovl${index}`;
 export const nbdNode = (index: number) => `cowbuf-nbd${index}`;
@@ -63,16 +65,54 @@ export async function cancelMirrors(qmp: QmpCommands, count: number): Promise<vo
   }
 }
 
-/** A ready mirror cancelled at pre-switchover completes without pivoting: the source keeps its chain. */
-export async function finishMirrors(qmp: QmpCommands, count: number): Promise<void> {
-  for (let index = 0; index < count; index += 1) {
-    await qmp.blockJobCancel(mirrorJob(index));
-    for (let i = 0; ; i += 1) {
-      const job = (await qmp.queryBlockJobs()).find((candidate) => candidate.device === mirrorJob(index));
-      if (!job || job.status === 'concluded') break;
-      if (i > 600) throw new CowbufError(`mirror ${mirrorJob(index)} did not complete`);
-      await sleep(50);
-    }
-    await qmp.jobDismiss(mirrorJob(index));
+/** An event's time on its QEMU's host clock, in ms (now, if QEMU gave none). */
+export function eventTime(event: QmpEvent): number {
+  return event.timestamp ? event.timestamp.seconds * 1000 + event.timestamp.microseconds / 1000 : Date.now();
+}
+
+/**
+ * The parameters this QEMU knows (from `query-migrate-parameters`), and the names it does not:
+ * features are detected, never assumed from a version.
+ */
+export function supportedParameters(wanted: Readonly<Record<string, number>>, offered: Readonly<Record<string, unknown>>): { known: Record<string, number>; unknown: string[] } {
+  const known: Record<string, number> = {};
+  const unknown: string[] = [];
+  for (const [name, value] of Object.entries(wanted)) {
+    if (name in offered) known[name] = value;
+    else unknown.push(name);
   }
+  return { known, unknown };
+}
+
+/**
+ * At pre-switchover: a ready mirror cancelled completes without pivoting (the source keeps its
+ * chain), after draining what is in flight. All are cancelled at once and their completion is
+ * awaited as events, since every millisecond here is blackout. The RAM may continue only onto a
+ * full copy: each mirror must have been ready and end without error with all of its bytes sent.
+ * @throws CowbufError naming the mirror that was not in sync
+ */
+export async function finishMirrors(qmp: QmpCommands, client: QmpClient, count: number, timeoutMs = 60_000): Promise<void> {
+  const jobs = Array.from({ length: count }, (_, index) => mirrorJob(index));
+  const state = new Map((await qmp.queryBlockJobs()).map((job) => [job.device, job]));
+  for (const job of jobs) {
+    const info = state.get(job);
+    if (!info?.ready) throw new CowbufError(`mirror ${job} is not in sync at the switchover (${info ? info.status : 'gone'})`);
+  }
+  const ended = client.listen('BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED');
+  try {
+    await Promise.all(jobs.map((job) => qmp.blockJobCancel(job)));
+    const pending = new Set(jobs);
+    while (pending.size > 0) {
+      const event = await ended.next({ timeoutMs });
+      const job = String(event.data.device);
+      if (!pending.delete(job)) continue;
+      const error = event.data.error;
+      if (event.event === 'BLOCK_JOB_CANCELLED' || error !== undefined || event.data.offset !== event.data.len) {
+        throw new CowbufError(`mirror ${job} ended out of sync (${error === undefined ? `${String(event.data.offset)} of ${String(event.data.len)} bytes` : String(error)}): the target's copy is incomplete`);
+      }
+    }
+  } finally {
+    ended.close();
+  }
+  for (const job of jobs) await qmp.jobDismiss(job);
 }

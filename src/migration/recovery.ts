@@ -12,12 +12,11 @@ import { stat } from 'node:fs/promises';
 import { run } from '../exec/run.js';
 import { ControlClient } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
-import { shippedSnapshot } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import { overlayPath, removeOverlay } from '../storage/overlays.js';
-import { zfsDestroy } from '../storage/zfs/zfs-commands.js';
 import type { RunningVm } from '../vm/launcher.js';
 import { throttleTarget, type VmSpec } from '../vm/spec.js';
+import { destroySnapshots } from './handoff.js';
 import type { OutgoingEntry } from './journal.js';
 import { cancelMigration, cancelMirrors, commitBack, ensureRunning, nbdNode, overlayName, overlayNode } from './qemu-steps.js';
 
@@ -30,11 +29,12 @@ export interface RecoveryContext {
 }
 
 export interface Recovered {
-  readonly phase: 'completed' | 'failed';
+  /** `in-doubt`: RAM had crossed, so the guest is the target's until it answers (handoff.ts). */
+  readonly phase: 'in-doubt' | 'failed';
   readonly error?: string;
 }
 
-async function askTarget(ctx: RecoveryContext, method: 'finish' | 'abort', migration: string): Promise<void> {
+async function askTarget(ctx: RecoveryContext, method: 'abort', migration: string): Promise<void> {
   if (!ctx.peer) throw new Error('the target is no longer trusted');
   const client = await ControlClient.open(ctx.peer, ctx.identity, { timeoutMs: 10_000 });
   try {
@@ -42,12 +42,6 @@ async function askTarget(ctx: RecoveryContext, method: 'finish' | 'abort', migra
   } finally {
     client.close();
   }
-}
-
-/** Snapshots a zfs-shipped migration left (none without ZFS). */
-async function destroySnapshots(migration: string): Promise<void> {
-  const listed = await run('zfs', ['list', '-H', '-o', 'name', '-t', 'snapshot']).catch(() => ({ stdout: '' }));
-  for (const name of listed.stdout.split('\n').filter((line) => line.endsWith(`@${shippedSnapshot(migration)}`))) await zfsDestroy(name);
 }
 
 async function rollBackLive(vm: RunningVm): Promise<void> {
@@ -80,18 +74,8 @@ async function commitOffline(spec: VmSpec, ctx: RecoveryContext, migration: stri
  * @throws when the rollback itself fails (the overlays are then kept: they hold guest writes)
  */
 export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: RunningVm | undefined, ctx: RecoveryContext, interrupted = `cowbufd restarted during phase ${entry.phase}`): Promise<Recovered> {
-  if (vm && (await vm.commands.queryMigrate()).status === 'completed') {
-    try {
-      await askTarget(ctx, 'finish', entry.id);
-      ctx.log(`${entry.id}: RAM had crossed before the restart; finished on ${entry.peer}`);
-      await vm.stop();
-      for (const disk of spec.disks) await removeOverlay(ctx.bufferPath, overlayName(entry.id, disk.id));
-      await destroySnapshots(entry.id);
-      return { phase: 'completed' };
-    } catch (error) {
-      ctx.log(`${entry.id}: could not finish on ${entry.peer} (${(error as Error).message}); rolling back`);
-    }
-  }
+  // Past the point of no return the source never resumes on its own: the target decides.
+  if (vm && (await vm.commands.queryMigrate()).status === 'completed') return { phase: 'in-doubt' };
   if (vm) await rollBackLive(vm);
   else await commitOffline(spec, ctx, entry.id);
   for (const disk of spec.disks) await removeOverlay(ctx.bufferPath, overlayName(entry.id, disk.id));

@@ -4,15 +4,18 @@
  * migrations cut short, re-queue or resolve outgoing ones), and a lost QMP connection to one
  * migrating VM (reconnect to its monitor, resolve that migration).
  */
+import { processAlive } from '../exec/run.js';
 import { attachVm, type RunningVm } from '../vm/launcher.js';
-import type { OutgoingEntry } from './journal.js';
+import type { VmSpec } from '../vm/spec.js';
 import type { Persistence } from './persistence.js';
 import { recoverOutgoing, type RecoveryContext, type Recovered } from './recovery.js';
-import type { Phase } from './source.js';
-import { discardIncoming } from './target.js';
+import { FINAL, HANDOFF, type Phase } from './source.js';
+import { discardIncoming, type TargetSide } from './target.js';
+import type { IncomingEntry, OutgoingEntry } from './journal.js';
 
 export interface RestartHost {
   readonly state: Persistence;
+  readonly target: TargetSide;
   /** The recovery context for a migration to this peer, logging under that migration. */
   context(migration: string, peer: string): RecoveryContext;
   adopt(vm: RunningVm): void;
@@ -22,20 +25,35 @@ export interface RestartHost {
   requeue(id: string): void;
   settle(id: string, phase: Phase, error?: string): void;
   forget(vm: RunningVm | undefined): Promise<void>;
+  /** Past its point of no return: ask the target until it answers (in the background). */
+  handOff(id: string, vm: RunningVm | undefined, spec: VmSpec): void;
   log(message: string, migration?: string): void;
 }
 
-const FINAL: ReadonlySet<Phase> = new Set(['completed', 'failed', 'cancelled']);
 
 export async function restart(host: RestartHost): Promise<void> {
   const { running, gone } = await host.state.restore((message) => host.log(message));
   for (const vm of running) host.adopt(vm);
   for (const entry of await host.state.journal.incoming()) {
-    if (!host.state.hasArrived(entry.id)) {
-      host.log(`incoming migration ${entry.id} was cut short by the restart: its target VM and files are removed`, entry.id);
-      await discardIncoming(entry);
+    if (host.state.hasArrived(entry.id)) {
+      await host.state.journal.dropIncoming(entry.id);
+      continue;
     }
-    await host.state.journal.dropIncoming(entry.id);
+    const vm = await reattachIncoming(entry);
+    const status = vm && (await vm.commands.queryMigrate().catch(() => undefined))?.status;
+    if (vm && (await vm.commands.queryStatus()).running) {
+      host.log(`incoming migration ${entry.id} had resumed its guest here before the restart: it has arrived`, entry.id);
+      await host.target.arrivedBeforeRestart(entry, vm);
+    } else if (vm && status === 'completed') {
+      // The source may have completed as well: this paused copy may be the guest's only one.
+      host.log(`incoming migration ${entry.id} holds all of its guest, paused: kept until its source says finish or abort`, entry.id);
+      host.target.keep(entry, vm);
+    } else {
+      host.log(`incoming migration ${entry.id} was cut short by the restart: its target VM and files are removed`, entry.id);
+      await vm?.stop();
+      await discardIncoming(entry);
+      await host.state.journal.dropIncoming(entry.id);
+    }
   }
   for (const entry of await host.state.journal.outgoing()) {
     host.restore(entry);
@@ -50,14 +68,24 @@ export async function restart(host: RestartHost): Promise<void> {
       host.settle(entry.id, 'failed', `cowbufd restarted during phase ${entry.phase} and knows no VM ${entry.vm}`);
       continue;
     }
+    if (HANDOFF.has(entry.phase) && !vm) {
+      // Its QEMU quit after completing: the target may run the guest, and only it can say.
+      host.handOff(entry.id, undefined, spec);
+      continue;
+    }
     try {
       const outcome = await recoverOutgoing(entry, spec, vm, host.context(entry.id, entry.peer));
-      if (outcome.phase === 'completed') await host.forget(vm);
-      host.settle(entry.id, outcome.phase, outcome.error);
+      if (outcome.phase === 'in-doubt') host.handOff(entry.id, vm, spec);
+      else host.settle(entry.id, outcome.phase, outcome.error);
     } catch (error) {
       host.settle(entry.id, 'failed', `cowbufd restarted during phase ${entry.phase}; rollback failed, overlays kept: ${(error as Error).message}`);
     }
   }
+}
+
+async function reattachIncoming(entry: IncomingEntry): Promise<RunningVm | undefined> {
+  if (entry.pid === undefined || !entry.spec || !entry.accel || !processAlive(entry.pid)) return undefined;
+  return attachVm(entry.spec, entry.pid, entry.accel).catch(() => undefined);
 }
 
 /**
@@ -71,8 +99,9 @@ export async function afterQmpLoss(host: RestartHost, entry: OutgoingEntry, vm: 
     await host.state.own(fresh);
     host.log(`QMP connection to ${vm.spec.name} lost in phase ${entry.phase}; reconnected`, entry.id);
     const outcome = await recoverOutgoing(entry, vm.spec, fresh, host.context(entry.id, entry.peer), `the QMP connection was lost in phase ${entry.phase}`);
-    if (outcome.phase === 'completed') await host.forget(fresh);
-    return outcome;
+    if (outcome.phase !== 'in-doubt') return outcome;
+    host.handOff(entry.id, fresh, vm.spec);
+    return { phase: 'in-doubt' };
   } catch (error) {
     return { phase: 'failed', error: `the QMP connection was lost and recovery failed, overlays kept: ${(error as Error).message}` };
   }

@@ -17,18 +17,25 @@ import type { WireVm } from '../peer/protocol.js';
 import { proxyToPeer, type LocalProxy } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import type { QmpCommands } from '../qmp/commands.js';
+import type { EventListener, QmpEvent } from '../qmp/events.js';
 import { Revert } from '../revert.js';
 import { createOverlay, removeOverlay } from '../storage/overlays.js';
-import { zfsDestroy } from '../storage/zfs/zfs-commands.js';
 import type { Json } from '../validate.js';
 import type { RunningVm } from '../vm/launcher.js';
 import { throttleTarget, type DiskSpec } from '../vm/spec.js';
 import type { ControlLoop, LoopMigration } from './control-loop.js';
 import { shipBases } from './base.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
-import { cancelMigration, cancelMirrors, commitBack, ensureRunning, finishMirrors, mirrorJob, nbdNode, overlayName, overlayNode } from './qemu-steps.js';
+import { completeHandoff, type Side } from './handoff.js';
+import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorJob, nbdNode, overlayName, overlayNode, supportedParameters } from './qemu-steps.js';
 
-export type Phase = 'queued' | 'overlay' | 'prepare' | 'base' | 'target' | 'mirror' | 'ram' | 'switchover' | 'finishing' | 'completed' | 'rolling-back' | 'failed' | 'cancelled';
+export type Phase = 'queued' | 'overlay' | 'prepare' | 'base' | 'target' | 'mirror' | 'ram' | 'switchover' | 'finishing' | 'in-doubt' | 'completed' | 'rolling-back' | 'failed' | 'cancelled';
+
+/** Phases a migration never leaves. */
+export const FINAL: ReadonlySet<string> = new Set<Phase>(['completed', 'failed', 'cancelled']);
+
+/** Phases past the point of no return: the source's QEMU completed, the guest is the target's. */
+export const HANDOFF: ReadonlySet<Phase> = new Set(['finishing', 'in-doubt']);
 
 export interface Progress {
   readonly baseSent: number;
@@ -42,6 +49,37 @@ export interface Progress {
   /** Connections the RAM migration opened through the proxy (1, or 1 + multifd channels). */
   readonly ramStreams: number;
   readonly downtimeLimitMs: number;
+  /** The highest vCPU throttle auto-converge imposed on the guest (0: never throttled). */
+  readonly cpuThrottlePercent: number;
+}
+
+/**
+ * The switchover as the hosts saw it: from the source's STOP to the target's RESUME (QMP event
+ * times; the two hosts' clocks are assumed in step, as NTP keeps them to a few ms), and its parts.
+ */
+export interface Blackout {
+  readonly ms: number;
+  /** QEMU's own `downtime` on the source (stop to completion, the handoff not included). */
+  readonly qemuDowntimeMs: number;
+  readonly parts: {
+    /** STOP to every mirror concluded in sync (noticing pre-switchover, lifting the throttle). */
+    readonly mirrors: number;
+    /** `migrate-continue` to `completed`: the last RAM pass and the device state. */
+    readonly lastRamPass: number;
+    /** `completed` to the target sending `cont` (NBD clients dropped, `finish` crossed). */
+    readonly handoff: number;
+    /** `cont` to the target's RESUME event. */
+    readonly cont: number;
+  };
+  readonly stoppedAt: string;
+  readonly resumedAt: string;
+}
+
+/** `412 ms (mirrors 3, last RAM pass 280, handoff 120, cont 9; QEMU downtime 290 ms)` */
+export function blackoutText(blackout: Blackout): string {
+  const { mirrors, lastRamPass, handoff, cont } = blackout.parts;
+  const ms = (value: number) => Math.round(value).toString();
+  return `${ms(blackout.ms)} ms (mirrors ${ms(mirrors)}, last RAM pass ${ms(lastRamPass)}, handoff ${ms(handoff)}, cont ${ms(cont)}; QEMU downtime ${blackout.qemuDowntimeMs} ms)`;
 }
 
 export interface SourceContext {
@@ -60,11 +98,18 @@ export interface SourceContext {
   readonly signal: AbortSignal;
   readonly onPhase: (phase: Phase) => void;
   readonly onProgress: (progress: Partial<Progress>) => void;
+  readonly onBlackout: (blackout: Blackout) => void;
+  /** Settles when an admin names the side to resume a migration in doubt. */
+  readonly decided: Promise<Side>;
   /** Every decision the engine takes on its own (escalations, convergence steps), for the log. */
   readonly onDecision: (message: string) => void;
 }
 
-/** Resolves when the migration completed and the VM runs on the target. @throws MigrationFailedError */
+/**
+ * Resolves when the migration completed and the VM runs on the target.
+ * @throws MigrationFailedError (rolled back: the guest runs here), InDoubtError (stopped past the
+ *   point of no return before the target answered: both copies paused, the journal says so)
+ */
 export async function runSource(ctx: SourceContext): Promise<void> {
   const qmp = ctx.vm.commands;
   const disks = ctx.vm.spec.disks;
@@ -96,10 +141,16 @@ export async function runSource(ctx: SourceContext): Promise<void> {
     ctx.onPhase(next);
   };
   let control: ControlClient | undefined;
-  let snapshot: string | undefined;
   const proxies: LocalProxy[] = [];
+  const closeAll = async () => {
+    ioErrors.close();
+    ctx.signal.removeEventListener('abort', forward);
+    control?.close();
+    for (const proxy of proxies.splice(0)) await proxy.close();
+  };
+  let marks: { readonly stoppedAt: number; readonly mirrorsDoneAt: number; readonly completedAt: number };
   try {
-    await Revert.run(async (revert) => {
+    marks = await Revert.run(async (revert) => {
       revert.add(() => ensureRunning(qmp));
       enter('prepare');
       // The target admits at most K incoming migrations: while it is busy, wait, visibly.
@@ -143,7 +194,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
 
       enter('base');
       ctx.onProgress({ baseSent: 0, baseTotal });
-      snapshot = await shipBases(
+      await shipBases(
         {
           ...inner,
           targetTakesDatasets: prepared?.zfs === true,
@@ -180,43 +231,79 @@ export async function runSource(ctx: SourceContext): Promise<void> {
 
       enter('ram');
       const multifdChannels = setup.parameters['multifd-channels'];
-      ctx.onDecision(`RAM migration: ${multifdChannels ? `multifd with ${multifdChannels} channels` : 'one stream'}, auto-converge ${setup.capabilities['auto-converge'] ? 'on' : 'off'}, post-copy ${setup.capabilities['postcopy-ram'] ? 'allowed' : 'off'}`);
+      ctx.onDecision(`RAM migration: ${multifdChannels ? `multifd with ${multifdChannels} channels` : 'one stream'}, auto-converge ${setup.capabilities['auto-converge'] ? `only if dirtying outpaces the link (${ctx.convergence.throttleTriggerPercent} %)` : 'off'}, post-copy ${setup.capabilities['postcopy-ram'] ? 'allowed' : 'off'}`);
       await qmp.migrateSetCapabilities(setup.capabilities);
-      await qmp.migrateSetParameters(setup.parameters);
-      const events = ctx.vm.qmp.listen('MIGRATION');
+      const { known, unknown } = supportedParameters(setup.parameters, await qmp.queryMigrateParameters());
+      if (unknown.length > 0) ctx.onDecision(`this QEMU has no migration parameter ${unknown.join(', ')}: left at its default`);
+      await qmp.migrateSetParameters(known);
+      // One listener for the whole RAM phase, made before `migrate`: no event can slip past.
+      const watch = ctx.vm.qmp.listen('MIGRATION', 'STOP', 'BLOCK_JOB_ERROR', 'JOB_STATUS_CHANGE');
+      revert.add(() => watch.close());
       revert.add(() => cancelMigration(qmp));
       await qmp.migrate(`unix:${(proxies[1] as LocalProxy).path}`);
-      await convergeUntilPaused(inner, qmp, setup, loopMigration);
+      const stopped = await convergeUntilPaused(inner, qmp, setup, loopMigration, watch);
 
       enter('switchover');
       // Lift the throttle while the guest is paused: no throttled request may be queued across
       // the switchover (destination guests crashed when migrated with a throttle active).
       await ctx.loop.lift(ctx.id);
-      await finishMirrors(qmp, disks.length);
+      await finishMirrors(qmp, ctx.vm.qmp, disks.length);
+      const mirrorsDoneAt = Date.now();
       await qmp.migrateContinue('pre-switchover');
-      const done = await events.waitFor((e) => ['completed', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal: signal });
-      events.close();
+      const done = await watch.waitFor((e) => e.event === 'MIGRATION' && ['completed', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal });
+      watch.close();
       if (done.data.status !== 'completed') throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
-      ctx.onProgress({ ramTransferred: (await qmp.queryMigrate()).ram?.transferred ?? 0, ramStreams: (proxies[1] as LocalProxy).connections() });
-
-      enter('finishing');
-      await client.request({ method: 'finish', migration: ctx.id }, 60_000);
+      return { stoppedAt: stopped, mirrorsDoneAt, completedAt: eventTime(done) };
     });
   } catch (error) {
     const reason = signal.aborted && signal.reason instanceof Error ? signal.reason : (error as Error);
     ctx.onPhase(reason instanceof CancelledError ? 'cancelled' : 'failed');
+    await closeAll();
     throw new MigrationFailedError(ctx.id, phase, reason.message, { cause: reason });
-  } finally {
-    ioErrors.close();
-    ctx.signal.removeEventListener('abort', forward);
-    control?.close();
-    for (const proxy of proxies) await proxy.close();
   }
-  // The VM runs on the target now; what is left here is only cleanup.
+  // The point of no return: the guest is the target's to resume. The NBD clients go first, so
+  // the target's exports are free the moment it is told to finish.
+  phase = 'finishing';
+  ctx.onPhase('finishing');
   for (const index of disks.keys()) await qmp.blockdevDel(nbdNode(index)).catch(() => undefined);
-  await ctx.vm.stop();
-  for (const disk of disks) await removeOverlay(ctx.bufferPath, overlayName(ctx.id, disk.id));
-  if (snapshot) await zfsDestroy(snapshot).catch((error: Error) => ctx.onDecision(`left snapshot ${snapshot} behind: ${error.message}`));
+  const ramStreams = (proxies[1] as LocalProxy | undefined)?.connections() ?? 0;
+  const info = await qmp.queryMigrate().catch(() => undefined);
+  const handoff = await completeHandoff(
+    {
+      migration: ctx.id,
+      peer: ctx.peer,
+      identity: ctx.identity,
+      signal: ctx.signal,
+      decided: ctx.decided,
+      ...(control ? { client: control } : {}),
+      onDoubt: (reason) => {
+        ctx.onDecision(`in doubt: the target has not answered \`finish\` (${reason}); both copies stay paused until it does or an admin resolves it`);
+        ctx.onPhase('in-doubt');
+      },
+    },
+    ctx.vm,
+    ctx.bufferPath,
+    disks.map((disk) => disk.id),
+  ).finally(closeAll);
+  ctx.onProgress({ ramTransferred: info?.ram?.transferred ?? 0, ramStreams });
+  if (handoff.side === 'source') {
+    ctx.onDecision(`${handoff.reason}: the guest was resumed here`);
+    ctx.onPhase('failed');
+    throw new MigrationFailedError(ctx.id, 'finishing', handoff.reason);
+  }
+  if (handoff.answer) {
+    const { stoppedAt, mirrorsDoneAt, completedAt } = marks;
+    const { contAt, resumedAt } = handoff.answer;
+    ctx.onBlackout({
+      ms: resumedAt - stoppedAt,
+      qemuDowntimeMs: info?.downtime ?? 0,
+      parts: { mirrors: mirrorsDoneAt - stoppedAt, lastRamPass: completedAt - mirrorsDoneAt, handoff: contAt - completedAt, cont: resumedAt - contAt },
+      stoppedAt: new Date(stoppedAt).toISOString(),
+      resumedAt: new Date(resumedAt).toISOString(),
+    });
+  } else {
+    ctx.onDecision("an admin resolved it: the guest is the target's");
+  }
   ctx.onPhase('completed');
 }
 
@@ -292,31 +379,62 @@ async function mirrorUntilReady(ctx: SourceContext, qmp: QmpCommands, count: num
   throw new CowbufError(`the disk mirror did not become ready within ${Math.round(seconds * 2.5)} s`);
 }
 
-/** Polls query-migrate until pre-switchover, applying the convergence policy's actions. */
-async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: ReturnType<typeof migrationSetup>, migration: LoopMigration): Promise<void> {
+/**
+ * Runs the RAM phase until QEMU pauses the guest at pre-switchover, woken by QEMU's events (a
+ * poll would add its period to the blackout) and sampling progress every half second for the
+ * convergence policy. A mirror that fails meanwhile ends the migration at once: its target copy
+ * is incomplete, and would only be found so at the switchover. Returns the STOP time (ms).
+ */
+async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: ReturnType<typeof migrationSetup>, migration: LoopMigration, watch: EventListener): Promise<number> {
   const clock = () => performance.now() / 1000;
   let state = startConvergence(ctx.convergence, clock());
-  for (;;) {
-    const info = await qmp.queryMigrate();
-    if (info.status === 'pre-switchover') return;
-    if (info.status === 'failed' || info.status === 'cancelled') throw new CowbufError(`RAM migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
-    const remaining = info.ram?.remaining ?? 0;
-    migration.remainingBytes = remaining;
-    ctx.onProgress({ ramRemaining: remaining, ramTotal: info.ram?.total ?? 0, ramTransferred: info.ram?.transferred ?? 0, downtimeLimitMs: state.downtimeMs });
-    const step = decide(ctx.convergence, setup, state, { t: clock(), remaining });
-    state = step.state;
-    for (const action of step.actions) {
-      if (action.kind === 'set-downtime') {
-        ctx.onDecision(`downtime limit raised to ${action.ms} ms`);
-        await qmp.migrateSetParameters({ 'downtime-limit': action.ms });
-      } else if (action.kind === 'start-postcopy') {
-        ctx.onDecision(`switching to post-copy: ${action.reason}`);
-        await qmp.migrateStartPostcopy();
-      } else {
-        ctx.onDecision(`aborting RAM migration: ${action.reason}`);
-        throw new CowbufError(`RAM migration did not converge: ${action.reason}`);
+  let stoppedAt: number | undefined;
+  let throttled = 0;
+  for (let sampleAt = 0; ; ) {
+    if (Date.now() >= sampleAt) {
+      sampleAt = Date.now() + 500;
+      const info = await qmp.queryMigrate();
+      if (info.status === 'pre-switchover') return stoppedAt ?? Date.now();
+      if (info.status === 'failed' || info.status === 'cancelled') throw new CowbufError(`RAM migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
+      throttled = Math.max(throttled, info['cpu-throttle-percentage'] ?? 0);
+      // Only a running pass counts bytes: in `setup` QEMU reports no `ram` at all, and reading
+      // that as 0 remaining would make the stall detector fire on a migration just starting.
+      if ((info.status === 'active' || info.status === 'device') && info.ram) {
+        const remaining = info.ram.remaining;
+        migration.remainingBytes = remaining;
+        ctx.onProgress({ ramRemaining: remaining, ramTotal: info.ram.total, ramTransferred: info.ram.transferred, downtimeLimitMs: state.downtimeMs, cpuThrottlePercent: throttled });
+        const step = decide(ctx.convergence, setup, state, { t: clock(), remaining });
+        state = step.state;
+        for (const action of step.actions) {
+          if (action.kind === 'set-downtime') {
+            ctx.onDecision(`downtime limit raised to ${action.ms} ms`);
+            await qmp.migrateSetParameters({ 'downtime-limit': action.ms });
+          } else if (action.kind === 'start-postcopy') {
+            ctx.onDecision(`switching to post-copy: ${action.reason}`);
+            await qmp.migrateStartPostcopy();
+          } else {
+            ctx.onDecision(`aborting RAM migration: ${action.reason}`);
+            throw new CowbufError(`RAM migration did not converge: ${action.reason}`);
+          }
+        }
       }
     }
-    await sleep(500, undefined, { signal: ctx.signal });
+    const event = await watch.next({ timeoutMs: Math.max(1, sampleAt - Date.now()), signal: ctx.signal }).catch((error: unknown) => {
+      if (ctx.signal.aborted) throw error;
+      return undefined;
+    });
+    if (!event) continue;
+    if (event.event === 'STOP') stoppedAt = eventTime(event);
+    else if (event.event === 'MIGRATION' && event.data.status === 'pre-switchover') return stoppedAt ?? Date.now();
+    else if (event.event === 'MIGRATION' && (event.data.status === 'failed' || event.data.status === 'cancelled')) sampleAt = 0;
+    else mirrorFailure(event);
   }
+}
+
+/** @throws CowbufError when `event` says one of this migration's mirrors failed */
+function mirrorFailure(event: QmpEvent): void {
+  const job = String(event.data.device ?? event.data.id ?? '');
+  if (!job.startsWith(mirrorJob(0).slice(0, -1))) return;
+  if (event.event === 'BLOCK_JOB_ERROR') throw new CowbufError(`mirror ${job} failed writing to the target (${String(event.data.operation)} error): its copy is incomplete`);
+  if (event.event === 'JOB_STATUS_CHANGE' && (event.data.status === 'aborting' || event.data.status === 'concluded')) throw new CowbufError(`mirror ${job} stopped (${String(event.data.status)}) during the RAM phase`);
 }

@@ -14,12 +14,14 @@ import { processAlive } from '../exec/run.js';
 import type { Hello, PeerRequest, WireVm } from '../peer/protocol.js';
 import { receiveBase, receiveDataset, shippedSnapshot, spliceToLocal } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
+import type { EventListener } from '../qmp/events.js';
 import { QmpCommandError } from '../qmp/errors.js';
 import { zfsDestroy, zfsGet } from '../storage/zfs/zfs-commands.js';
 import type { Json } from '../validate.js';
 import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { IncomingEntry } from './journal.js';
+import { eventTime } from './qemu-steps.js';
 
 interface Incoming {
   readonly id: string;
@@ -32,6 +34,10 @@ interface Incoming {
   /** The dataset received for this migration, if any. */
   dataset?: string;
   vm?: RunningVm;
+  /** The incoming QEMU's MIGRATION events, heard from before `migrate-incoming`. */
+  events?: EventListener;
+  /** A `finish` under way: a repeated one (the source retrying) waits for the same answer. */
+  finishing?: Promise<Json>;
 }
 
 export interface TargetOptions {
@@ -68,11 +74,38 @@ async function removeShipped(incoming: { readonly dir: string; readonly dataset?
 
 export class TargetSide {
   private readonly incoming = new Map<string, Incoming>();
+  /** `finish` answers of arrivals, for a source that asks again (its first answer was lost). */
+  private readonly answers = new Map<string, Json>();
 
   constructor(private readonly options: TargetOptions) {}
 
   private journal(incoming: Incoming): Promise<void> {
-    return this.options.journal.save({ id: incoming.id, peer: incoming.peer, dir: incoming.dir, ...(incoming.dataset ? { dataset: incoming.dataset } : {}), ...(incoming.vm?.child.pid !== undefined ? { pid: incoming.vm.child.pid } : {}) });
+    const vm = incoming.vm;
+    return this.options.journal.save({
+      id: incoming.id,
+      peer: incoming.peer,
+      dir: incoming.dir,
+      wire: incoming.wire,
+      ...(incoming.dataset ? { dataset: incoming.dataset } : {}),
+      ...(vm?.child.pid !== undefined ? { pid: vm.child.pid, spec: vm.spec, accel: vm.accel } : {}),
+    });
+  }
+
+  /**
+   * After a restart: an incoming VM whose QEMU holds all of the guest (`completed`) may be the
+   * only copy that can still run, if the source completed too. It is kept, paused, until the
+   * source says `finish` or `abort`.
+   */
+  keep(entry: IncomingEntry, vm: RunningVm): void {
+    this.incoming.set(entry.id, { id: entry.id, peer: entry.peer, wire: entry.wire, dir: entry.dir, received: new Set(entry.wire.disks.map((disk) => disk.id)), files: new Map(), ...(entry.dataset ? { dataset: entry.dataset } : {}), vm });
+  }
+
+  /** After a restart: a guest that was resumed here before the daemon died has arrived. */
+  async arrivedBeforeRestart(entry: IncomingEntry, vm: RunningVm): Promise<void> {
+    await this.options.onArrived(vm, entry.id);
+    this.answers.set(entry.id, { outcome: 'running', contAt: 0, resumedAt: 0 });
+    await this.closeExports({ id: entry.id, wire: entry.wire, ...(entry.dataset ? { dataset: entry.dataset } : {}) }, vm).catch(() => undefined);
+    await this.options.journal.drop(entry.id);
   }
 
   private lookup(peer: TrustedPeer, id: string): Incoming {
@@ -106,9 +139,16 @@ export class TargetSide {
       }
       case 'start-target':
         return this.startTarget(this.lookup(peer, request.migration), request);
-      case 'finish':
-        if (!this.incoming.has(request.migration) && this.options.hasArrived(request.migration)) return { status: 'running' };
-        return this.finish(this.lookup(peer, request.migration));
+      case 'finish': {
+        const incoming = this.incoming.get(request.migration);
+        if (incoming && incoming.peer === peer.name) return (incoming.finishing ??= this.finish(incoming).finally(() => delete incoming.finishing));
+        const arrived = this.answers.get(request.migration);
+        if (arrived) return arrived;
+        if (this.options.hasArrived(request.migration)) return { outcome: 'running', contAt: 0, resumedAt: 0 };
+        // Every incoming migration is journaled before its first side effect: one this host does
+        // not know has no copy here, so none can ever run.
+        return { outcome: 'not-run', reason: `no incoming migration ${request.migration} on this host` };
+      }
       case 'abort':
         await this.abort(peer, request.migration);
         return undefined;
@@ -187,54 +227,91 @@ export class TargetSide {
     for (const disk of incoming.wire.disks) await vm.commands.blockExportAdd({ id: `exp-${disk.id}`, nodeName: disk.nodeName, name: disk.id, writable: true });
     await vm.commands.migrateSetCapabilities({ events: true, ...request.capabilities });
     if (request.multifdChannels) await vm.commands.migrateSetParameters({ 'multifd-channels': request.multifdChannels });
+    incoming.events = vm.qmp.listen('MIGRATION');
     await vm.commands.migrateIncoming(`unix:${join(incoming.dir, 'ram.sock')}`);
     return { qmpSocket: spec.qmpSocket, serialLog: spec.serialLog };
   }
 
+  /**
+   * Resumes the guest here once the incoming QEMU has all of it: the source has completed and
+   * dropped its NBD clients. `cont` comes first and the exports are removed after, off the
+   * blackout. If the copy cannot run (its QEMU failed or died) it is discarded and the answer
+   * says so, which is the only answer that lets the source resume its own.
+   */
   private async finish(incoming: Incoming): Promise<Json> {
     const vm = incoming.vm;
-    if (!vm) throw new PeerError(`migration ${incoming.id} has no target VM`);
-    // The source reports `completed` once it has sent everything; the destination completes a
-    // moment later, after loading the last device state.
-    for (let attempt = 0; ; attempt += 1) {
-      const status = (await vm.commands.queryMigrate()).status;
-      if (status === 'completed') break;
-      if (status === 'failed' || status === 'cancelled' || attempt >= 300) throw new PeerError(`incoming migration ${incoming.id} is ${status ?? 'unknown'}, not completed`);
-      await sleep(100);
+    const status = vm && vm.child.running() ? await this.incomingStatus(incoming, vm) : 'gone';
+    if (status !== 'completed') {
+      await this.discard(incoming);
+      return { outcome: 'not-run', reason: `the incoming migration is ${status}` };
     }
+    const running = vm as RunningVm;
+    const resumed = running.qmp.listen('RESUME');
+    let contAt: number;
+    let resumedAt: number;
+    try {
+      contAt = Date.now();
+      await running.commands.cont();
+      resumedAt = eventTime(await resumed.next({ timeoutMs: 10_000 }));
+    } finally {
+      resumed.close();
+    }
+    incoming.events?.close();
+    this.incoming.delete(incoming.id);
+    await this.options.onArrived(running, incoming.id);
+    await this.options.journal.drop(incoming.id);
+    const answer = { outcome: 'running', contAt, resumedAt };
+    this.answers.set(incoming.id, answer);
+    await this.closeExports(incoming, running);
+    return answer;
+  }
+
+  /** `completed`, or why not, after waiting (bounded) for the last of the state to load. */
+  private async incomingStatus(incoming: Incoming, vm: RunningVm): Promise<string> {
+    const status = (await vm.commands.queryMigrate()).status ?? 'unknown';
+    if (status === 'completed' || status === 'failed' || status === 'cancelled' || !incoming.events) return status;
+    const done = await incoming.events.waitFor((event) => ['completed', 'failed', 'cancelled'].includes(String(event.data.status)), { timeoutMs: 20_000 }).catch(() => undefined);
+    if (!done) throw new PeerError(`incoming migration ${incoming.id} is still ${status}: ask again`);
+    return String(done.data.status);
+  }
+
+  /**
+   * The guest runs; its NBD exports go. The source dropped its clients before `finish`, but the
+   * disconnect may still be crossing the spliced stream: "in use" for a moment, then hard.
+   */
+  private async closeExports(incoming: Pick<Incoming, 'id' | 'wire' | 'dataset'>, vm: RunningVm): Promise<void> {
     for (const disk of incoming.wire.disks) {
-      // The source's NBD client may still be detaching: the export says "in use" for a moment.
       for (let attempt = 0; ; attempt += 1) {
         try {
-          await vm.commands.blockExportDel(`exp-${disk.id}`, attempt < 50 ? 'safe' : 'hard');
+          await vm.commands.blockExportDel(`exp-${disk.id}`, attempt < 20 ? 'safe' : 'hard');
           break;
         } catch (error) {
-          if (!(error instanceof QmpCommandError) || attempt >= 50) throw error;
-          await sleep(100);
+          if (!(error instanceof QmpCommandError) || attempt >= 20) throw error;
+          await sleep(50);
         }
       }
     }
     await vm.commands.nbdServerStop();
-    await vm.commands.cont();
     // The dataset is the VM's now; the snapshot it arrived as has served its purpose.
     if (incoming.dataset) await zfsDestroy(`${incoming.dataset}@${shippedSnapshot(incoming.id)}`).catch(() => undefined);
-    const running = await vm.commands.queryStatus();
-    if (!running.running) throw new PeerError(`target VM of ${incoming.id} did not run: ${running.status}`);
-    this.incoming.delete(incoming.id);
-    await this.options.onArrived(vm, incoming.id);
-    await this.options.journal.drop(incoming.id);
-    return { status: running.status, qmpSocket: vm.spec.qmpSocket, serialLog: vm.spec.serialLog };
   }
 
-  /** Stops the target VM and deletes what was shipped. Idempotent: an unknown id is already gone. */
+  /**
+   * Stops the target VM and deletes what was shipped. Idempotent for a copy that never ran (an
+   * unknown id is already gone); refused for a guest that runs here, since the source would
+   * otherwise resume a second copy.
+   */
   private async abort(peer: TrustedPeer, id: string): Promise<void> {
+    if (this.answers.has(id) || this.options.hasArrived(id)) throw new PeerError(`migration ${id} arrived: the guest runs on this host and cannot be aborted`);
     const incoming = this.incoming.get(id);
     if (!incoming || incoming.peer !== peer.name) return;
+    if (incoming.finishing) throw new PeerError(`migration ${id} is finishing on this host`);
     await this.discard(incoming);
   }
 
   private async discard(incoming: Incoming): Promise<void> {
     this.incoming.delete(incoming.id);
+    incoming.events?.close();
     await incoming.vm?.stop();
     await removeShipped(incoming);
     await this.options.journal.drop(incoming.id);

@@ -266,7 +266,7 @@ export class ControlClient {
           const waiter = this.pending.get(response.id);
           this.pending.delete(response.id);
           if (response.ok) waiter?.resolve(response.result);
-          else waiter?.reject(new PeerRequestError(peer.name, response.error));
+          else waiter?.reject(new PeerRequestError(peer.name, response.error, true));
         }
       } catch (error) {
         socket.destroy(error as Error);

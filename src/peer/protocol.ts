@@ -157,3 +157,26 @@ export function parseResponse(raw: unknown): PeerResponse {
   if (head.ok === false) return { id, ok: false, error: string('response.error', head.error) };
   throw new ValidationError('response.ok', head.ok, '`true` or `false`');
 }
+
+/**
+ * The target's answer to `finish`. `running`: the guest runs there (times in ms on the target's
+ * clock: `cont` sent, QEMU's RESUME event). `not-run`: its copy did not run and never will (it was
+ * discarded), so the source may resume its own. No answer at all means neither.
+ */
+export type FinishAnswer =
+  | { readonly outcome: 'running'; readonly contAt: number; readonly resumedAt: number }
+  | { readonly outcome: 'not-run'; readonly reason: string };
+
+/** @throws ValidationError naming the bad field */
+export function parseFinish(raw: unknown): FinishAnswer {
+  const head = object('finish', raw, ['outcome'], ['contAt', 'resumedAt', 'reason']);
+  if (head.outcome === 'running') {
+    object('finish', raw, ['outcome', 'contAt', 'resumedAt']);
+    return { outcome: 'running', contAt: number('finish.contAt', head.contAt, { min: 0 }), resumedAt: number('finish.resumedAt', head.resumedAt, { min: 0 }) };
+  }
+  if (head.outcome === 'not-run') {
+    object('finish', raw, ['outcome', 'reason']);
+    return { outcome: 'not-run', reason: string('finish.reason', head.reason) };
+  }
+  throw new ValidationError('finish.outcome', head.outcome, '`running` or `not-run`');
+}

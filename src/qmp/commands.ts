@@ -208,6 +208,10 @@ export class QmpCommands {
     return this.run('migrate-set-parameters', parameters, options);
   }
 
+  queryMigrateParameters(options?: ExecuteOptions): Promise<Readonly<Record<string, unknown>>> {
+    return this.run('query-migrate-parameters', undefined, options);
+  }
+
   migrate(uri: string, options?: ExecuteOptions): Promise<void> {
     return this.run('migrate', { uri }, options);
   }

@@ -22,6 +22,8 @@ export interface GuestWorkload {
   readonly dirtyRateMiB: number;
   /** Iterations between read-back verifications of the whole span (0: never). */
   readonly verifyEvery: number;
+  /** Milliseconds between `TICK` lines, which time the guest's pauses from the host (0: none). */
+  readonly tickMs?: number;
 }
 
 export function guestAppend(workload: GuestWorkload): string {
@@ -31,6 +33,7 @@ export function guestAppend(workload: GuestWorkload): string {
     `cowbuf.disk_span=${workload.diskSpanMiB}`,
     `cowbuf.dirty_rate=${workload.dirtyRateMiB}`,
     `cowbuf.verify_every=${workload.verifyEvery}`,
+    `cowbuf.tick_ms=${workload.tickMs ?? 100}`,
   ].join(' ');
 }
 

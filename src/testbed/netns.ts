@@ -21,6 +21,12 @@ export interface TwoHosts {
   /** Takes the link down (netem is not available here: a cut is a link down). */
   cut(): Promise<void>;
   restore(): Promise<void>;
+  /**
+   * The target refuses new TCP connections to `port` while established ones carry on (nftables
+   * in its namespace): the streams of a migration keep flowing, but no new request gets through.
+   */
+  refuseNew(port: number): Promise<void>;
+  acceptNew(): Promise<void>;
   destroy(): Promise<void>;
 }
 
@@ -79,6 +85,15 @@ export async function createTwoHosts(): Promise<TwoHosts> {
     },
     restore: async () => {
       await run('ip', ['-n', src.ns, 'link', 'set', src.veth, 'up']);
+    },
+    refuseNew: async (port) => {
+      const nft = (...args: string[]) => run('ip', ['netns', 'exec', dst.ns, 'nft', ...args]);
+      await nft('add', 'table', 'inet', 'cowbuf_fault');
+      await nft('add', 'chain', 'inet', 'cowbuf_fault', 'input', '{ type filter hook input priority 0; }');
+      await nft('add', 'rule', 'inet', 'cowbuf_fault', 'input', 'tcp', 'dport', String(port), 'ct', 'state', 'new', 'drop');
+    },
+    acceptNew: async () => {
+      await run('ip', ['netns', 'exec', dst.ns, 'nft', 'delete', 'table', 'inet', 'cowbuf_fault'], { okExitCodes: [1] });
     },
     destroy,
   };

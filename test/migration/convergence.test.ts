@@ -30,11 +30,11 @@ describe('RAM convergence policy', () => {
     expect(migrationSetup(DEFAULT_CONVERGENCE, 1024 ** 2, 0, 1e8).timeoutSeconds).toBe(120);
   });
 
-  it('steps the downtime limit up over time, to its maximum and no further', () => {
-    const steps = replay(DEFAULT_CONVERGENCE, (t) => 1e9 - t * 1e6, 200).filter((e) => e.action.kind === 'set-downtime');
-    expect(steps.map((e) => [e.t, (e.action as { ms: number }).ms])).toEqual(
-      Array.from({ length: 9 }, (_, i) => [(i + 1) * 10, Math.min(2000, 300 + (i + 1) * 200)]),
-    );
+  it('steps the downtime limit up only while remaining RAM stops falling, to its maximum and no further', () => {
+    const falling = replay(DEFAULT_CONVERGENCE, (t) => 1e9 - t * 1e6, 200).filter((e) => e.action.kind === 'set-downtime');
+    expect(falling).toEqual([]);
+    const flat = replay(DEFAULT_CONVERGENCE, () => 8e8, 200).filter((e) => e.action.kind === 'set-downtime');
+    expect(flat.map((e) => [e.t, (e.action as { ms: number }).ms])).toEqual(Array.from({ length: 9 }, (_, i) => [(i + 1) * 10, Math.min(2000, 300 + (i + 1) * 200)]));
   });
 
   it('aborts when remaining RAM stops falling, and escalates to post-copy instead when allowed', () => {

@@ -2,13 +2,13 @@
 import { Command } from 'commander';
 import { CowbufError } from '../../errors.js';
 import type { MigrationRecord } from '../../migration/engine.js';
+import { FINAL } from '../../migration/source.js';
 import { formatBytes } from '../../units.js';
 import { ApiClient } from '../client.js';
 import { parseFormat, render, table } from '../format.js';
 import type { Io } from '../io.js';
 import { progressBlock, progressLine } from '../progress.js';
 
-const FINAL = new Set(['completed', 'failed', 'cancelled']);
 
 /** Follows migrations on the events stream; a terminal is redrawn, a pipe gets a line per change. */
 async function follow(io: Io, client: ApiClient, only: string | undefined): Promise<MigrationRecord[]> {
@@ -87,12 +87,20 @@ export function migrationCommands(io: Io): Command[] {
       await (await ApiClient.for(command)).call('DELETE', `/1.0/migrations/${encodeURIComponent(id)}`);
       io.stdout(`cancelling ${id}\n`);
     });
+  const resolve = new Command('resolve')
+    .description('end a migration in doubt (its target stopped answering after RAM crossed) by naming the side whose copy resumes')
+    .argument('<id>')
+    .requiredOption('--resume <side>', 'source or target: only if you know the other copy is not running')
+    .action(async (id: string, flags: { resume: string }, command: Command) => {
+      const record = await (await ApiClient.for(command)).call<MigrationRecord>('POST', `/1.0/migrations/${encodeURIComponent(id)}/resolve`, { resume: flags.resume });
+      io.stdout(`${record.id}: resuming on the ${flags.resume}\n`);
+    });
   const watch = new Command('watch')
     .description('live view of running migrations: phase, bytes, bin and fill, shards, γ, U/N, RAM, ETA')
     .action(async (_flags: unknown, command: Command) => {
       await follow(io, await ApiClient.for(command), undefined);
     });
-  return [migrate, list, show, cancel, watch];
+  return [migrate, list, show, cancel, resolve, watch];
 }
 
 export class MigrationNotCompleted extends CowbufError {

@@ -1,0 +1,146 @@
+/**
+ * The handoff (DESIGN §10). Ownership of the guest moves exactly once: when the source's QEMU
+ * reports `completed`, its copy is the target's to resume. From then on the source asks the target
+ * to `finish` until it gets an answer, and it may take its own copy back only when the target
+ * answers that its copy did not run and never will. While no answer comes the migration is in
+ * doubt: both copies stay paused, and it ends when the target answers or when an admin names the
+ * side to resume — never on a timer, which is how a partition would otherwise run the guest twice.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CowbufError, InDoubtError, PeerRequestError } from '../errors.js';
+import { run } from '../exec/run.js';
+import { ControlClient } from '../peer/channel.js';
+import type { Identity } from '../peer/identity.js';
+import { shippedSnapshot } from '../peer/transfer.js';
+import type { TrustedPeer } from '../peer/trust.js';
+import { removeOverlay } from '../storage/overlays.js';
+import { zfsDestroy } from '../storage/zfs/zfs-commands.js';
+import { parseFinish, type FinishAnswer } from '../peer/protocol.js';
+import type { RunningVm } from '../vm/launcher.js';
+import { commitBack, ensureRunning, overlayName, overlayNode } from './qemu-steps.js';
+
+export type Side = 'source' | 'target';
+
+export type Handoff =
+  /** The guest is the target's: `answer` is the target's word, absent when an admin decided. */
+  | { readonly side: 'target'; readonly answer?: Extract<FinishAnswer, { outcome: 'running' }> }
+  | { readonly side: 'source'; readonly reason: string };
+
+export interface HandoffContext {
+  readonly migration: string;
+  readonly peer: TrustedPeer | undefined;
+  readonly identity: Identity;
+  /** Daemon shutdown: stop asking; the journal keeps the migration in doubt for the next start. */
+  readonly signal: AbortSignal;
+  /** Settles when an admin names the side to resume (`cowbuf resolve`). */
+  readonly decided: Promise<Side>;
+  /** The first unanswered `finish`: the migration is in doubt from now on. */
+  readonly onDoubt: (reason: string) => void;
+  readonly retryMs?: number;
+  /** The migration's open control connection: the first `finish` needs no new handshake. */
+  readonly client?: ControlClient;
+}
+
+/** One `finish` to the target; the target makes it idempotent and bounds its own wait. */
+async function ask(ctx: HandoffContext, method: 'finish' | 'abort', signal: AbortSignal, open?: ControlClient): Promise<FinishAnswer | undefined> {
+  if (!ctx.peer) throw new PeerRequestError('(untrusted)', 'the target is no longer trusted');
+  const client = open ?? (await ControlClient.open(ctx.peer, ctx.identity, { timeoutMs: 10_000, signal }));
+  try {
+    const result = await client.request({ method, migration: ctx.migration }, 30_000);
+    return method === 'finish' ? parseFinish(result) : undefined;
+  } finally {
+    client.close();
+  }
+}
+
+/**
+ * Resolves to the side that owns the guest. @throws InDoubtError when the signal stopped it
+ * before anyone knew (the migration stays in doubt).
+ */
+export async function handOff(ctx: HandoffContext): Promise<Handoff> {
+  let decision: Side | undefined;
+  const woken = new AbortController();
+  void ctx.decided.then((side) => {
+    decision = side;
+    woken.abort();
+  });
+  const signal = AbortSignal.any([ctx.signal, woken.signal]);
+  let doubt: string | undefined;
+  for (let attempt = 0; ; attempt += 1) {
+    if (decision) return decided(ctx, decision);
+    if (ctx.signal.aborted) throw new InDoubtError(ctx.migration, doubt ?? 'stopped before the target answered');
+    try {
+      const answer = (await ask(ctx, 'finish', ctx.signal, attempt === 0 ? ctx.client : undefined)) as FinishAnswer;
+      if (answer.outcome === 'running') return { side: 'target', answer };
+      return { side: 'source', reason: `the target's copy did not run and never will: ${answer.reason}` };
+    } catch (error) {
+      if (doubt === undefined) {
+        doubt = (error as Error).message;
+        ctx.onDoubt(doubt);
+      }
+    }
+    await sleep(ctx.retryMs ?? 2000, undefined, { signal }).catch(() => undefined);
+  }
+}
+
+/**
+ * An admin named the side. Resuming the source still asks the target to abort first: a target
+ * that refuses because its copy runs wins over the admin, since resuming here too would put the
+ * guest in two places; an unreachable target leaves the admin's word standing.
+ */
+async function decided(ctx: HandoffContext, side: Side): Promise<Handoff> {
+  if (side === 'target') return { side };
+  try {
+    await ask(ctx, 'abort', AbortSignal.timeout(40_000));
+  } catch (error) {
+    if (error instanceof PeerRequestError && error.refused) return { side: 'target' };
+  }
+  return { side: 'source', reason: 'an admin resolved it: resume on the source' };
+}
+
+/**
+ * Hands the guest over, then tidies the copy on this side: stopped if the target took it,
+ * resumed if not. `vm` is absent when the source's QEMU died after completing (a restart found
+ * it gone): then only the target's copy can run.
+ * @throws CowbufError when neither copy can run (the overlays are kept: they hold its writes)
+ */
+export async function completeHandoff(ctx: HandoffContext, vm: RunningVm | undefined, bufferPath: string, disks: readonly string[]): Promise<Handoff> {
+  const handoff = await handOff(ctx);
+  if (handoff.side === 'source') {
+    if (!vm) throw new CowbufError(`${handoff.reason}, and the source's QEMU is gone: the guest runs nowhere; its overlays are kept in the buffer`);
+    await takeBack(vm, ctx.migration, bufferPath);
+  } else {
+    await vm?.stop();
+    for (const disk of disks) await removeOverlay(bufferPath, overlayName(ctx.migration, disk));
+    await destroySnapshots(ctx.migration);
+  }
+  return handoff;
+}
+
+/** Snapshots a zfs-shipped migration left (none without ZFS). */
+export async function destroySnapshots(migration: string): Promise<void> {
+  const listed = await run('zfs', ['list', '-H', '-o', 'name', '-t', 'snapshot']).catch(() => ({ stdout: '' }));
+  for (const name of listed.stdout.split('\n').filter((line) => line.endsWith(`@${shippedSnapshot(migration)}`))) await zfsDestroy(name);
+}
+
+/**
+ * The target's copy never ran, so the source takes its guest back after RAM completed. QEMU
+ * inactivated the images at `completed`: `cont` re-activates them before the overlays are
+ * committed down, and the guest runs again whatever else fails.
+ */
+async function takeBack(vm: RunningVm, migration: string, bufferPath: string): Promise<void> {
+  const qmp = vm.commands;
+  try {
+    await ensureRunning(qmp);
+    const nodes = new Set((await qmp.queryNamedBlockNodes()).map((node) => node['node-name']));
+    for (const [index, disk] of vm.spec.disks.entries()) {
+      if (!nodes.has(overlayNode(index))) continue;
+      await commitBack(qmp, overlayNode(index), index);
+      await qmp.blockdevDel(overlayNode(index));
+      await removeOverlay(bufferPath, overlayName(migration, disk.id));
+    }
+    await destroySnapshots(migration);
+  } finally {
+    await ensureRunning(qmp);
+  }
+}
