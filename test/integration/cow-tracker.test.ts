@@ -19,7 +19,7 @@ describe('the cow tracker on a real overlay', { timeout: 120_000 }, () => {
     const began = Date.now();
     const readings: CowReading[] = [];
     for (let i = 0; i < 36; i += 1) {
-      const [reading] = await tracker.sample((Date.now() - began) / 1000);
+      const [reading] = (await tracker.sample((Date.now() - began) / 1000)).readings;
       if (reading) readings.push(reading);
       await sleep(500);
     }
