@@ -200,7 +200,7 @@ describe('deadline: the physical bound', () => {
     const [throttle] = computeThrottles(deadline, partition, demandsFor(partition, { remainingBytes: 1, linkShare: 0.1 * SHARE, periodSeconds: 60 }));
     const rate = throttle?.rate ?? 0;
     expect(HORIZON_PERIODS * 60).toBeGreaterThan(MIN_HORIZON_SECONDS);
-    // Within one 60 s period the overlay must not outgrow the room; a 10 s horizon granted 2.7× that.
+    // Within one 60 s period the overlay must not outgrow the room; a 10 s horizon let it (1.09× here, up to 6×).
     expect(rate * 60).toBeLessThanOrEqual((1 - RESERVE_FRACTION - 0.5) * PI);
     expect(rate * HORIZON_PERIODS * 60).toBeLessThanOrEqual((1 - RESERVE_FRACTION - 0.5) * PI);
   });
