@@ -25,7 +25,7 @@ function setup(n: number): { partition: Partition; cow: Map<string, number>; dem
   const overflowing = ids.filter((_, i) => i % 100 === 0);
   for (const id of overflowing) cow.set(id, Math.floor(1.2 * GiB));
   partition = observe(partition, overflowing.map((id) => [id, cow.get(id) ?? 0] as const));
-  const demands = new Map(ids.map((id) => [id, { linkShare: 1.25e9 / n, remainingBytes: 50 * GiB, uniqueFraction: 0.5 }]));
+  const demands = new Map(ids.map((id) => [id, { linkShare: 1.25e9 / n, remainingBytes: 50 * GiB, uniqueFraction: 0.5, periodSeconds: 0.5 }]));
   return { partition, cow, demands };
 }
 

@@ -28,7 +28,7 @@ const red = fills.map((f) => lx066Red(PI, f * PI, 1));
 const black = fills.map((f) => lx066Red(PI, f * PI, 2));
 const ours = fills.map((f) => {
   const partition = observe(admit(emptyPartition(PI), 'vm'), [['vm', Math.round(f * PI)]]);
-  return computeThrottles(deadline, partition, new Map([['vm', { linkShare: SHARE, remainingBytes: 4 * PI, uniqueFraction: 1 }]]))[0]?.rate ?? 0;
+  return computeThrottles(deadline, partition, new Map([['vm', { linkShare: SHARE, remainingBytes: 4 * PI, uniqueFraction: 1, periodSeconds: 0.5 }]]))[0]?.rate ?? 0;
 });
 const cross1 = Math.LN10 / (1 + Math.LN10);
 const cross2 = Math.LN10 / (2 + Math.LN10);

@@ -75,7 +75,7 @@ export async function startDaemon(configPath: string, log: Logger = pino({ name:
       volume,
     });
     const outcomes: Record<string, number> = {};
-    const tickSeconds = { sum: 0, count: 0 };
+    const tickSeconds = { sum: 0, lagSum: 0, count: 0 };
     let lastTick: TickTrace | undefined;
     engine.on('log', (entry) => (entry.migration ? log.child({ migration: entry.migration }) : log)[entry.level](entry.message));
     engine.on('migration', (record) => {
@@ -85,6 +85,7 @@ export async function startDaemon(configPath: string, log: Logger = pino({ name:
     engine.on('tick', (trace) => {
       lastTick = trace;
       tickSeconds.sum += trace.durationMs / 1000;
+      tickSeconds.lagSum += trace.lagMs / 1000;
       tickSeconds.count += 1;
     });
     engine.on('arrived', (vm) => log.info({ vm: vm.spec.name }, 'VM arrived and runs here'));

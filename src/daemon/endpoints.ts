@@ -83,7 +83,7 @@ export const ENDPOINTS = {
   tokens: { method: 'GET', path: '/1.0/peers/tokens', summary: 'Pending one-time trust tokens (names and expiry, never the secrets).', returns: 'array of tokens' },
   issueToken: { method: 'POST', path: '/1.0/peers/tokens', summary: 'Issues a one-time token a peer joins with (it carries our address, fingerprint and a secret).', body: BODIES.token, returns: 'token (201)' },
   join: { method: 'POST', path: '/1.0/peers/join', summary: "Joins the peer that issued a token: dials it, pins its certificate against the token's fingerprint, and both sides trust each other.", body: BODIES.join, returns: 'the peer (201)' },
-  metrics: { method: 'GET', path: '/1.0/metrics', summary: 'Prometheus text metrics (buffer, per-migration bin, cow, shards, γ, U, phase, remaining, outcomes, tick duration).', returns: 'text/plain' },
+  metrics: { method: 'GET', path: '/1.0/metrics', summary: 'Prometheus text metrics (buffer, per-migration bin, cow, shards, γ, U, phase, remaining, outcomes, tick duration and lag).', returns: 'text/plain' },
   events: { method: 'GET', path: '/1.0/events', summary: 'Event stream, one JSON object per line: `migration`, `logging`, `tick`.', returns: 'application/x-ndjson' },
 } as const satisfies Record<string, Endpoint>;
 

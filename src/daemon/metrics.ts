@@ -8,7 +8,8 @@ export interface MetricsInput {
   readonly partition: Partition;
   readonly records: readonly MigrationRecord[];
   readonly lastTick: TickTrace | undefined;
-  readonly tickSeconds: { readonly sum: number; readonly count: number };
+  /** Sums over every tick so far: how long ticks took and how late they ran. */
+  readonly tickSeconds: { readonly sum: number; readonly lagSum: number; readonly count: number };
   readonly outcomes: Readonly<Record<string, number>>;
 }
 
@@ -45,5 +46,8 @@ export function renderMetrics(input: MetricsInput): string {
   metric('cowbuf_migrations_total', 'counter', 'Migrations ended, by outcome.', Object.entries(input.outcomes).map(([outcome, count]): [Record<string, string>, number] => [{ outcome }, count]));
   metric('cowbuf_control_tick_duration_seconds', 'summary', 'Duration of control-loop ticks.', []);
   lines.push(`cowbuf_control_tick_duration_seconds_sum ${input.tickSeconds.sum}`, `cowbuf_control_tick_duration_seconds_count ${input.tickSeconds.count}`);
+  metric('cowbuf_control_tick_lag_seconds', 'summary', 'How much longer than the control period the interval before each tick was (the throttle went unrevised that long).', []);
+  lines.push(`cowbuf_control_tick_lag_seconds_sum ${input.tickSeconds.lagSum}`, `cowbuf_control_tick_lag_seconds_count ${input.tickSeconds.count}`);
+  metric('cowbuf_control_last_tick_lag_seconds', 'gauge', 'Lag of the last control tick.', input.lastTick ? [[{}, input.lastTick.lagMs / 1000]] : []);
   return `${lines.join('\n')}\n`;
 }

@@ -2,13 +2,17 @@
  * The control loop (one per daemon; a background loop that owns its timer). Every period it:
  * samples the overlay and link trackers, records the overlays in the partition Π, computes γ for
  * every migration with the configured policy from the measured link share U/N of its peer, and
- * applies `block_set_io_throttle bps_wr` to each migrating guest drive when γ moved beyond the
- * hysteresis. Migrations whose bytes no bin can hold are reported to be failed. Each tick emits a
- * trace of exactly the inputs γ was computed from.
+ * applies `block_set_io_throttle bps_wr` to each migrating guest drive, split by how fast each
+ * drive writes. Migrations whose bytes no bin can hold are reported to be failed. Each tick emits
+ * a trace of exactly the inputs γ was computed from, and how late the tick ran.
+ *
+ * No tick is blind for all because one VM failed: VMs are sampled and actuated in parallel, each
+ * bounded by the period; a VM that fails keeps its last sample and the others go on.
  */
 import { admit, emptyPartition, observe, release, resize, type Partition } from '../buffer/partition.js';
+import { driveRates } from '../buffer/throttle/drives.js';
 import { computeThrottles, type Throttle, type ThrottleDemand, type ThrottlePolicy } from '../buffer/throttle/policy.js';
-import type { CowTracker, TrackedOverlay } from '../monitor/cow-tracker.js';
+import type { CowReading, CowSampling, CowTracker, TrackedOverlay } from '../monitor/cow-tracker.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import type { QmpCommands } from '../qmp/commands.js';
 
@@ -17,15 +21,21 @@ export interface LoopMigration {
   readonly peer: string;
   readonly qmp: QmpCommands;
   readonly overlays: readonly TrackedOverlay[];
-  /** qdev paths (`<id>/virtio-backend`) of the guest drives to throttle. */
+  /** qdev paths (`<id>/virtio-backend`) of the guest drives to throttle, in the order of `overlays`. */
   readonly throttleTargets: readonly string[];
   /** Bytes still to cross the link before switchover, as last reported by the orchestrator. */
   remainingBytes: number;
+  /**
+   * False while `remainingBytes` leaves the overlay out (base phase: no mirror counts it yet); the
+   * loop then adds the overlay's sampled size, all of which is still to move.
+   */
+  remainingIncludesOverlay: boolean;
   /** Multiplies γ: < 1 when the disk phase escalates. */
   throttleFactor: number;
   /** False once the throttle is lifted (pre-switchover): no more actuation. */
   throttled: boolean;
-  lastApplied: number | undefined;
+  /** `bps_wr` in force on each of `throttleTargets`, once applied. */
+  lastApplied: readonly number[] | undefined;
   /** This migration's policy; the loop's default when absent. */
   readonly policy?: ThrottlePolicy;
 }
@@ -41,14 +51,20 @@ export interface TraceEntry {
   readonly remainingBytes: number;
   readonly uniqueFraction: number;
   readonly throttle: number;
+  /** `bps_wr` in force on each drive after this tick, when throttled. */
+  readonly drives?: readonly number[];
   readonly applied: boolean;
   /** How long applying it took (QMP round trips), when it was applied this tick. */
   readonly actuationMs?: number;
+  /** Why this migration was not sampled or actuated this tick (its last sample stood in). */
+  readonly error?: string;
 }
 
 export interface TickTrace {
   readonly t: number;
   readonly durationMs: number;
+  /** How much longer than the period the interval since the previous tick was. */
+  readonly lagMs: number;
   readonly capacity: number;
   readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string; readonly bytesAcked: number }>;
   readonly migrations: readonly TraceEntry[];
@@ -57,7 +73,7 @@ export interface TickTrace {
 export interface ControlLoopOptions {
   readonly periodMs: number;
   readonly policy: ThrottlePolicy;
-  /** Relative change of γ below which the throttle is not re-applied. */
+  /** Relative increase of γ below which the throttle is not re-applied (decreases always are). */
   readonly hysteresis: number;
   /** False computes and traces γ but never applies it: only to show what the throttle prevents. */
   readonly actuate: boolean;
@@ -70,15 +86,32 @@ export interface ControlLoopOptions {
   readonly onError?: (error: unknown) => void;
 }
 
+/** What the last successful sample of a migration's overlays said. */
+interface Sampled {
+  readonly cow: number;
+  readonly uniqueFraction: number;
+  /** Guest write rate of each drive, in the order of its overlays. */
+  readonly writeRates: readonly number[];
+}
+
+interface Actuation {
+  readonly applied: boolean;
+  readonly actuationMs?: number;
+  readonly error?: string;
+}
+
 export class ControlLoop {
   private state: Partition;
   private readonly migrations = new Map<string, LoopMigration>();
   /** Overlay id → migration id, so a tick maps readings to migrations without a scan. */
   private readonly overlayOwner = new Map<string, string>();
-  private readonly unique = new Map<string, number>();
+  private readonly sampled = new Map<string, Sampled>();
+  /** Throttles being applied, so a lift waits for them instead of being overwritten by one. */
+  private readonly actuating = new Map<string, Promise<Actuation>>();
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private readonly began = performance.now();
+  private lastTick: number | undefined;
 
   constructor(
     capacity: number,
@@ -115,12 +148,18 @@ export class ControlLoop {
     }
   }
 
-  /** Lifts the throttle of a migration now (pre-switchover or rollback) and stops actuating it. */
+  /**
+   * Lifts the throttle of a migration now (pre-switchover or rollback) and stops actuating it.
+   * Its overlays stop being sampled too: its QEMU stops or its overlay is removed right after,
+   * and the bin keeps the last size seen until `remove`.
+   */
   async lift(id: string): Promise<void> {
     const migration = this.migrations.get(id);
     if (!migration) return;
     migration.throttled = false;
-    for (const target of migration.throttleTargets) await migration.qmp.setIoThrottle(target, {});
+    for (const overlay of migration.overlays) this.options.cow.untrack(overlay.id);
+    await this.actuating.get(id);
+    await Promise.all(migration.throttleTargets.map((target) => migration.qmp.setIoThrottle(target, {})));
     migration.lastApplied = undefined;
   }
 
@@ -132,7 +171,7 @@ export class ControlLoop {
       this.overlayOwner.delete(overlay.id);
     }
     this.migrations.delete(id);
-    this.unique.delete(id);
+    this.sampled.delete(id);
     if (this.state.bins.some((bin) => bin.owner === id)) this.state = release(this.state, id);
   }
 
@@ -158,28 +197,32 @@ export class ControlLoop {
   /** One control step at time `t` (seconds). Public so tests and the simulator-like checks can drive it. */
   async tick(t: number): Promise<TickTrace> {
     const began = performance.now();
-    const [cows, links] = await Promise.all([this.options.cow.sample(t), this.options.links.sample(t)]);
-    const perMigration = new Map<string, number>();
-    for (const reading of cows) {
-      const owner = this.overlayOwner.get(reading.id);
-      if (owner === undefined) continue;
-      perMigration.set(owner, (perMigration.get(owner) ?? 0) + reading.allocated);
-      this.unique.set(owner, reading.estimate.uniqueFraction);
-    }
-    this.state = observe(this.state, [...perMigration].filter(([id]) => this.state.bins.some((bin) => bin.owner === id)));
+    const { periodMs } = this.options;
+    // A tick still running when the next was due, or a late timer: the throttle went unrevised that long.
+    const lagMs = this.lastTick === undefined ? 0 : Math.max(0, (t - this.lastTick) * 1000 - periodMs);
+    this.lastTick = t;
+    // Sampling and actuation get half a period each, so a VM that hangs can neither stretch the
+    // tick nor starve the others' actuation.
+    const [cows, links] = await Promise.all([this.options.cow.sample(t, AbortSignal.timeout(periodMs / 2)), this.options.links.sample(t)]);
+    const failed = this.record(cows);
+    this.state = observe(this.state, [...this.sampled].filter(([id]) => this.state.bins.some((bin) => bin.owner === id)).map(([id, sample]) => [id, sample.cow] as const));
     for (const entry of this.state.unplaced) this.options.onMustFail(entry.migration, entry.bytes);
 
-    const linkRate = new Map(links.map((reading) => [reading.peer, reading.estimate.rate > 0 ? reading.estimate.rate : this.options.assumedLinkRate]));
+    // Until a link has been measured its rate is unknown; a measured 0 is a dead link, not unknown.
+    const linkRate = new Map(links.map((reading) => [reading.peer, reading.estimate.phase === 'unknown' ? this.options.assumedLinkRate : reading.estimate.rate]));
     const sharing = new Map<string, number>();
     for (const migration of this.migrations.values()) sharing.set(migration.peer, (sharing.get(migration.peer) ?? 0) + 1);
     const demands = new Map<string, ThrottleDemand>();
     for (const bin of this.state.bins) {
       const migration = this.migrations.get(bin.owner);
+      const sample = this.sampled.get(bin.owner);
       const peerRate = migration ? (linkRate.get(migration.peer) ?? this.options.assumedLinkRate) : this.options.assumedLinkRate;
+      const overlayLeft = migration && !migration.remainingIncludesOverlay ? (sample?.cow ?? 0) : 0;
       demands.set(bin.owner, {
         linkShare: peerRate / Math.max(1, migration ? (sharing.get(migration.peer) ?? 1) : 1),
-        remainingBytes: migration?.remainingBytes ?? 0,
-        uniqueFraction: this.unique.get(bin.owner) ?? 1,
+        remainingBytes: (migration?.remainingBytes ?? 0) + overlayLeft,
+        uniqueFraction: sample?.uniqueFraction ?? 1,
+        periodSeconds: (periodMs + lagMs) / 1000,
       });
     }
     // Each policy computes over the whole partition (Π and the owner clamp see every bin); each
@@ -191,25 +234,14 @@ export class ControlLoop {
       if (!byPolicy.has(policy)) byPolicy.set(policy, new Map(computeThrottles(policy, this.state, demands).map((t) => [t.id, t])));
     }
     const throttles = this.state.bins.map((bin) => byPolicy.get(policyOf(bin.owner))?.get(bin.owner)).filter((t) => t !== undefined);
-    const entries: TraceEntry[] = [];
-    for (const throttle of throttles) {
-      const migration = this.migrations.get(throttle.id);
+    const actuating = AbortSignal.timeout(periodMs / 2);
+    const actuations = await Promise.all(throttles.map((throttle) => this.actuate(throttle, demands.get(throttle.id)?.linkShare ?? 0, actuating)));
+    const entries = throttles.map((throttle, index): TraceEntry => {
       const demand = demands.get(throttle.id);
-      let applied = false;
-      let actuationMs: number | undefined;
-      if (migration?.throttled && this.options.actuate) {
-        const rate = Math.max(1, Math.round((throttle.rate * migration.throttleFactor) / migration.throttleTargets.length));
-        const moved = migration.lastApplied === undefined || Math.abs(rate - migration.lastApplied) > this.options.hysteresis * migration.lastApplied;
-        if (moved) {
-          const sent = performance.now();
-          for (const target of migration.throttleTargets) await migration.qmp.setIoThrottle(target, { bps_wr: rate });
-          actuationMs = performance.now() - sent;
-          migration.lastApplied = rate;
-          applied = true;
-        }
-      }
+      const { applied, actuationMs, error = failed.get(throttle.id) } = actuations[index] ?? { applied: false };
+      const drives = this.migrations.get(throttle.id)?.lastApplied;
       const own = throttle.view.holdings[0];
-      entries.push({
+      return {
         id: throttle.id,
         bin: own?.binSize ?? 0,
         cow: throttle.view.cowBytes,
@@ -220,16 +252,75 @@ export class ControlLoop {
         remainingBytes: demand?.remainingBytes ?? 0,
         uniqueFraction: demand?.uniqueFraction ?? 1,
         throttle: throttle.rate,
+        ...(drives ? { drives } : {}),
         applied,
         ...(actuationMs !== undefined ? { actuationMs } : {}),
-      });
-    }
+        ...(error !== undefined ? { error } : {}),
+      };
+    });
     return {
       t,
       durationMs: performance.now() - began,
+      lagMs,
       capacity: this.state.capacity,
       links: links.map((reading) => ({ peer: reading.peer, rate: reading.estimate.rate, phase: reading.estimate.phase, bytesAcked: reading.bytesAcked })),
       migrations: entries,
     };
   }
+
+  /** Keeps each migration's sample when all its overlays answered; returns why the others did not. */
+  private record(sampling: CowSampling): Map<string, string> {
+    const failed = new Map<string, string>();
+    for (const { id, error } of sampling.failures) {
+      const owner = this.overlayOwner.get(id);
+      if (owner !== undefined) failed.set(owner, error.message);
+    }
+    const readings = new Map(sampling.readings.map((reading) => [reading.id, reading]));
+    for (const migration of this.migrations.values()) {
+      const own = migration.overlays.map((overlay) => readings.get(overlay.id));
+      if (failed.has(migration.id) || !own.every((reading) => reading !== undefined)) continue;
+      this.sampled.set(migration.id, { cow: own.reduce((sum, r) => sum + r.allocated, 0), uniqueFraction: uniqueFraction(own), writeRates: own.map((r) => r.estimate.writeRate) });
+    }
+    return failed;
+  }
+
+  /** Applies γ to a migration's drives when it fell, or rose beyond the hysteresis; never throws. */
+  private actuate(throttle: Throttle, linkShare: number, signal: AbortSignal): Promise<Actuation> {
+    const migration = this.migrations.get(throttle.id);
+    if (!migration?.throttled || !this.options.actuate) return Promise.resolve({ applied: false });
+    const writeRates = this.sampled.get(migration.id)?.writeRates ?? [];
+    const rates = driveRates(throttle.rate * migration.throttleFactor, linkShare, migration.throttleTargets.map((_, i) => writeRates[i] ?? 0));
+    const last = migration.lastApplied;
+    const moved = rates.map((rate, i) => {
+      const before = last?.[i];
+      return before === undefined || rate < before || rate > before * (1 + this.options.hysteresis);
+    });
+    if (!moved.includes(true)) return Promise.resolve({ applied: false });
+    const sent = performance.now();
+    const applying = Promise.all(
+      migration.throttleTargets.map((target, i) => (moved[i] ? migration.qmp.setIoThrottle(target, { bps_wr: rates[i] ?? 0 }, { signal }) : undefined)),
+    ).then(
+      (): Actuation => {
+        migration.lastApplied = rates.map((rate, i) => (moved[i] ? rate : (last?.[i] ?? rate)));
+        return { applied: true, actuationMs: performance.now() - sent };
+      },
+      (error: unknown): Actuation => {
+        // Which drives took it is unknown: every drive is applied again next tick.
+        migration.lastApplied = undefined;
+        return { applied: false, error: `applying the throttle: ${(error as Error).message}` };
+      },
+    );
+    this.actuating.set(migration.id, applying);
+    return applying.finally(() => {
+      if (this.actuating.get(migration.id) === applying) this.actuating.delete(migration.id);
+    });
+  }
+}
+
+/** Overlay growth per byte written, over all of a VM's drives: each drive's u weighted by its writes. */
+function uniqueFraction(readings: readonly CowReading[]): number {
+  const written = readings.reduce((sum, r) => sum + r.estimate.writeRate, 0);
+  // Nothing written lately: the most pessimistic drive speaks for the VM.
+  if (written <= 0) return readings.length > 0 ? Math.max(...readings.map((r) => r.estimate.uniqueFraction)) : 1;
+  return readings.reduce((sum, r) => sum + r.estimate.uniqueFraction * r.estimate.writeRate, 0) / written;
 }

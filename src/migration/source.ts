@@ -184,6 +184,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         overlays: disks.map((disk, index) => ({ id: `${ctx.id}/${disk.id}`, path: overlayPath(ctx, disk), qmp, nodeName: overlayNode(index), qdev: disk.id })),
         throttleTargets: disks.map((disk) => throttleTarget(disk)),
         remainingBytes: baseTotal + ctx.vm.spec.memoryMiB * 1024 ** 2,
+        remainingIncludesOverlay: false,
         throttleFactor: 1,
         throttled: true,
         lastApplied: undefined,
@@ -360,6 +361,7 @@ async function mirrorUntilReady(ctx: SourceContext, qmp: QmpCommands, count: num
       if (failed) throw new CowbufError(`mirror ${failed.device} stopped (${failed.status})`);
       const remaining = jobs.reduce((sum, job) => sum + Math.max(0, job.len - job.offset), 0);
       migration.remainingBytes = remaining + ctx.vm.spec.memoryMiB * 1024 ** 2;
+      migration.remainingIncludesOverlay = true;
       ctx.onProgress({ mirrorRemaining: remaining, mirrorCopied: jobs.reduce((sum, job) => sum + job.offset, 0) });
       if (jobs.length === count && jobs.every((job) => job.ready)) return true;
       await sleep(250, undefined, { signal: ctx.signal });

@@ -1,11 +1,17 @@
 /**
- * s_cow per overlay, sampled by the control loop: allocated bytes from the filesystem (st_blocks),
- * cross-checked with QMP's `image.actual-size`, and the guest's written bytes from
- * `query-blockstats`, folded into `cow-model`. One QMP round trip of each kind per VM and tick,
- * however many disks it has.
+ * s_cow per overlay, sampled by the control loop, and the guest's written bytes from
+ * `query-blockstats`, folded into `cow-model`. The size comes first from what QEMU wrote: qcow2
+ * allocates by appending to its file, so the end of the last byte written to the overlay's file
+ * node (`wr_highest_offset`) is its allocation the moment the write completes, while st_blocks
+ * (and QMP's `actual-size`, which is st_blocks) waits for the filesystem: ZFS moves it only when a
+ * transaction group syncs, seconds later. st_blocks stays as the cross-check and the floor (what
+ * the quota counts, and all there is when QMP is not there). One QMP round trip of each kind per
+ * VM and tick, however many disks it has. VMs are sampled in parallel and apart: a VM that fails or hangs
+ * (its QMP gone, its overlay already removed) is reported as failed and keeps its last
+ * estimates, and never holds up the readings of the others.
  */
 import { stat } from 'node:fs/promises';
-import type { QmpCommands } from '../qmp/commands.js';
+import type { BlockStatsEntry, QmpCommands } from '../qmp/commands.js';
 import { UNKNOWN_COW, updateCow, type CowEstimate } from './cow-model.js';
 
 export interface TrackedOverlay {
@@ -21,14 +27,30 @@ export interface TrackedOverlay {
 
 export interface CowReading {
   readonly id: string;
+  /** s_cow: the larger of the written extent and st_blocks. */
   readonly allocated: number;
+  /** `wr_highest_offset` of the overlay's file node, when QMP answered for it. */
+  readonly extent: number | undefined;
+  /** st_blocks × 512. */
+  readonly stBlocks: number;
   readonly actualSize: number | undefined;
   readonly written: number | undefined;
   readonly estimate: CowEstimate;
 }
 
+export interface CowSampling {
+  readonly readings: readonly CowReading[];
+  /** Overlays whose VM could not be sampled this time, with why. */
+  readonly failures: ReadonlyArray<{ readonly id: string; readonly error: Error }>;
+}
+
+interface Entry {
+  readonly overlay: TrackedOverlay;
+  estimate: CowEstimate;
+}
+
 export class CowTracker {
-  private readonly overlays = new Map<string, { overlay: TrackedOverlay; estimate: CowEstimate }>();
+  private readonly overlays = new Map<string, Entry>();
 
   track(overlay: TrackedOverlay): void {
     this.overlays.set(overlay.id, { overlay, estimate: UNKNOWN_COW });
@@ -38,27 +60,81 @@ export class CowTracker {
     this.overlays.delete(id);
   }
 
-  async sample(t: number): Promise<CowReading[]> {
-    const byVm = new Map<QmpCommands, { sizes: Map<string, number>; written: Map<string, number> }>();
-    for (const { overlay } of this.overlays.values()) {
-      if (!overlay.qmp || byVm.has(overlay.qmp)) continue;
-      const [nodes, stats] = await Promise.all([overlay.qmp.queryNamedBlockNodes(), overlay.qmp.queryBlockstats()]);
-      byVm.set(overlay.qmp, {
-        sizes: new Map(nodes.map((node) => [node['node-name'], node.image['actual-size'] ?? 0])),
-        written: new Map(stats.filter((entry) => entry.qdev).map((entry) => [entry.qdev ?? '', entry.stats.wr_bytes])),
-      });
+  /** Samples every overlay at time `t` (seconds); `signal` bounds how long a VM may take. */
+  async sample(t: number, signal?: AbortSignal): Promise<CowSampling> {
+    // Overlays without a QMP connection are each their own group.
+    const groups = new Map<QmpCommands | string, Entry[]>();
+    for (const entry of this.overlays.values()) {
+      const key = entry.overlay.qmp ?? entry.overlay.id;
+      groups.set(key, [...(groups.get(key) ?? []), entry]);
     }
-    const entries = [...this.overlays.values()];
-    // One stat per overlay, issued together: the thread pool overlaps them.
-    const sizes = await Promise.all(entries.map(async ({ overlay }) => (await stat(overlay.path)).blocks * 512));
-    const readings = entries.map((entry, index): CowReading => {
-      const { overlay } = entry;
-      const allocated = sizes[index] ?? 0;
-      const vm = overlay.qmp ? byVm.get(overlay.qmp) : undefined;
-      const written = vm && overlay.qdev ? [...vm.written].find(([qdev]) => qdev.includes(`/${overlay.qdev}/`))?.[1] : undefined;
-      entry.estimate = updateCow(entry.estimate, { t, allocated, ...(written !== undefined ? { written } : {}) });
-      return { id: overlay.id, allocated, actualSize: vm && overlay.nodeName ? vm.sizes.get(overlay.nodeName) : undefined, written, estimate: entry.estimate };
-    });
-    return readings;
+    const vms = [...groups.values()];
+    const outcomes = await Promise.allSettled(vms.map((entries) => orAbort(measureVm(entries, signal), signal)));
+    const readings: CowReading[] = [];
+    const failures: Array<{ id: string; error: Error }> = [];
+    for (const [index, entries] of vms.entries()) {
+      const outcome = outcomes[index] as PromiseSettledResult<readonly Measured[]>;
+      if (outcome.status === 'rejected') {
+        const error = outcome.reason instanceof Error ? outcome.reason : new Error(String(outcome.reason));
+        for (const { overlay } of entries) failures.push({ id: overlay.id, error });
+        continue;
+      }
+      for (const [i, entry] of entries.entries()) {
+        const measured = outcome.value[i] as Measured;
+        const { allocated, written } = measured;
+        entry.estimate = updateCow(entry.estimate, { t, allocated, ...(written !== undefined ? { written } : {}) });
+        readings.push({ id: entry.overlay.id, ...measured, estimate: entry.estimate });
+      }
+    }
+    return { readings, failures };
   }
+}
+
+type Measured = Omit<CowReading, 'id' | 'estimate'>;
+
+/** One VM's overlays, in `entries` order: the QMP queries and the stats together. */
+async function measureVm(entries: readonly Entry[], signal: AbortSignal | undefined): Promise<Measured[]> {
+  const qmp = entries[0]?.overlay.qmp;
+  const options = signal ? { signal } : {};
+  const [nodes, devices, perNode, blocks] = await Promise.all([
+    qmp?.queryNamedBlockNodes(options),
+    qmp?.queryBlockstats(options),
+    qmp?.queryNodeBlockstats(options),
+    // One stat per overlay, issued together: the thread pool overlaps them.
+    Promise.all(entries.map(async ({ overlay }) => (await stat(overlay.path)).blocks * 512)),
+  ]);
+  const actualSizes = new Map((nodes ?? []).map((node) => [node['node-name'], node.image['actual-size'] ?? 0]));
+  const writtenBy = (devices ?? []).filter((entry) => entry.qdev).map((entry) => [entry.qdev ?? '', entry.stats.wr_bytes] as const);
+  return entries.map(({ overlay }, index) => {
+    const stBlocks = blocks[index] ?? 0;
+    const extent = overlay.nodeName && perNode ? writtenExtent(perNode, overlay.nodeName) : undefined;
+    return {
+      allocated: Math.max(stBlocks, extent ?? 0),
+      extent,
+      stBlocks,
+      actualSize: overlay.nodeName ? actualSizes.get(overlay.nodeName) : undefined,
+      written: overlay.qdev ? writtenBy.find(([qdev]) => qdev.includes(`/${overlay.qdev}/`))?.[1] : undefined,
+    };
+  });
+}
+
+/**
+ * How far QEMU has written into the file under the qcow2 node `nodeName`, from
+ * `query-blockstats` with `query-nodes`: its file child's `wr_highest_offset`. Undefined when the
+ * node is not there or has no file child. It counts metadata and data clusters alike, as the
+ * filesystem will; it never shrinks, as an overlay does not while its migration runs.
+ */
+export function writtenExtent(perNode: readonly BlockStatsEntry[], nodeName: string): number | undefined {
+  return perNode.find((entry) => entry['node-name'] === nodeName)?.parent?.stats.wr_highest_offset;
+}
+
+/** `work`, or the signal's reason once it aborts: a stat on a hung filesystem cannot be cancelled, only left behind. */
+function orAbort<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason as Error);
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
 }

@@ -32,6 +32,9 @@ export interface BlockStatsEntry {
   readonly qdev?: string;
   readonly 'node-name'?: string;
   readonly stats: { readonly wr_bytes: number; readonly wr_operations: number; readonly rd_bytes: number; readonly wr_highest_offset: number };
+  /** The node's file child (protocol layer), e.g. the file under a qcow2 node. */
+  readonly parent?: BlockStatsEntry;
+  readonly backing?: BlockStatsEntry;
 }
 
 export interface MigrationInfo {
@@ -154,8 +157,17 @@ export class QmpCommands {
     return this.run('query-named-block-nodes', { flat: true }, options);
   }
 
+  /** One entry per guest device (with its qdev): the I/O counters are kept per device. */
   queryBlockstats(options?: ExecuteOptions): Promise<readonly BlockStatsEntry[]> {
     return this.run('query-blockstats', undefined, options);
+  }
+
+  /**
+   * One entry per named node, whatever sits above it (a mirror inserts a filter over the
+   * overlay): only `wr_highest_offset` is kept per node, the other counters are 0 there.
+   */
+  queryNodeBlockstats(options?: ExecuteOptions): Promise<readonly BlockStatsEntry[]> {
+    return this.run('query-blockstats', { 'query-nodes': true }, options);
   }
 
   /** The I/O limits in force on each attached drive, by qdev path (all zeros: unthrottled). */

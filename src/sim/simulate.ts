@@ -79,7 +79,7 @@ export function simulate(scenario: Scenario, policy: SimPolicy, options: SimOpti
     // U at mid-tick: the average rate over the tick, not its (ramp-starved) first instant.
     const linkRate = link.rateAt(t + dt / 2);
     const share = active.length > 0 ? linkRate / active.length : 0;
-    const demands = new Map(active.map((run) => [run.spec.id, demandOf(run, share)] as const));
+    const demands = new Map(active.map((run) => [run.spec.id, demandOf(run, share, dt)] as const));
     const throttles = throttleRates(policy, partition, demands);
     options.onTick?.(traceLine(t, policy, scenario.bufferSize, partition, linkRate, active, demands, throttles));
 
@@ -124,9 +124,9 @@ export function simulate(scenario: Scenario, policy: SimPolicy, options: SimOpti
   return summarize(scenario, policy, runs, overflowEvents, peakBuffer);
 }
 
-function demandOf(run: Run, share: number): ThrottleDemand {
+function demandOf(run: Run, share: number, periodSeconds: number): ThrottleDemand {
   const overlayLeft = run.phase === 'base' ? run.cow : run.backlog;
-  return { linkShare: share, remainingBytes: run.baseLeft + overlayLeft + run.ramLeft, uniqueFraction: run.spec.uniqueFraction };
+  return { linkShare: share, remainingBytes: run.baseLeft + overlayLeft + run.ramLeft, uniqueFraction: run.spec.uniqueFraction, periodSeconds };
 }
 
 function throttleRates(policy: SimPolicy, partition: Partition, demands: ReadonlyMap<string, ThrottleDemand>): Map<string, number> {

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { admit, emptyPartition, observe, type Partition } from '../../src/buffer/partition.js';
-import { MIN_HORIZON_SECONDS, RESERVE_FRACTION, deadline } from '../../src/buffer/throttle/deadline.js';
+import { HORIZON_PERIODS, MIN_HORIZON_SECONDS, RESERVE_FRACTION, deadline } from '../../src/buffer/throttle/deadline.js';
 import { THROTTLE_POLICIES, throttlePolicy } from '../../src/buffer/throttle/index.js';
 import { lx066, lx066Red } from '../../src/buffer/throttle/lx066.js';
 import { EPSILON, computeThrottles, type ThrottleDemand } from '../../src/buffer/throttle/policy.js';
@@ -81,7 +81,7 @@ describe('lx066: the red curve, against the paper (Π = 100 MB, U/N = 10 MB/s)',
 
 function demandsFor(partition: Partition, demand: Partial<ThrottleDemand> = {}): Map<string, ThrottleDemand> {
   return new Map(
-    partition.bins.map((bin) => [bin.owner, { linkShare: SHARE, remainingBytes: 10 * PI, uniqueFraction: 1, ...demand }]),
+    partition.bins.map((bin) => [bin.owner, { linkShare: SHARE, remainingBytes: 10 * PI, uniqueFraction: 1, periodSeconds: 0.5, ...demand }]),
   );
 }
 
@@ -193,6 +193,23 @@ describe('deadline: the physical bound', () => {
     const partition = observe(admit(emptyPartition(PI), 'a'), [['a', 0.5 * PI]]);
     const [throttle] = computeThrottles(deadline, partition, demandsFor(partition, { remainingBytes: 1 }));
     expect((throttle?.rate ?? 0) * MIN_HORIZON_SECONDS).toBeLessThanOrEqual((1 - RESERVE_FRACTION - 0.5) * PI);
+  });
+
+  it('plans on at least a few control periods when the period is long (a γ stands until the next tick)', () => {
+    const partition = observe(admit(emptyPartition(PI), 'a'), [['a', 0.5 * PI]]);
+    const [throttle] = computeThrottles(deadline, partition, demandsFor(partition, { remainingBytes: 1, linkShare: 0.1 * SHARE, periodSeconds: 60 }));
+    const rate = throttle?.rate ?? 0;
+    expect(HORIZON_PERIODS * 60).toBeGreaterThan(MIN_HORIZON_SECONDS);
+    // Within one 60 s period the overlay must not outgrow the room; a 10 s horizon let it (1.09× here, up to 6×).
+    expect(rate * 60).toBeLessThanOrEqual((1 - RESERVE_FRACTION - 0.5) * PI);
+    expect(rate * HORIZON_PERIODS * 60).toBeLessThanOrEqual((1 - RESERVE_FRACTION - 0.5) * PI);
+  });
+
+  it('takes a unique fraction above 1 at its word: 16× growth per byte written allows 1/16 of the rate', () => {
+    const partition = observe(admit(emptyPartition(PI), 'a'), [['a', 0.2 * PI]]);
+    const rate = (uniqueFraction: number) => computeThrottles(deadline, partition, demandsFor(partition, { remainingBytes: 4 * PI, uniqueFraction }))[0]?.rate ?? 0;
+    expect(rate(1)).toBeGreaterThan(16 * EPSILON);
+    expect((16 * rate(16)) / rate(1)).toBeCloseTo(1, 9);
   });
 
   it('counts the shards a bin hosts as taken room, unlike lx066', () => {

@@ -139,6 +139,7 @@ describe('the REST API over the real unix socket', () => {
     expect(families.get('cowbuf_buffer_size_bytes')?.metrics[0]?.value).toBe(String(64 * 1024 ** 2));
     expect(families.get('cowbuf_buffer_used_bytes')?.type).toBe('GAUGE');
     expect(families.get('cowbuf_control_tick_duration_seconds')?.type).toBe('SUMMARY');
+    expect(families.get('cowbuf_control_tick_lag_seconds')?.type).toBe('SUMMARY');
     for (const name of ['cowbuf_migration_bin_bytes', 'cowbuf_migration_throttle_bytes_per_second', 'cowbuf_link_rate_bytes_per_second', 'cowbuf_migrations_total']) expect(families.has(name)).toBe(true);
   });
 

@@ -14,8 +14,9 @@
  *
  * Two margins keep the bound honest on a real loop: F leaves `RESERVE_FRACTION` of the bin
  * unplanned (RAM re-dirtying and auto-converge stretch the time left beyond B/S), and the time
- * left is never taken below `MIN_HORIZON_SECONDS`, or the last ticks before switchover (B → 0)
- * would grant a rate that overshoots the room within one control period.
+ * left is never taken below `MIN_HORIZON_SECONDS` nor below `HORIZON_PERIODS` control periods,
+ * or the last ticks before switchover (B → 0) would grant a rate that overshoots the room before
+ * the next tick can take it back (a γ stays in force for a whole period, 60 s on some hosts).
  */
 import type { MigrationView } from '../view.js';
 import type { ThrottlePolicy } from './policy.js';
@@ -24,6 +25,7 @@ import type { ThrottlePolicy } from './policy.js';
 const MIN_UNIQUE_FRACTION = 0.05;
 export const RESERVE_FRACTION = 0.05;
 export const MIN_HORIZON_SECONDS = 10;
+export const HORIZON_PERIODS = 3;
 
 /** Room this migration can plan with: its fair part of the free space in its non-frozen bins, less the reserve. */
 function usableRoom(view: MigrationView): number {
@@ -40,8 +42,9 @@ export const deadline: ThrottlePolicy = {
   summary: 'room left ÷ bytes still to ship: the fastest writes that cannot overflow before switchover',
   rate(view, demand) {
     const room = usableRoom(view);
-    const unique = Math.max(MIN_UNIQUE_FRACTION, Math.min(1, demand.uniqueFraction));
-    const toShip = Math.max(demand.remainingBytes, demand.linkShare * MIN_HORIZON_SECONDS);
+    const unique = Math.max(MIN_UNIQUE_FRACTION, demand.uniqueFraction);
+    const horizon = Math.max(MIN_HORIZON_SECONDS, HORIZON_PERIODS * demand.periodSeconds);
+    const toShip = Math.max(demand.remainingBytes, demand.linkShare * horizon);
     const denominator = unique * (toShip + room);
     return denominator > 0 ? (demand.linkShare * room) / denominator : demand.linkShare;
   },

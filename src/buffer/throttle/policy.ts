@@ -16,8 +16,10 @@ export interface ThrottleDemand {
   readonly linkShare: number;
   /** Bytes still to cross the link before switchover: base left + overlay not yet mirrored + RAM. */
   readonly remainingBytes: number;
-  /** Learned share of written bytes that grow the overlay (0..1]. */
+  /** Learned overlay growth per byte written; above 1 when small writes allocate whole clusters. */
   readonly uniqueFraction: number;
+  /** How long this γ stays in force before the next one: the control period, or longer when ticks run late. */
+  readonly periodSeconds: number;
 }
 
 export interface ThrottlePolicy {
