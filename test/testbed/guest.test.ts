@@ -27,7 +27,7 @@ describe('the guest serial console', () => {
 
   it('boots without KASLR and passes the workload on the kernel command line', () => {
     expect(guestAppend({ diskRateMiB: 2, diskSpanMiB: 16, dirtyRateMiB: 4, verifyEvery: 3 })).toBe(
-      'console=ttyS0 quiet nokaslr cowbuf.disk_rate=2 cowbuf.disk_span=16 cowbuf.dirty_rate=4 cowbuf.verify_every=3',
+      'console=ttyS0 quiet nokaslr cowbuf.disk_rate=2 cowbuf.disk_span=16 cowbuf.dirty_rate=4 cowbuf.verify_every=3 cowbuf.tick_ms=100',
     );
   });
 });
