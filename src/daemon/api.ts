@@ -93,13 +93,18 @@ export function parseVmBody(raw: unknown, stateDir: string): VmSpec {
   };
 }
 
-/** Each VM with its run state and whether any drive is throttled right now (asked of QEMU). */
+/**
+ * Each VM: whether its QEMU runs, the guest's run state as QEMU says it (`running`, `paused`,
+ * `postmigrate` while a migration is finishing or in doubt), and whether any drive is throttled.
+ */
 function vmView(engine: Engine): Promise<unknown[]> {
   return Promise.all(
     [...engine.vms.values()].map(async (vm) => {
-      const limits = vm.child.running() ? await vm.commands.queryIoThrottles().catch(() => undefined) : undefined;
+      const alive = vm.child.running();
+      const limits = alive ? await vm.commands.queryIoThrottles().catch(() => undefined) : undefined;
       const throttled = limits?.some((limit) => limit.bps + limit.bps_wr + limit.iops + limit.iops_wr > 0);
-      return { name: vm.spec.name, running: vm.child.running(), pid: vm.child.pid, accel: vm.accel, serialLog: vm.spec.serialLog, qmpSocket: vm.spec.qmpSocket, disks: vm.spec.disks, throttled };
+      const status = alive ? (await vm.commands.queryStatus().catch(() => undefined))?.status : undefined;
+      return { name: vm.spec.name, running: alive, status: status ?? 'unknown', pid: vm.child.pid, accel: vm.accel, serialLog: vm.spec.serialLog, qmpSocket: vm.spec.qmpSocket, disks: vm.spec.disks, throttled };
     }),
   );
 }

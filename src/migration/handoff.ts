@@ -110,11 +110,38 @@ export async function completeHandoff(ctx: HandoffContext, vm: RunningVm | undef
     if (!vm) throw new CowbufError(`${handoff.reason}, and the source's QEMU is gone: the guest runs nowhere; its overlays are kept in the buffer`);
     await takeBack(vm, ctx.migration, bufferPath);
   } else {
+    if (vm) await untilSent(vm, ctx);
     await vm?.stop();
     for (const disk of disks) await removeOverlay(bufferPath, overlayName(ctx.migration, disk));
     await destroySnapshots(ctx.migration);
   }
   return handoff;
+}
+
+/**
+ * In post-copy the target runs the guest while this QEMU still holds the pages it has not sent:
+ * it must live until QEMU says `completed`. Timed by progress, not by a constant: as long as
+ * pages keep crossing it waits, and a stall is reported, since nothing can take the guest back.
+ */
+async function untilSent(vm: RunningVm, ctx: HandoffContext): Promise<void> {
+  let lowest = Infinity;
+  let lowestAt = Date.now();
+  let reported = false;
+  for (;;) {
+    const info = await vm.commands.queryMigrate();
+    if (info.status === 'completed' || info.status === undefined) return;
+    if (info.status === 'failed' || info.status === 'cancelled') throw new CowbufError(`post-copy ended ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}; the guest on the target has lost the pages it had not received`);
+    const remaining = info.ram?.remaining ?? 0;
+    if (remaining < lowest) {
+      lowest = remaining;
+      lowestAt = Date.now();
+      reported = false;
+    } else if (!reported && Date.now() - lowestAt > 30_000) {
+      reported = true;
+      ctx.onDoubt(`post-copy has sent nothing for 30 s (${info.status}, ${remaining} bytes left)`);
+    }
+    await sleep(500);
+  }
 }
 
 /** Snapshots a zfs-shipped migration left (none without ZFS). */

@@ -75,7 +75,8 @@ async function commitOffline(spec: VmSpec, ctx: RecoveryContext, migration: stri
  */
 export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: RunningVm | undefined, ctx: RecoveryContext, interrupted = `cowbufd restarted during phase ${entry.phase}`): Promise<Recovered> {
   // Past the point of no return the source never resumes on its own: the target decides.
-  if (vm && (await vm.commands.queryMigrate()).status === 'completed') return { phase: 'in-doubt' };
+  const status = vm && (await vm.commands.queryMigrate()).status;
+  if (status === 'completed' || status?.startsWith('postcopy')) return { phase: 'in-doubt' };
   if (vm) await rollBackLive(vm);
   else await commitOffline(spec, ctx, entry.id);
   for (const disk of spec.disks) await removeOverlay(ctx.bufferPath, overlayName(entry.id, disk.id));

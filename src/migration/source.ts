@@ -251,9 +251,12 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       await finishMirrors(qmp, ctx.vm.qmp, disks.length);
       const mirrorsDoneAt = Date.now();
       await qmp.migrateContinue('pre-switchover');
-      const done = await watch.waitFor((e) => e.event === 'MIGRATION' && ['completed', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal });
+      // After a post-copy switch QEMU reports postcopy-active, not completed: the guest must run
+      // on the target from then on (its pages follow on demand), so that too is the point of no return.
+      const done = await watch.waitFor((e) => e.event === 'MIGRATION' && ['completed', 'postcopy-active', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal });
       watch.close();
-      if (done.data.status !== 'completed') throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
+      if (done.data.status !== 'completed' && done.data.status !== 'postcopy-active') throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
+      if (done.data.status === 'postcopy-active') ctx.onDecision('post-copy: the guest resumes on the target; the RAM it has not received yet follows as it faults');
       return { stoppedAt: stopped, mirrorsDoneAt, completedAt: eventTime(done) };
     });
   } catch (error) {

@@ -241,7 +241,8 @@ export class TargetSide {
   private async finish(incoming: Incoming): Promise<Json> {
     const vm = incoming.vm;
     const status = vm && vm.child.running() ? await this.incomingStatus(incoming, vm) : 'gone';
-    if (status !== 'completed') {
+    // In post-copy the guest must run here before its RAM is all here: it faults the rest in.
+    if (status !== 'completed' && status !== 'postcopy-active') {
       await this.discard(incoming);
       return { outcome: 'not-run', reason: `the incoming migration is ${status}` };
     }
@@ -266,11 +267,12 @@ export class TargetSide {
     return answer;
   }
 
-  /** `completed`, or why not, after waiting (bounded) for the last of the state to load. */
+  /** `completed` (or `postcopy-active`), or why not, after waiting (bounded) for the device state to load. */
   private async incomingStatus(incoming: Incoming, vm: RunningVm): Promise<string> {
+    const settled = ['completed', 'postcopy-active', 'failed', 'cancelled'];
     const status = (await vm.commands.queryMigrate()).status ?? 'unknown';
-    if (status === 'completed' || status === 'failed' || status === 'cancelled' || !incoming.events) return status;
-    const done = await incoming.events.waitFor((event) => ['completed', 'failed', 'cancelled'].includes(String(event.data.status)), { timeoutMs: 20_000 }).catch(() => undefined);
+    if (settled.includes(status) || !incoming.events) return status;
+    const done = await incoming.events.waitFor((event) => settled.includes(String(event.data.status)), { timeoutMs: 20_000 }).catch(() => undefined);
     if (!done) throw new PeerError(`incoming migration ${incoming.id} is still ${status}: ask again`);
     return String(done.data.status);
   }

@@ -22,10 +22,11 @@ export interface TwoHosts {
   cut(): Promise<void>;
   restore(): Promise<void>;
   /**
-   * The target refuses new TCP connections to `port` while established ones carry on (nftables
-   * in its namespace): the streams of a migration keep flowing, but no new request gets through.
+   * The target refuses new TCP connections to `port` and drops everything from the source's
+   * local ports `cut` (nftables in its namespace), while the other established connections carry
+   * on: a migration's streams keep flowing, but no request gets through.
    */
-  refuseNew(port: number): Promise<void>;
+  refuseNew(port: number, cut?: readonly number[]): Promise<void>;
   acceptNew(): Promise<void>;
   destroy(): Promise<void>;
 }
@@ -86,11 +87,14 @@ export async function createTwoHosts(): Promise<TwoHosts> {
     restore: async () => {
       await run('ip', ['-n', src.ns, 'link', 'set', src.veth, 'up']);
     },
-    refuseNew: async (port) => {
+    refuseNew: async (port, cut = []) => {
       const nft = (...args: string[]) => run('ip', ['netns', 'exec', dst.ns, 'nft', ...args]);
       await nft('add', 'table', 'inet', 'cowbuf_fault');
       await nft('add', 'chain', 'inet', 'cowbuf_fault', 'input', '{ type filter hook input priority 0; }');
-      await nft('add', 'rule', 'inet', 'cowbuf_fault', 'input', 'tcp', 'dport', String(port), 'ct', 'state', 'new', 'drop');
+      // Only connection openings (SYN without ACK): conntrack would classify the first packet it
+      // sees of an already established stream as `new` too, and cut the streams as well.
+      await nft('add', 'rule', 'inet', 'cowbuf_fault', 'input', 'tcp', 'dport', String(port), 'tcp', 'flags', '&', '(syn', '|', 'ack)', '==', 'syn', 'drop');
+      for (const from of cut) await nft('add', 'rule', 'inet', 'cowbuf_fault', 'input', 'ip', 'saddr', src.ip, 'tcp', 'sport', String(from), 'drop');
     },
     acceptNew: async () => {
       await run('ip', ['netns', 'exec', dst.ns, 'nft', 'delete', 'table', 'inet', 'cowbuf_fault'], { okExitCodes: [1] });

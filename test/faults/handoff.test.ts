@@ -5,6 +5,7 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { run } from '../../src/exec/run.js';
 import type { MigrationRecord } from '../../src/migration/engine.js';
 import type { DaemonPair } from '../../src/testbed/daemons.js';
 import { SerialClock } from '../../src/testbed/serial-clock.js';
@@ -24,12 +25,6 @@ afterEach(async () => {
   await scope?.cleanup();
 }, 120_000);
 
-/** The one migration the source has (the harness reports its id only after the fault). */
-async function ramMigration(): Promise<string> {
-  const [record] = await pair.source.api.call<MigrationRecord[]>('GET', '/1.0/migrations');
-  return record?.id ?? '';
-}
-
 async function phaseOf(id: string): Promise<MigrationRecord> {
   return pair.source.api.call<MigrationRecord>('GET', `/1.0/migrations/${id}`);
 }
@@ -42,22 +37,35 @@ async function untilPhase(id: string, phase: string, timeoutMs: number): Promise
   }
 }
 
-/** The RAM stream is up once QEMU reports RAM bytes sent through it. */
-async function untilRamFlows(id: string): Promise<void> {
-  for (let i = 0; i < 600; i += 1) {
-    if ((await phaseOf(id)).progress.ramTransferred > 0) return;
-    await sleep(100);
+/** The source's local ports of its established connections to the target's peer port. */
+async function peerConnections(): Promise<number[]> {
+  const { stdout } = await run('ip', ['netns', 'exec', pair.hosts.src.ns, 'ss', '-Htn', 'state', 'established', '( dport = :8443 )']);
+  return stdout.split('\n').filter(Boolean).map((line) => Number(/:(\d+)\s+\S+:8443/.exec(line)?.[1]));
+}
+
+/**
+ * Partitions the handoff only: from the RAM phase on, the migration's open control connection
+ * (the only one right after `prepare`) is dropped and no new connection gets through, while the
+ * NBD and RAM streams carry on, so RAM completes and the `finish` that follows cannot arrive.
+ */
+async function migrateWithHandoffCut(): Promise<string> {
+  let control: number[] = [];
+  const id = await migrateWithFault(pair, 'g1', 'overlay', async () => {
+    control = await peerConnections();
+  });
+  expect(control).toHaveLength(1);
+  for (const deadline = Date.now() + 120_000; ; await sleep(100)) {
+    const record = await phaseOf(id);
+    if (record.phase === 'ram' && record.progress.ramTransferred > 0) break;
+    if (Date.now() > deadline) throw new Error(`${id} never moved RAM: it is ${record.phase}`);
   }
-  throw new Error('the RAM stream never came up');
+  await pair.hosts.refuseNew(8443, control);
+  return id;
 }
 
 describe('the handoff under faults', { timeout: 400_000 }, () => {
   it('the target unreachable once RAM has crossed, for longer than a finish timeout: in doubt, paused on both sides, finished when it answers', async () => {
-    const id = await migrateWithFault(pair, 'g1', 'ram', async () => {
-      await untilRamFlows(await ramMigration());
-      // The migration's streams carry on; the `finish` that follows `completed` cannot connect.
-      await pair.hosts.refuseNew(8443);
-    });
+    const id = await migrateWithHandoffCut();
     const doubt = await untilPhase(id, 'in-doubt', 180_000);
     expect(doubt.decisions.some((d) => d.startsWith('in doubt: the target has not answered `finish`'))).toBe(true);
     await pair.hosts.cut();
@@ -75,7 +83,7 @@ describe('the handoff under faults', { timeout: 400_000 }, () => {
     expect(clock.lines(/^TICK /).filter((line) => line.at >= quietFrom)).toEqual([]);
     await clock.stop();
     expect((await phaseOf(id)).phase).toBe('in-doubt');
-    expect(source).toMatchObject({ running: false });
+    expect(source).toMatchObject({ running: true, status: 'postmigrate' });
 
     await pair.hosts.restore();
     await pair.hosts.acceptNew();
@@ -85,10 +93,7 @@ describe('the handoff under faults', { timeout: 400_000 }, () => {
   });
 
   it('the source daemon SIGKILLed once RAM has crossed: the restarted daemon finishes it on the target', async () => {
-    const id = await migrateWithFault(pair, 'g1', 'ram', async () => {
-      await untilRamFlows(await ramMigration());
-      await pair.hosts.refuseNew(8443);
-    });
+    const id = await migrateWithHandoffCut();
     await untilPhase(id, 'in-doubt', 180_000);
     await pair.kill('source');
     await pair.hosts.acceptNew();

@@ -16,6 +16,7 @@ import { qemuImg, type Scope } from './testbed.js';
 export interface VmView {
   readonly name: string;
   readonly running: boolean;
+  readonly status: string;
   readonly throttled: boolean;
   readonly serialLog: string;
 }
