@@ -66,7 +66,8 @@ export interface TickTrace {
   /** How much longer than the period the interval since the previous tick was. */
   readonly lagMs: number;
   readonly capacity: number;
-  readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string; readonly bytesAcked: number }>;
+  /** Per peer: the acknowledged-bytes rate U, and the rate of its interface's tx counter beside it when one is watched. */
+  readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string; readonly bytesAcked: number; readonly interfaceRate?: number }>;
   readonly migrations: readonly TraceEntry[];
 }
 
@@ -263,7 +264,13 @@ export class ControlLoop {
       durationMs: performance.now() - began,
       lagMs,
       capacity: this.state.capacity,
-      links: links.map((reading) => ({ peer: reading.peer, rate: reading.estimate.rate, phase: reading.estimate.phase, bytesAcked: reading.bytesAcked })),
+      links: links.map((reading) => ({
+        peer: reading.peer,
+        rate: reading.estimate.rate,
+        phase: reading.estimate.phase,
+        bytesAcked: reading.bytesAcked,
+        ...(reading.interfaceEstimate ? { interfaceRate: reading.interfaceEstimate.rate } : {}),
+      })),
       migrations: entries,
     };
   }

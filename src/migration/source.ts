@@ -321,6 +321,7 @@ function wireVm(vm: RunningVm, sizes: ReadonlyMap<string, number>): WireVm {
     ...(kernel ? { kernel } : {}),
     ...(initrd ? { initrd } : {}),
     ...(append ? { append } : {}),
+    accel: vm.accel,
     disks: vm.spec.disks.map((disk) => ({ id: disk.id, nodeName: disk.nodeName, format: disk.format, virtualSize: sizes.get(disk.nodeName) ?? 0 })),
   };
 }
