@@ -22,6 +22,8 @@ export interface TrackedOverlay {
   readonly qmp?: QmpCommands;
   /** The overlay's node name (for actual-size). */
   readonly nodeName?: string;
+  /** The node of the overlay's file (offsets there are file offsets): where the write threshold is armed. */
+  readonly fileNode?: string;
   /** The guest disk's qdev id (for wr_bytes). */
   readonly qdev?: string;
 }
