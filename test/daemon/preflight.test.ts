@@ -1,39 +1,24 @@
-import { access, writeFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
-import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
+import type { Daemon } from '../../src/daemon/daemon.js';
 import { ControlClient } from '../../src/peer/channel.js';
 import type { WireVm } from '../../src/peer/protocol.js';
 import type { TrustedPeer } from '../../src/peer/trust.js';
-import { openVolume } from '../../src/storage/registry.js';
-import { freePort } from '../support/ports.js';
+import { cli, dirDaemon } from '../support/daemons.js';
 import { useTempDir } from '../support/temp-dir.js';
 
 const tempDir = useTempDir('preflight');
 let source: Daemon;
 let target: Daemon;
 
-async function daemon(name: string): Promise<Daemon> {
-  const stateDir = join(tempDir(), name);
-  await openVolume({ driver: 'dir', path: join(stateDir, 'buffer') }).create(16 * 1024 ** 2);
-  const config = join(tempDir(), `${name}.yaml`);
-  await writeFile(config, `stateDir: ${stateDir}\nbuffer:\n  driver: dir\n  size: 16MiB\ndaemon:\n  peerListen: 127.0.0.1:${await freePort()}\n`);
-  return startDaemon(config, pino({ level: 'silent' }));
-}
-
-const cli = async (on: Daemon, ...args: string[]) => {
-  let stdout = '';
-  await main(['node', 'cowbuf', '--socket', on.config.daemon.socket, ...args], { stdout: (t) => (stdout += t), stderr: () => undefined });
-  return stdout.trim();
-};
+const text = async (on: Daemon, ...args: string[]) => (await cli(on, ...args)).stdout.trim();
 
 beforeAll(async () => {
-  source = await daemon('source');
-  target = await daemon('target');
-  await cli(source, 'trust', 'add', 'target', '--token', await cli(target, 'trust', 'token', 'source'));
+  source = await dirDaemon(tempDir(), 'source');
+  target = await dirDaemon(tempDir(), 'target');
+  await text(source, 'trust', 'add', 'target', '--token', await text(target, 'trust', 'token', 'source'));
 });
 afterAll(async () => {
   await source.close();
