@@ -4,6 +4,8 @@
  *  - wall time ÷ (bytes moved ÷ shaped link rate), bytes moved = what the peer acknowledged;
  *  - the guest's write throughput while migrating ÷ before (from its own heartbeats);
  *  - throttle actuation latency (block_set_io_throttle round trip), p50 and p99;
+ *  - control tick lag (how much later than its period each tick ran), p99, and how many ticks a
+ *    write threshold ran early;
  *  - the blackout: the record's (source STOP → target RESUME, QMP event times) and the longest
  *    host-clock gap between the guest's TICK lines on either host's serial console, p50 and max.
  * Needs root and the test bed. `npx tsx bench/migration.ts [runs=3]`
@@ -44,7 +46,7 @@ function quantile(values: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
-const results: Array<{ ratio: number; retained: number; p50: number; p99: number; seconds: number; movedMiB: number; blackoutMs: number; gapMs: number; parts: string }> = [];
+const results: Array<{ ratio: number; retained: number; p50: number; p99: number; lagP99: number; early: number; seconds: number; movedMiB: number; blackoutMs: number; gapMs: number; parts: string }> = [];
 for (let i = 0; i < runs; i += 1) {
   const dir = await mkdtemp(join(root, 'run-'));
   const pair = await startDaemonPair({ dir, bufferSize: 256 * 1024 ** 2, linkRate: '100mbit' });
@@ -84,6 +86,8 @@ for (let i = 0; i < runs; i += 1) {
       retained: retainedRate(clock.lines(/^HB /).filter((line) => line.file === vm.serialLog && line.at >= began)) / before,
       p50: quantile(latencies, 0.5),
       p99: quantile(latencies, 0.99),
+      lagP99: quantile(ticks.map((t) => t.lagMs), 0.99),
+      early: ticks.filter((t) => t.trigger === 'write-threshold').length,
       seconds,
       movedMiB: moved / 1024 ** 2,
       blackoutMs: done.metadata.blackout?.ms ?? NaN,
@@ -96,10 +100,10 @@ for (let i = 0; i < runs; i += 1) {
   }
 }
 if (startedZfs) await stopZfsFuse();
-console.log('run  seconds  moved MiB  wall÷(moved÷link)  writes kept  actuation p50 ms  p99 ms  blackout ms  tick gap ms');
+console.log('run  seconds  moved MiB  wall÷(moved÷link)  writes kept  actuation p50 ms  p99 ms  tick lag p99 ms  early ticks  blackout ms  tick gap ms');
 results.forEach((r, i) =>
   console.log(
-    `${String(i + 1).padStart(3)} ${r.seconds.toFixed(1).padStart(8)} ${r.movedMiB.toFixed(1).padStart(10)} ${r.ratio.toFixed(3).padStart(18)} ${r.retained.toFixed(3).padStart(12)} ${r.p50.toFixed(2).padStart(17)} ${r.p99.toFixed(2).padStart(7)} ${r.blackoutMs.toFixed(0).padStart(12)} ${r.gapMs.toFixed(0).padStart(12)}`,
+    `${String(i + 1).padStart(3)} ${r.seconds.toFixed(1).padStart(8)} ${r.movedMiB.toFixed(1).padStart(10)} ${r.ratio.toFixed(3).padStart(18)} ${r.retained.toFixed(3).padStart(12)} ${r.p50.toFixed(2).padStart(17)} ${r.p99.toFixed(2).padStart(7)} ${r.lagP99.toFixed(1).padStart(16)} ${String(r.early).padStart(12)} ${r.blackoutMs.toFixed(0).padStart(12)} ${r.gapMs.toFixed(0).padStart(12)}`,
   ),
 );
 results.forEach((r, i) => console.log(`run ${i + 1} blackout ${r.parts}`));

@@ -7,19 +7,27 @@
  * a trace of exactly the inputs γ was computed from, and how late the tick ran.
  *
  * No tick is blind for all because one VM failed: VMs are sampled and actuated in parallel, each
- * bounded by the period; a VM that fails keeps its last sample and the others go on.
+ * bounded by the period; a VM that fails keeps its last sample and the others go on. Nor is a
+ * bin's edge reached blind between ticks: each tick arms a write threshold on every overlay a
+ * period of γ ahead of its bin's edge (re-armed as bins are re-cut), and a crossing runs a tick
+ * early (early-warning.ts).
  */
 import { admit, emptyPartition, observe, release, resize, type Partition } from '../buffer/partition.js';
 import { driveRates } from '../buffer/throttle/drives.js';
+import { writeThresholds } from '../buffer/write-threshold.js';
 import { computeThrottles, type Throttle, type ThrottleDemand, type ThrottlePolicy } from '../buffer/throttle/policy.js';
 import type { CowReading, CowSampling, CowTracker, TrackedOverlay } from '../monitor/cow-tracker.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
+import type { QmpClient } from '../qmp/client.js';
 import type { QmpCommands } from '../qmp/commands.js';
+import { EarlyWarning } from './early-warning.js';
 
 export interface LoopMigration {
   readonly id: string;
   readonly peer: string;
   readonly qmp: QmpCommands;
+  /** Its QEMU's events, for the early warning (`BLOCK_WRITE_THRESHOLD`); none: no early warning. */
+  readonly events?: Pick<QmpClient, 'listen'>;
   readonly overlays: readonly TrackedOverlay[];
   /** qdev paths (`<id>/virtio-backend`) of the guest drives to throttle, in the order of `overlays`. */
   readonly throttleTargets: readonly string[];
@@ -56,17 +64,24 @@ export interface TraceEntry {
   readonly applied: boolean;
   /** How long applying it took (QMP round trips), when it was applied this tick. */
   readonly actuationMs?: number;
+  /** Write threshold armed on each overlay file after this tick (undefined: disarmed, or not yet armed). */
+  readonly thresholds?: ReadonlyArray<number | undefined>;
   /** Why this migration was not sampled or actuated this tick (its last sample stood in). */
   readonly error?: string;
 }
 
+export type TickTrigger = 'period' | 'write-threshold';
+
 export interface TickTrace {
   readonly t: number;
+  /** `period` for the timer's ticks, `write-threshold` for one run early because an overlay crossed its threshold. */
+  readonly trigger: TickTrigger;
   readonly durationMs: number;
   /** How much longer than the period the interval since the previous tick was. */
   readonly lagMs: number;
   readonly capacity: number;
-  readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string; readonly bytesAcked: number }>;
+  /** Per peer: the acknowledged-bytes rate U, and the rate of its interface's tx counter beside it when one is watched. */
+  readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string; readonly bytesAcked: number; readonly interfaceRate?: number }>;
   readonly migrations: readonly TraceEntry[];
 }
 
@@ -92,6 +107,8 @@ interface Sampled {
   readonly uniqueFraction: number;
   /** Guest write rate of each drive, in the order of its overlays. */
   readonly writeRates: readonly number[];
+  /** Each overlay file's end (written extent, or allocation where QEMU did not say). */
+  readonly extents: readonly number[];
 }
 
 interface Actuation {
@@ -109,6 +126,11 @@ export class ControlLoop {
   /** Throttles being applied, so a lift waits for them instead of being overwritten by one. */
   private readonly actuating = new Map<string, Promise<Actuation>>();
   private timer: NodeJS.Timeout | undefined;
+  /** An early tick waiting for its turn (at most 4 ticks a period). */
+  private early: NodeJS.Timeout | undefined;
+  /** A threshold fired during a tick: tick again when it is done. */
+  private earlyAgain = false;
+  private readonly warning: EarlyWarning;
   private running: Promise<void> | undefined;
   private readonly began = performance.now();
   private lastTick: number | undefined;
@@ -118,6 +140,7 @@ export class ControlLoop {
     private options: ControlLoopOptions,
   ) {
     this.state = emptyPartition(capacity);
+    this.warning = new EarlyWarning(options.hysteresis, () => this.tickEarly());
   }
 
   get partition(): Partition {
@@ -146,6 +169,7 @@ export class ControlLoop {
       this.options.cow.track(overlay);
       this.overlayOwner.set(overlay.id, migration.id);
     }
+    this.warning.watch(migration);
   }
 
   /**
@@ -157,6 +181,7 @@ export class ControlLoop {
     const migration = this.migrations.get(id);
     if (!migration) return;
     migration.throttled = false;
+    this.warning.unwatch(id);
     for (const overlay of migration.overlays) this.options.cow.untrack(overlay.id);
     await this.actuating.get(id);
     await Promise.all(migration.throttleTargets.map((target) => migration.qmp.setIoThrottle(target, {})));
@@ -166,6 +191,7 @@ export class ControlLoop {
   /** Forgets a migration and gives its bin back; its throttle must already be lifted. */
   remove(id: string): void {
     const migration = this.migrations.get(id);
+    this.warning.unwatch(id);
     for (const overlay of migration?.overlays ?? []) {
       this.options.cow.untrack(overlay.id);
       this.overlayOwner.delete(overlay.id);
@@ -177,25 +203,51 @@ export class ControlLoop {
 
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => {
-      if (this.running) return;
-      this.running = this.tick((performance.now() - this.began) / 1000)
-        .then((trace) => this.options.onTick?.(trace))
-        .catch((error: unknown) => this.options.onError?.(error))
-        .finally(() => {
-          this.running = undefined;
-        });
-    }, this.options.periodMs);
+    this.timer = setInterval(() => this.run('period'), this.options.periodMs);
   }
 
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    clearTimeout(this.early);
     this.timer = undefined;
+    this.early = undefined;
     await this.running;
   }
 
+  private now(): number {
+    return (performance.now() - this.began) / 1000;
+  }
+
+  private run(trigger: TickTrigger): void {
+    if (this.running) {
+      if (trigger === 'write-threshold') this.earlyAgain = true;
+      return;
+    }
+    this.running = this.tick(this.now(), trigger)
+      .then((trace) => this.options.onTick?.(trace))
+      .catch((error: unknown) => this.options.onError?.(error))
+      .finally(() => {
+        this.running = undefined;
+        if (this.earlyAgain) this.tickEarly();
+        this.earlyAgain = false;
+      });
+  }
+
+  /**
+   * A write crossed a threshold: tick now instead of at the next period, but no sooner than a
+   * quarter period after the last tick, so an overlay sitting at its edge cannot make the loop spin.
+   */
+  private tickEarly(): void {
+    if (!this.timer || this.early) return;
+    const sinceMs = this.lastTick === undefined ? Infinity : (this.now() - this.lastTick) * 1000;
+    this.early = setTimeout(() => {
+      this.early = undefined;
+      this.run('write-threshold');
+    }, Math.max(0, this.options.periodMs / 4 - sinceMs));
+  }
+
   /** One control step at time `t` (seconds). Public so tests and the simulator-like checks can drive it. */
-  async tick(t: number): Promise<TickTrace> {
+  async tick(t: number, trigger: TickTrigger = 'period'): Promise<TickTrace> {
     const began = performance.now();
     const { periodMs } = this.options;
     // A tick still running when the next was due, or a late timer: the throttle went unrevised that long.
@@ -235,11 +287,16 @@ export class ControlLoop {
     }
     const throttles = this.state.bins.map((bin) => byPolicy.get(policyOf(bin.owner))?.get(bin.owner)).filter((t) => t !== undefined);
     const actuating = AbortSignal.timeout(periodMs / 2);
-    const actuations = await Promise.all(throttles.map((throttle) => this.actuate(throttle, demands.get(throttle.id)?.linkShare ?? 0, actuating)));
+    const [actuations, arming] = await Promise.all([
+      Promise.all(throttles.map((throttle) => this.actuate(throttle, demands.get(throttle.id)?.linkShare ?? 0, actuating))),
+      Promise.all(throttles.map((throttle) => this.arm(throttle, (periodMs + lagMs) / 1000, actuating))),
+    ]);
     const entries = throttles.map((throttle, index): TraceEntry => {
       const demand = demands.get(throttle.id);
-      const { applied, actuationMs, error = failed.get(throttle.id) } = actuations[index] ?? { applied: false };
-      const drives = this.migrations.get(throttle.id)?.lastApplied;
+      const { applied, actuationMs, error = failed.get(throttle.id) ?? arming[index] } = actuations[index] ?? { applied: false };
+      const migration = this.migrations.get(throttle.id);
+      const drives = migration?.lastApplied;
+      const thresholds = migration?.events ? this.warning.armed(migration) : undefined;
       const own = throttle.view.holdings[0];
       return {
         id: throttle.id,
@@ -253,6 +310,7 @@ export class ControlLoop {
         uniqueFraction: demand?.uniqueFraction ?? 1,
         throttle: throttle.rate,
         ...(drives ? { drives } : {}),
+        ...(thresholds ? { thresholds } : {}),
         applied,
         ...(actuationMs !== undefined ? { actuationMs } : {}),
         ...(error !== undefined ? { error } : {}),
@@ -260,10 +318,17 @@ export class ControlLoop {
     });
     return {
       t,
+      trigger,
       durationMs: performance.now() - began,
       lagMs,
       capacity: this.state.capacity,
-      links: links.map((reading) => ({ peer: reading.peer, rate: reading.estimate.rate, phase: reading.estimate.phase, bytesAcked: reading.bytesAcked })),
+      links: links.map((reading) => ({
+        peer: reading.peer,
+        rate: reading.estimate.rate,
+        phase: reading.estimate.phase,
+        bytesAcked: reading.bytesAcked,
+        ...(reading.interfaceEstimate ? { interfaceRate: reading.interfaceEstimate.rate } : {}),
+      })),
       migrations: entries,
     };
   }
@@ -279,9 +344,17 @@ export class ControlLoop {
     for (const migration of this.migrations.values()) {
       const own = migration.overlays.map((overlay) => readings.get(overlay.id));
       if (failed.has(migration.id) || !own.every((reading) => reading !== undefined)) continue;
-      this.sampled.set(migration.id, { cow: own.reduce((sum, r) => sum + r.allocated, 0), uniqueFraction: uniqueFraction(own), writeRates: own.map((r) => r.estimate.writeRate) });
+      this.sampled.set(migration.id, { cow: own.reduce((sum, r) => sum + r.allocated, 0), uniqueFraction: uniqueFraction(own), writeRates: own.map((r) => r.estimate.writeRate), extents: own.map((r) => r.extent ?? r.allocated) });
     }
     return failed;
+  }
+
+  /** Arms the early warning one period of γ ahead of the bin's edge, while the migration is throttled. */
+  private arm(throttle: Throttle, periodSeconds: number, signal: AbortSignal): Promise<string | undefined> {
+    const migration = this.migrations.get(throttle.id);
+    const sample = this.sampled.get(throttle.id);
+    if (!migration?.throttled || !sample) return Promise.resolve(undefined);
+    return this.warning.arm(migration, writeThresholds(throttle.view, sample.extents, throttle.rate * migration.throttleFactor * periodSeconds), signal);
   }
 
   /** Applies γ to a migration's drives when it fell, or rose beyond the hysteresis; never throws. */

@@ -12,6 +12,8 @@ import { randomUUID } from 'node:crypto';
 import { resize, usedBytes } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
 import { BufferFullError, CancelledError, CowbufError, InDoubtError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { systemInventory } from '../host/inventory-systeminformation.js';
+import type { HostInventory } from '../host/inventory.js';
 import { CowTracker } from '../monitor/cow-tracker.js';
 import { LinkTracker } from '../monitor/link-tracker.js';
 import { listenPeer, type PeerListener } from '../peer/channel.js';
@@ -83,6 +85,8 @@ export interface EngineDeps {
   readonly trust: TrustStore;
   readonly volume: BufferVolume;
   readonly launch?: LaunchOptions;
+  /** What this host has (memory, disk, CPU, interfaces); the real host's when absent. */
+  readonly inventory?: HostInventory;
 }
 
 
@@ -91,7 +95,7 @@ const EMPTY_PROGRESS: Progress = { baseSent: 0, baseTotal: 0, mirrorRemaining: 0
 export class Engine extends EventEmitter<EngineEvents> {
   readonly vms = new Map<string, RunningVm>();
   readonly loop: ControlLoop;
-  readonly links = new LinkTracker();
+  readonly links: LinkTracker;
   readonly cow = new CowTracker();
   private readonly records = new Map<string, MigrationRecord>();
   private readonly aborts = new Map<string, AbortController>();
@@ -109,6 +113,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   constructor(private readonly deps: EngineDeps) {
     super();
     const { config } = deps;
+    const inventory = deps.inventory ?? systemInventory;
+    this.links = new LinkTracker({ interfaces: inventory });
     this.state = new Persistence(join(config.stateDir, 'journal'));
     this.enrollment = new Enrollment({
       stateDir: config.stateDir,
@@ -136,6 +142,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       maxIncoming: config.maxIncoming,
       ...(config.incomingDataset ? { zfsParent: config.incomingDataset } : {}),
       ...(deps.launch ? { launch: deps.launch } : {}),
+      inventory,
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),
       onArrived: async (vm, migration) => {
         this.vms.set(vm.spec.name, vm);

@@ -10,6 +10,8 @@ import type { QmpCommands } from '../qmp/commands.js';
 import type { QmpEvent } from '../qmp/events.js';
 
 export const overlayNode = (index: number) => `cowbuf-ovl${index}`;
+/** The overlay's file under its qcow2 node, named so a write threshold can be armed in file offsets. */
+export const overlayFileNode = (index: number) => `cowbuf-ovl${index}-file`;
 export const nbdNode = (index: number) => `cowbuf-nbd${index}`;
 export const mirrorJob = (index: number) => `cowbuf-mirror${index}`;
 /** The overlay of one disk of one migration, in the buffer volume. */

@@ -27,7 +27,7 @@ import type { ControlLoop, LoopMigration } from './control-loop.js';
 import { shipBases } from './base.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
-import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorJob, nbdNode, overlayName, overlayNode, supportedParameters } from './qemu-steps.js';
+import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorJob, nbdNode, overlayFileNode, overlayName, overlayNode, supportedParameters } from './qemu-steps.js';
 
 export type Phase = 'queued' | 'overlay' | 'prepare' | 'base' | 'target' | 'mirror' | 'ram' | 'switchover' | 'finishing' | 'in-doubt' | 'completed' | 'rolling-back' | 'failed' | 'cancelled';
 
@@ -181,7 +181,8 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         id: ctx.id,
         peer: ctx.peer.name,
         qmp,
-        overlays: disks.map((disk, index) => ({ id: `${ctx.id}/${disk.id}`, path: overlayPath(ctx, disk), qmp, nodeName: overlayNode(index), qdev: disk.id })),
+        events: ctx.vm.qmp,
+        overlays: disks.map((disk, index) => ({ id: `${ctx.id}/${disk.id}`, path: overlayPath(ctx, disk), qmp, nodeName: overlayNode(index), fileNode: overlayFileNode(index), qdev: disk.id })),
         throttleTargets: disks.map((disk) => throttleTarget(disk)),
         remainingBytes: baseTotal + ctx.vm.spec.memoryMiB * 1024 ** 2,
         remainingIncludesOverlay: false,
@@ -324,6 +325,7 @@ function wireVm(vm: RunningVm, sizes: ReadonlyMap<string, number>): WireVm {
     ...(kernel ? { kernel } : {}),
     ...(initrd ? { initrd } : {}),
     ...(append ? { append } : {}),
+    accel: vm.accel,
     disks: vm.spec.disks.map((disk) => ({ id: disk.id, nodeName: disk.nodeName, format: disk.format, virtualSize: sizes.get(disk.nodeName) ?? 0 })),
   };
 }
@@ -338,7 +340,7 @@ async function putOverlay(ctx: SourceContext, qmp: QmpCommands, disk: DiskSpec, 
     if (stage !== 'file') await qmp.blockdevDel(node);
     await removeOverlay(ctx.bufferPath, overlayName(ctx.id, disk.id));
   });
-  await qmp.blockdevAdd({ driver: 'qcow2', 'node-name': node, file: { driver: 'file', filename: path }, backing: null });
+  await qmp.blockdevAdd({ driver: 'qcow2', 'node-name': node, file: { driver: 'file', 'node-name': overlayFileNode(index), filename: path }, backing: null });
   stage = 'node';
   await qmp.blockdevSnapshot(disk.nodeName, node);
   stage = 'active';

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { PeerError } from '../errors.js';
 import { processAlive } from '../exec/run.js';
+import type { HostInventory } from '../host/inventory.js';
 import type { Hello, PeerRequest, WireVm } from '../peer/protocol.js';
 import { receiveBase, receiveDataset, shippedSnapshot, spliceToLocal } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
@@ -21,6 +22,7 @@ import type { Json } from '../validate.js';
 import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { IncomingEntry } from './journal.js';
+import { preflight } from './preflight.js';
 import { eventTime } from './qemu-steps.js';
 
 interface Incoming {
@@ -46,6 +48,8 @@ export interface TargetOptions {
   /** Parent dataset under which disks shipped by `zfs send` are received; none: files only. */
   readonly zfsParent?: string;
   readonly launch?: LaunchOptions;
+  /** What this host has to give an incoming guest, checked on `prepare`. */
+  readonly inventory: HostInventory;
   /** The paused VM waiting for an incoming migration was started. */
   readonly onStarted: (vm: RunningVm, migration: string) => void;
   /** A VM that arrived and runs here now: the daemon takes it over (and records the arrival). */
@@ -71,6 +75,9 @@ async function removeShipped(incoming: { readonly dir: string; readonly dataset?
   if (incoming.dataset) await zfsDestroy(incoming.dataset, { recursive: true }).catch(() => undefined);
   await rm(incoming.dir, { recursive: true, force: true });
 }
+
+/** The preflight answers from local reads and a `df`; one that takes longer is a host in trouble. */
+const PREFLIGHT_TIMEOUT_MS = 10_000;
 
 export class TargetSide {
   private readonly incoming = new Map<string, Incoming>();
@@ -128,6 +135,8 @@ export class TargetSide {
         const incoming: Incoming = { id: request.migration, peer: peer.name, wire: request.vm, dir, received: new Set(), files: new Map() };
         this.incoming.set(request.migration, incoming);
         try {
+          const signal = AbortSignal.timeout(PREFLIGHT_TIMEOUT_MS);
+          await preflight(this.options.inventory, request.vm, await this.basesAt(dir, signal), signal);
           await this.journal(incoming);
           await mkdir(dir, { recursive: true, mode: 0o700 });
         } catch (error) {
@@ -155,6 +164,14 @@ export class TargetSide {
       default:
         return request satisfies never;
     }
+  }
+
+  /** Where an incoming migration's bases will be written: its received dataset's parent, or its directory. */
+  private async basesAt(dir: string, signal: AbortSignal): Promise<string> {
+    if (this.options.zfsParent === undefined) return dir;
+    const mountpoint = (await zfsGet(this.options.zfsParent, ['mountpoint'], { signal }))?.get('mountpoint');
+    if (!mountpoint?.startsWith('/')) throw new PeerError(`incoming dataset parent ${this.options.zfsParent} is not mounted (mountpoint ${mountpoint ?? 'unknown'})`);
+    return mountpoint;
   }
 
   base(peer: TrustedPeer, hello: Extract<Hello, { kind: 'base' }>, socket: TLSSocket): void {

@@ -11,6 +11,7 @@
  * estimates, and never holds up the readings of the others.
  */
 import { stat } from 'node:fs/promises';
+import { orAbort } from '../abort.js';
 import type { BlockStatsEntry, QmpCommands } from '../qmp/commands.js';
 import { UNKNOWN_COW, updateCow, type CowEstimate } from './cow-model.js';
 
@@ -21,6 +22,8 @@ export interface TrackedOverlay {
   readonly qmp?: QmpCommands;
   /** The overlay's node name (for actual-size). */
   readonly nodeName?: string;
+  /** The node of the overlay's file (offsets there are file offsets): where the write threshold is armed. */
+  readonly fileNode?: string;
   /** The guest disk's qdev id (for wr_bytes). */
   readonly qdev?: string;
 }
@@ -126,15 +129,4 @@ async function measureVm(entries: readonly Entry[], signal: AbortSignal | undefi
  */
 export function writtenExtent(perNode: readonly BlockStatsEntry[], nodeName: string): number | undefined {
   return perNode.find((entry) => entry['node-name'] === nodeName)?.parent?.stats.wr_highest_offset;
-}
-
-/** `work`, or the signal's reason once it aborts: a stat on a hung filesystem cannot be cancelled, only left behind. */
-function orAbort<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return work;
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason as Error);
-    if (signal.aborted) onAbort();
-    signal.addEventListener('abort', onAbort, { once: true });
-    work.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
-  });
 }

@@ -3,12 +3,15 @@
  * migration stream to that peer (TCP_INFO), summed into one monotonic counter (a closed stream's
  * final count is kept, so streams coming and going never look like a counter reset) and folded
  * into `src/buffer/link-model`. Each stream also gets its own estimate: two streams sharing a
- * link each see about half, the stair of U/N. An interface's tx counter, when given, is tracked
- * the same way as a cross-check. The tracker owns no timer: the control loop samples it.
+ * link each see about half, the stair of U/N. The tx counter of the interface a peer's streams
+ * leave by (found from their local address, or named) is tracked the same way as a cross-check:
+ * it counts headers and any other traffic, so it bounds the acknowledged rate from above. The
+ * tracker owns no timer: the control loop samples it.
  */
 import type { Socket } from 'node:net';
 import { UNKNOWN_LINK, updateLink, type LinkEstimate, type LinkModelOptions } from '../buffer/link-model.js';
-import { readInterfaceCounters } from './interface-counters.js';
+import { CowbufError } from '../errors.js';
+import type { HostInventory } from '../host/inventory.js';
 import { tcpInfo, type TcpInfo } from './socket-stats.js';
 
 export interface StreamReading {
@@ -38,6 +41,8 @@ interface Peer {
   retired: number;
   estimate: LinkEstimate;
   iface?: string;
+  /** Local address of a stream to the peer: where to look for the interface. */
+  localAddress?: string;
   interfaceEstimate: LinkEstimate;
 }
 
@@ -45,6 +50,8 @@ export interface LinkTrackerOptions {
   readonly model?: LinkModelOptions;
   /** Reads a socket's counters; the real one is TCP_INFO (replaceable in unit tests). */
   readonly stats?: (socket: Socket) => Pick<TcpInfo, 'bytesAcked' | 'notSentBytes' | 'deliveryRateAppLimited'>;
+  /** Interface lookup and counters; without them there is no interface cross-check. */
+  readonly interfaces?: Pick<HostInventory, 'interfaceCounters' | 'interfaceOf'>;
 }
 
 export class LinkTracker {
@@ -66,11 +73,14 @@ export class LinkTracker {
 
   /** Starts counting a stream (base disk, NBD or RAM) to `peer`. */
   track(peer: string, socket: Socket, id = `${socket.localPort ?? '?'}`): void {
-    this.peer(peer).streams.set(socket, { id, socket, bytesAcked: 0, estimate: UNKNOWN_LINK });
+    const tracked = this.peer(peer);
+    tracked.streams.set(socket, { id, socket, bytesAcked: 0, estimate: UNKNOWN_LINK });
+    if (socket.localAddress) tracked.localAddress ??= socket.localAddress;
   }
 
-  /** Watches `iface`'s tx counter as a cross-check of the acknowledged bytes. */
+  /** Watches `iface`'s tx counter as a cross-check of the acknowledged bytes. @throws CowbufError without `interfaces` */
   watchInterface(peer: string, iface: string): void {
+    if (!this.options.interfaces) throw new CowbufError(`cannot watch ${iface}: this link tracker was given no interface counters`);
     this.peer(peer).iface = iface;
   }
 
@@ -101,6 +111,26 @@ export class LinkTracker {
     }
   }
 
+  /**
+   * Folds the peer's interface counter in. The cross-check never costs the tick: an interface
+   * that cannot be read (gone, renamed) keeps its last estimate.
+   */
+  private async sampleInterface(name: string, peer: Peer, t: number): Promise<void> {
+    const interfaces = this.options.interfaces;
+    if (!interfaces) return;
+    try {
+      if (!peer.iface && peer.localAddress) {
+        const iface = await interfaces.interfaceOf(peer.localAddress);
+        if (iface) this.watchInterface(name, iface);
+      }
+      if (!peer.iface) return;
+      const counters = await interfaces.interfaceCounters(peer.iface);
+      peer.interfaceEstimate = updateLink(peer.interfaceEstimate, { t, bytes: counters.txBytes }, this.options.model);
+    } catch {
+      // Kept as it was; the acknowledged bytes are the measurement, this only checks them.
+    }
+  }
+
   /** Samples every stream at time `t` (seconds, monotonic). */
   async sample(t: number): Promise<PeerReading[]> {
     const readings: PeerReading[] = [];
@@ -121,10 +151,7 @@ export class LinkTracker {
       }
       // No stream at all is the most app-limited a link can be: it keeps its last known capacity.
       peer.estimate = updateLink(peer.estimate, { t, bytes: total, appLimited }, this.options.model);
-      if (peer.iface) {
-        const counters = await readInterfaceCounters(peer.iface);
-        peer.interfaceEstimate = updateLink(peer.interfaceEstimate, { t, bytes: counters.txBytes }, this.options.model);
-      }
+      await this.sampleInterface(name, peer, t);
       readings.push({ peer: name, bytesAcked: total, estimate: peer.estimate, streams, ...(peer.iface ? { interfaceEstimate: peer.interfaceEstimate } : {}) });
     }
     return readings;

@@ -10,7 +10,7 @@ import { isAbsolute } from 'node:path';
 import { ValidationError } from '../errors.js';
 import { checkName } from '../exec/run.js';
 import { array, number, object, record, string, type Json } from '../validate.js';
-import type { DiskSpec, VmSpec } from '../vm/spec.js';
+import type { Accel, DiskSpec, VmSpec } from '../vm/spec.js';
 
 export type StreamKind = 'ram' | 'nbd';
 
@@ -26,8 +26,11 @@ export type Hello =
 /** A disk as the target needs it: the source's spec without its local file, plus its size. */
 export type WireDisk = Pick<DiskSpec, 'id' | 'nodeName' | 'format'> & { readonly virtualSize: number };
 
-/** The VM as the target must start it: the source's spec without its local sockets and files. */
-export type WireVm = Pick<VmSpec, 'name' | 'memoryMiB' | 'vcpus' | 'kernel' | 'initrd' | 'append'> & { readonly disks: readonly WireDisk[] };
+/**
+ * The VM as the target must start it: the source's spec without its local sockets and files,
+ * and the accelerator it runs under there (a KVM guest's state cannot be loaded into TCG).
+ */
+export type WireVm = Pick<VmSpec, 'name' | 'memoryMiB' | 'vcpus' | 'kernel' | 'initrd' | 'append'> & { readonly disks: readonly WireDisk[]; readonly accel?: Accel };
 
 /** Migration capabilities the target must share with the source. */
 export interface TargetCapabilities {
@@ -96,7 +99,8 @@ export function parseHello(raw: unknown): Hello {
 }
 
 function parseVm(raw: unknown): WireVm {
-  const vm = object('vm', raw, ['name', 'memoryMiB', 'vcpus', 'disks'], ['kernel', 'initrd', 'append']);
+  const vm = object('vm', raw, ['name', 'memoryMiB', 'vcpus', 'disks'], ['kernel', 'initrd', 'append', 'accel']);
+  if (vm.accel !== undefined && vm.accel !== 'kvm' && vm.accel !== 'tcg') throw new ValidationError('vm.accel', vm.accel, '`kvm` or `tcg`');
   return {
     name: checkName('vm.name', string('vm.name', vm.name)),
     memoryMiB: number('vm.memoryMiB', vm.memoryMiB, { min: 16, max: 1 << 22, integer: true }),
@@ -104,6 +108,7 @@ function parseVm(raw: unknown): WireVm {
     ...(vm.kernel !== undefined ? { kernel: absolute('vm.kernel', vm.kernel) } : {}),
     ...(vm.initrd !== undefined ? { initrd: absolute('vm.initrd', vm.initrd) } : {}),
     ...(vm.append !== undefined ? { append: string('vm.append', vm.append) } : {}),
+    ...(vm.accel !== undefined ? { accel: vm.accel } : {}),
     disks: array('vm.disks', vm.disks, 1).map((entry, index) => {
       const field = `vm.disks[${index}]`;
       const disk = object(field, entry, ['id', 'nodeName', 'format', 'virtualSize']);

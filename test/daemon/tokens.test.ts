@@ -1,27 +1,16 @@
-import { writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../src/cli/main.js';
-import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
+import type { Daemon } from '../../src/daemon/daemon.js';
 import { ControlClient } from '../../src/peer/channel.js';
 import { decodeToken, encodeToken } from '../../src/peer/tokens.js';
 import type { TrustedPeer } from '../../src/peer/trust.js';
-import { openVolume } from '../../src/storage/registry.js';
-import { freePort } from '../support/ports.js';
+import { cli, dirDaemon } from '../support/daemons.js';
 import { useTempDir } from '../support/temp-dir.js';
 
 const tempDir = useTempDir('tokens');
 const daemons: Record<'a' | 'b' | 'c', Daemon> = {} as never;
 
-async function daemon(name: string): Promise<Daemon> {
-  const stateDir = join(tempDir(), name);
-  await openVolume({ driver: 'dir', path: join(stateDir, 'buffer') }).create(16 * 1024 ** 2);
-  const config = join(tempDir(), `${name}.yaml`);
-  await writeFile(config, `stateDir: ${stateDir}\nbuffer:\n  driver: dir\n  size: 16MiB\ndaemon:\n  peerListen: 127.0.0.1:${await freePort()}\n`);
-  return startDaemon(config, pino({ level: 'silent' }));
-}
+const daemon = (name: string) => dirDaemon(tempDir(), name);
 
 beforeAll(async () => {
   daemons.a = await daemon('a');
@@ -31,13 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const d of Object.values(daemons)) await d.close();
 });
-
-async function cli(on: Daemon, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(['node', 'cowbuf', '--socket', on.config.daemon.socket, ...args], { stdout: (t) => (stdout += t), stderr: (t) => (stderr += t) });
-  return { code, stdout, stderr };
-}
 
 const peers = async (on: Daemon) => JSON.parse((await cli(on, 'trust', 'list', '--format', 'json')).stdout) as Array<{ name: string; fingerprint: string; address: string }>;
 

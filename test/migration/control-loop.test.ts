@@ -114,6 +114,25 @@ describe('the control loop: what γ is computed from', () => {
     expect((await mirroring.tick(0)).migrations[0]?.remainingBytes).toBe(1e9);
   });
 
+  it('traces the interface rate next to the acknowledged rate of each peer', async () => {
+    const socket = { destroyed: false, localPort: 1, localAddress: '10.0.0.1' } as unknown as Socket;
+    let acked = 0;
+    const links = new LinkTracker({
+      stats: () => ({ bytesAcked: BigInt(acked), notSentBytes: 1, deliveryRateAppLimited: false }),
+      interfaces: { interfaceOf: () => Promise.resolve('veth0'), interfaceCounters: () => Promise.resolve({ txBytes: acked * 1.03, rxBytes: 0 }) },
+    });
+    links.track('peer', socket);
+    const loop = loopWith(links);
+    let trace;
+    for (let i = 0; i <= 10; i += 1) {
+      acked = i * 1_000_000;
+      trace = await loop.tick(i * 0.5);
+    }
+    const [link] = trace?.links ?? [];
+    expect(link?.rate).toBeCloseTo(2_000_000, -4);
+    expect(link?.interfaceRate).toBeCloseTo(2_060_000, -4);
+  });
+
   it('reads a link measured at exactly 0 as dead (γ = ε), not as unknown (the assumed rate)', async () => {
     const dead = { destroyed: false, localPort: 1 } as unknown as Socket;
     const links = new LinkTracker({ stats: () => ({ bytesAcked: 0n, notSentBytes: 65536, deliveryRateAppLimited: false }) });

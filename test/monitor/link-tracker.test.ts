@@ -1,14 +1,14 @@
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { LinkTracker } from '../../src/monitor/link-tracker.js';
+import { LinkTracker, type LinkTrackerOptions } from '../../src/monitor/link-tracker.js';
 
 /** Fake sockets whose acknowledged bytes the test sets. */
 function fakeSocket(): Socket & { acked: number } {
-  return { acked: 0, destroyed: false, localPort: 1 } as unknown as Socket & { acked: number };
+  return { acked: 0, destroyed: false, localPort: 1, localAddress: '10.0.0.1' } as unknown as Socket & { acked: number };
 }
 
-function tracker(): LinkTracker {
-  return new LinkTracker({ stats: (socket) => ({ bytesAcked: BigInt((socket as Socket & { acked: number }).acked), notSentBytes: 1, deliveryRateAppLimited: false }) });
+function tracker(interfaces?: LinkTrackerOptions['interfaces']): LinkTracker {
+  return new LinkTracker({ stats: (socket) => ({ bytesAcked: BigInt((socket as Socket & { acked: number }).acked), notSentBytes: 1, deliveryRateAppLimited: false }), ...(interfaces ? { interfaces } : {}) });
 }
 
 describe('LinkTracker bookkeeping', () => {
@@ -49,5 +49,41 @@ describe('LinkTracker bookkeeping', () => {
     const [after] = await links.sample(1);
     expect(after?.streams).toHaveLength(0);
     expect(after?.bytesAcked).toBe(1000);
+  });
+});
+
+describe('the interface cross-check', () => {
+  it("finds the interface a peer's streams leave by and rates its tx counter beside U; an unreadable counter keeps its last estimate", async () => {
+    let tx = 0;
+    let readable = true;
+    const lookups: string[] = [];
+    const links = tracker({
+      interfaceOf: (address) => (lookups.push(address), Promise.resolve(address === '10.0.0.1' ? 'veth0' : undefined)),
+      interfaceCounters: (iface) => (readable && iface === 'veth0' ? Promise.resolve({ txBytes: tx, rxBytes: 0 }) : Promise.reject(new Error('gone'))),
+    });
+    const a = fakeSocket();
+    links.track('peer', a);
+    let reading;
+    for (let i = 0; i <= 20; i += 1) {
+      a.acked = i * 500_000;
+      tx = i * 515_000;
+      [reading] = await links.sample(i * 0.5);
+    }
+    expect(lookups).toEqual(['10.0.0.1']);
+    expect(reading?.estimate.rate).toBeCloseTo(1_000_000, -4);
+    expect(reading?.interfaceEstimate?.rate).toBeCloseTo(1_030_000, -4);
+    readable = false;
+    a.acked = 21 * 500_000;
+    const [after] = await links.sample(10.5);
+    expect(after?.estimate.rate).toBeCloseTo(1_000_000, -4);
+    expect(after?.interfaceEstimate?.rate).toBe(reading?.interfaceEstimate?.rate);
+  });
+
+  it('has none without interface counters, and refuses to watch one', async () => {
+    const links = tracker();
+    links.track('peer', fakeSocket());
+    const [reading] = await links.sample(0);
+    expect(reading?.interfaceEstimate).toBeUndefined();
+    expect(() => links.watchInterface('peer', 'eth0')).toThrow('cannot watch eth0: this link tracker was given no interface counters');
   });
 });

@@ -84,9 +84,12 @@ export function useScope(name: string): () => Scope {
   };
 }
 
-/** Creates `overlay` on top of `base` and makes it the guest disk's active layer (node `overlay0`). */
+/**
+ * Creates `overlay` on top of `base` and makes it the guest disk's active layer (node `overlay0`,
+ * its file node `overlay0-file`, as the engine names them so a write threshold can be armed).
+ */
 export async function putOverlay(vm: RunningVm, base: string, overlay: string, size = '64M'): Promise<void> {
   await qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', base, '-F', 'qcow2', overlay, size);
-  await vm.commands.blockdevAdd({ driver: 'qcow2', 'node-name': 'overlay0', file: { driver: 'file', filename: overlay }, backing: null });
+  await vm.commands.blockdevAdd({ driver: 'qcow2', 'node-name': 'overlay0', file: { driver: 'file', 'node-name': 'overlay0-file', filename: overlay }, backing: null });
   await vm.commands.blockdevSnapshot(GUEST_DISK.nodeName, 'overlay0');
 }
