@@ -41,7 +41,7 @@ async function datasetOf(disks: readonly DiskSpec[], signal: AbortSignal): Promi
  * (the revert stack destroys it if the migration fails).
  */
 export async function shipBases(ctx: BaseShipping, disks: readonly DiskSpec[], revert: Revert): Promise<string | undefined> {
-  const onSocket = (label: string) => (socket: PeerSocket) => ctx.links.track(ctx.peer.name, socket.raw, label);
+  const onSocket = (label: string) => (socket: PeerSocket) => ctx.links.track(ctx.peer.name, socket.raw, label, socket.tls);
   const dataset = ctx.targetTakesDatasets ? await datasetOf(disks, ctx.signal) : undefined;
   if (dataset) {
     const snapshot = `${dataset}@${shippedSnapshot(ctx.id)}`;

@@ -480,6 +480,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     return {
       state: this.state,
       target: this.target,
+      bufferPath: this.deps.volume.mountpoint,
       context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
       adopt: (vm) => this.vms.set(vm.spec.name, vm),
       vm: (name) => this.vms.get(name),

@@ -8,7 +8,7 @@
  * back, make sure the guest runs. If QEMU died as well, the overlays are committed offline with
  * `qemu-img commit`, since they hold writes the bases do not have.
  */
-import { stat } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { run } from '../exec/run.js';
 import { ControlClient } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
@@ -58,6 +58,22 @@ async function rollBackLive(vm: RunningVm): Promise<void> {
     await qmp.blockdevDel(overlayNode(index));
   }
   await ensureRunning(qmp);
+}
+
+/**
+ * A VM no migration is under way for, that still carries cowbuf's nodes (a rollback that failed
+ * before a restart kept its overlay attached, or left an NBD client): folded back now, so no
+ * write is stranded in the buffer and the next migration's fixed node names are free.
+ * @returns whether anything was left
+ */
+export async function reconcileLeftovers(vm: RunningVm, bufferPath: string): Promise<boolean> {
+  const nodes = await vm.commands.queryNamedBlockNodes();
+  const ours = nodes.filter((node) => node['node-name'].startsWith('cowbuf-'));
+  if (ours.length === 0) return false;
+  const files = ours.filter((node) => node['node-name'].startsWith(overlayNode(0).slice(0, -1)) && node.file.startsWith(`${bufferPath}/`)).map((node) => node.file);
+  await rollBackLive(vm);
+  for (const file of files) await rm(file, { force: true });
+  return true;
 }
 
 /** QEMU is gone: fold each overlay into its base with the VM stopped, so no write is lost. */

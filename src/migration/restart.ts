@@ -8,7 +8,7 @@ import { processAlive } from '../exec/run.js';
 import { attachVm, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { Persistence } from './persistence.js';
-import { recoverOutgoing, type RecoveryContext, type Recovered } from './recovery.js';
+import { reconcileLeftovers, recoverOutgoing, type RecoveryContext, type Recovered } from './recovery.js';
 import { FINAL, HANDOFF, type Phase } from './source.js';
 import { discardIncoming, type TargetSide } from './target.js';
 import type { IncomingEntry, OutgoingEntry } from './journal.js';
@@ -16,6 +16,7 @@ import type { IncomingEntry, OutgoingEntry } from './journal.js';
 export interface RestartHost {
   readonly state: Persistence;
   readonly target: TargetSide;
+  readonly bufferPath: string;
   /** The recovery context for a migration to this peer, logging under that migration. */
   context(migration: string, peer: string): RecoveryContext;
   adopt(vm: RunningVm): void;
@@ -55,9 +56,11 @@ export async function restart(host: RestartHost): Promise<void> {
       await host.state.journal.dropIncoming(entry.id);
     }
   }
+  const inFlight = new Set<string>();
   for (const entry of await host.state.journal.outgoing()) {
     host.restore(entry);
     if (FINAL.has(entry.phase)) continue;
+    inFlight.add(entry.vm);
     if (entry.phase === 'queued') {
       host.requeue(entry.id);
       continue;
@@ -79,6 +82,12 @@ export async function restart(host: RestartHost): Promise<void> {
       else host.settle(entry.id, outcome.phase, outcome.error);
     } catch (error) {
       host.settle(entry.id, 'failed', `cowbufd restarted during phase ${entry.phase}; rollback failed, overlays kept: ${(error as Error).message}`);
+    }
+  }
+  for (const vm of running) {
+    if (inFlight.has(vm.spec.name)) continue;
+    if (await reconcileLeftovers(vm, host.bufferPath).catch((error: Error) => (host.log(`${vm.spec.name}: leftover cowbuf nodes could not be folded back: ${error.message}`), false))) {
+      host.log(`${vm.spec.name} carried cowbuf's nodes from an earlier migration: committed back and removed`);
     }
   }
 }

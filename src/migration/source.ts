@@ -220,7 +220,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
 
       enter('mirror');
       for (const stream of ['nbd', 'ram'] as const) {
-        const proxy = await proxyToPeer(join(ctx.runDir, `${ctx.id}-${stream}.sock`), ctx.peer, ctx.identity, ctx.id, stream, (socket) => ctx.links.track(ctx.peer.name, socket.raw, stream));
+        const proxy = await proxyToPeer(join(ctx.runDir, `${ctx.id}-${stream}.sock`), ctx.peer, ctx.identity, ctx.id, stream, (socket) => ctx.links.track(ctx.peer.name, socket.raw, stream, socket.tls));
         proxies.push(proxy);
       }
       const nbdProxy = proxies[0] as LocalProxy;

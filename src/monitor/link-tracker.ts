@@ -72,9 +72,20 @@ export class LinkTracker {
   }
 
   /** Starts counting a stream (base disk, NBD or RAM) to `peer`. */
-  track(peer: string, socket: Socket, id = `${socket.localPort ?? '?'}`): void {
+  /** @param lifecycle what emits the stream's `end` and `finish` (its TLS socket), if not `socket` */
+  track(peer: string, socket: Socket, id = `${socket.localPort ?? '?'}`, lifecycle?: NodeJS.EventEmitter): void {
     const tracked = this.peer(peer);
-    tracked.streams.set(socket, { id, socket, bytesAcked: 0, estimate: UNKNOWN_LINK });
+    const stream: Stream = { id, socket, bytesAcked: 0, estimate: UNKNOWN_LINK };
+    tracked.streams.set(socket, stream);
+    // A stream that ends between two ticks would keep only what the last tick saw, and TCP_INFO
+    // cannot be read once it is destroyed: read it when the peer's FIN arrives (all our bytes
+    // acknowledged) and when our own end is flushed.
+    const last = () => void this.read(stream);
+    const events = lifecycle ?? socket;
+    if (typeof events.once === 'function') {
+      events.once('end', last);
+      events.once('finish', last);
+    }
     if (socket.localAddress) tracked.localAddress ??= socket.localAddress;
   }
 
