@@ -63,6 +63,8 @@ export interface ControlLoopOptions {
   readonly actuate: boolean;
   /** Link rate assumed for a peer until its first measurement, bytes/s. */
   readonly assumedLinkRate: number;
+  /** Seconds the disk mirror gets before the orchestrator escalates (policies plan for it). */
+  readonly mirrorReadySeconds?: number;
   readonly cow: CowTracker;
   readonly links: LinkTracker;
   readonly onMustFail: (id: string, unplacedBytes: number) => void;
@@ -180,6 +182,7 @@ export class ControlLoop {
         linkShare: peerRate / Math.max(1, migration ? (sharing.get(migration.peer) ?? 1) : 1),
         remainingBytes: migration?.remainingBytes ?? 0,
         uniqueFraction: this.unique.get(bin.owner) ?? 1,
+        ...(this.options.mirrorReadySeconds !== undefined ? { mirrorSeconds: this.options.mirrorReadySeconds } : {}),
       });
     }
     // Each policy computes over the whole partition (Π and the owner clamp see every bin); each

@@ -92,20 +92,64 @@ export interface ConvergenceState {
   readonly lowestRemaining: number;
   readonly lowestAt: number;
   readonly postcopyStarted: boolean;
+  /** The guest CPU throttle auto-converge has reached, percent (0: not throttled). */
+  readonly cpuThrottlePercent: number;
+  /** The sample that opened the current auto-converge period, and how many periods in a row dirtied too much. */
+  readonly periodStart: ProgressSample | undefined;
+  readonly dirtyPeriods: number;
 }
 
 export interface ProgressSample {
   readonly t: number;
   readonly remaining: number;
+  /** Cumulative RAM bytes sent (query-migrate `ram.transferred`): with it, auto-converge's steps are followed. */
+  readonly transferred?: number;
 }
 
 export type ConvergenceAction =
   | { readonly kind: 'set-downtime'; readonly ms: number }
+  | { readonly kind: 'cpu-throttle'; readonly percent: number }
   | { readonly kind: 'start-postcopy'; readonly reason: string }
   | { readonly kind: 'abort'; readonly reason: string };
 
+/**
+ * QEMU's auto-converge rule (migration_trigger_throttle): at every dirty-bitmap sync, about once
+ * a second, a period that dirtied more than `throttle-trigger-threshold` (50 %) of what it sent
+ * counts as high; the second high period in a row throttles the guest CPU, to
+ * cpu-throttle-initial the first time, then by cpu-throttle-increment more, at most 99 %.
+ */
+const SYNC_PERIOD_SECONDS = 1;
+const THROTTLE_TRIGGER = 0.5;
+const HIGH_PERIODS_TO_THROTTLE = 2;
+const CPU_THROTTLE_MAX = 99;
+
 export function startConvergence(config: ConvergenceConfig, t: number): ConvergenceState {
-  return { startedAt: t, downtimeMs: config.downtimeStartMs, lastStepAt: t, lowestRemaining: Infinity, lowestAt: t, postcopyStarted: false };
+  return {
+    startedAt: t,
+    downtimeMs: config.downtimeStartMs,
+    lastStepAt: t,
+    lowestRemaining: Infinity,
+    lowestAt: t,
+    postcopyStarted: false,
+    cpuThrottlePercent: 0,
+    periodStart: undefined,
+    dirtyPeriods: 0,
+  };
+}
+
+/** Follows auto-converge over one sample: the state, and the throttle percent when it stepped. */
+function autoConverge(config: ConvergenceConfig, state: ConvergenceState, sample: ProgressSample): { state: ConvergenceState; percent?: number } {
+  if (!config.autoConverge || sample.transferred === undefined) return { state };
+  const start = state.periodStart;
+  if (start?.transferred === undefined) return { state: { ...state, periodStart: sample } };
+  if (sample.t - start.t < SYNC_PERIOD_SECONDS) return { state };
+  const sent = sample.transferred - start.transferred;
+  const dirtied = sent - (start.remaining - sample.remaining);
+  const dirtyPeriods = dirtied > THROTTLE_TRIGGER * sent ? state.dirtyPeriods + 1 : 0;
+  if (dirtyPeriods < HIGH_PERIODS_TO_THROTTLE) return { state: { ...state, periodStart: sample, dirtyPeriods } };
+  const percent = state.cpuThrottlePercent === 0 ? config.cpuThrottleInitial : Math.min(CPU_THROTTLE_MAX, state.cpuThrottlePercent + config.cpuThrottleIncrement);
+  const stepped = percent !== state.cpuThrottlePercent;
+  return { state: { ...state, periodStart: sample, dirtyPeriods: 0, cpuThrottlePercent: percent }, ...(stepped ? { percent } : {}) };
 }
 
 /** One decision per progress sample; every action carries the reason it is logged with. */
@@ -119,6 +163,9 @@ export function decide(config: ConvergenceConfig, setup: MigrationSetup, state: 
     actions.push({ kind: 'set-downtime', ms });
   }
   if (next.postcopyStarted) return { state: next, actions };
+  const throttle = autoConverge(config, next, sample);
+  next = throttle.state;
+  if (throttle.percent !== undefined) actions.push({ kind: 'cpu-throttle', percent: throttle.percent });
   const elapsed = sample.t - next.startedAt;
   const stalled = sample.t - next.lowestAt >= config.stallSeconds;
   const late = elapsed >= setup.timeoutSeconds;

@@ -303,12 +303,15 @@ async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: 
     const remaining = info.ram?.remaining ?? 0;
     migration.remainingBytes = remaining;
     ctx.onProgress({ ramRemaining: remaining, ramTotal: info.ram?.total ?? 0, ramTransferred: info.ram?.transferred ?? 0, downtimeLimitMs: state.downtimeMs });
-    const step = decide(ctx.convergence, setup, state, { t: clock(), remaining });
+    const step = decide(ctx.convergence, setup, state, { t: clock(), remaining, transferred: info.ram?.transferred ?? 0 });
     state = step.state;
     for (const action of step.actions) {
       if (action.kind === 'set-downtime') {
         ctx.onDecision(`downtime limit raised to ${action.ms} ms`);
         await qmp.migrateSetParameters({ 'downtime-limit': action.ms });
+      } else if (action.kind === 'cpu-throttle') {
+        // QEMU steps its own throttle (auto-converge is on); the log says when it should have.
+        ctx.onDecision(`RAM dirtied faster than half the link: auto-converge throttles the guest CPU to ${action.percent} %`);
       } else if (action.kind === 'start-postcopy') {
         ctx.onDecision(`switching to post-copy: ${action.reason}`);
         await qmp.migrateStartPostcopy();

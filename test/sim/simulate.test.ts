@@ -34,7 +34,7 @@ describe('trace invariants', () => {
           for (const migration of line.migrations) {
             expect(migration.cow).toBeGreaterThanOrEqual(lastCow.get(migration.id) ?? 0);
             lastCow.set(migration.id, migration.cow);
-            if (policy.throttle) {
+            if (policy.throttle && policy.buffer === 'shared') {
               expect(migration.throttle).not.toBeNull();
               expect(migration.throttle ?? 0).toBeGreaterThanOrEqual(EPSILON);
               expect(migration.throttle ?? 0).toBeLessThanOrEqual(Math.max(EPSILON, migration.linkShare) * (1 + 1e-12));
@@ -65,20 +65,29 @@ describe('trace invariants', () => {
 
 describe('the public scenarios: deadline against the paper', () => {
   for (const name of PUBLIC_SCENARIOS) {
-    it(`${name}: no overflow, no failure, and no worse than lx066 on stalls, writes and makespan`, () => {
+    it(`${name}: no overflow, no overflowed bin, no failure, and no fewer writes kept than lx066 where lx066 fails none`, () => {
       const scenario = loadScenario(name);
       const ours = simulate(scenario, simPolicy('deadline'));
       const paper = simulate(scenario, simPolicy('lx066'));
-      expect(ours.overflowEvents).toBe(0);
-      expect(ours.failed).toBe(0);
-      expect(ours.completed).toBe(scenario.migrations.length);
-      expect(ours.floorSeconds).toBeLessThanOrEqual(paper.floorSeconds / 5);
+      expect(ours).toMatchObject({ overflowEvents: 0, freezeEvents: 0, shardEvents: 0, failed: 0, completed: scenario.migrations.length });
       if (paper.failed === 0) {
-        expect(ours.retainedWriteFraction).toBeGreaterThanOrEqual(0.9 * paper.retainedWriteFraction);
+        expect(ours.retainedWriteFraction).toBeGreaterThanOrEqual(paper.retainedWriteFraction);
+        expect(ours.starvedSeconds).toBeLessThanOrEqual(paper.starvedSeconds / 5);
         expect(ours.makespanSeconds).toBeLessThanOrEqual(1.1 * paper.makespanSeconds);
       }
     });
   }
+
+  it('slow-link-flap: deadline holds the guests at the floor through the flap where lx066 loses both migrations to the mirror deadline', () => {
+    const scenario = loadScenario('slow-link-flap');
+    const ours = simulate(scenario, simPolicy('deadline'));
+    const paper = simulate(scenario, simPolicy('lx066'));
+    expect(paper.failed).toBe(2);
+    expect(paper.migrations.map((m) => m.reason)).toEqual(['the disk mirror did not become ready within 150 s', 'the disk mirror did not become ready within 150 s']);
+    expect(ours.completed).toBe(2);
+    // The known cost (docs/policies.md): ~600 s per guest at the floor while the link is slow.
+    expect(ours.starvedSeconds).toBeGreaterThan(paper.starvedSeconds);
+  });
 
   it("staggered-four: the paper's heuristic lets newcomers overfill the re-cut buffer", () => {
     const paper = simulate(loadScenario('staggered-four'), simPolicy('lx066'));

@@ -16,6 +16,12 @@
  * unplanned (RAM re-dirtying and auto-converge stretch the time left beyond B/S), and the time
  * left is never taken below `MIN_HORIZON_SECONDS`, or the last ticks before switchover (B → 0)
  * would grant a rate that overshoots the room within one control period.
+ *
+ * Room is not the only limit: the engine gives the disk mirror `mirrorSeconds`, then half that
+ * again with γ tightened, before it restarts the mirror from scratch in write-blocking mode, so
+ * an overlay the link share cannot carry in that time fails the migration however large the
+ * bin. F is capped by what the share carries in `MIRROR_MARGIN` of that window, less the
+ * overlay already there.
  */
 import type { MigrationView } from '../view.js';
 import type { ThrottlePolicy } from './policy.js';
@@ -24,6 +30,16 @@ import type { ThrottlePolicy } from './policy.js';
 const MIN_UNIQUE_FRACTION = 0.05;
 export const RESERVE_FRACTION = 0.05;
 export const MIN_HORIZON_SECONDS = 10;
+/** Share of the mirror's window the existing overlay may take: the rest copies the writes that arrive meanwhile. */
+export const MIRROR_MARGIN = 0.9;
+/**
+ * Once the mirror runs every write crosses the link, so writes may take at most this share of
+ * it: at the full share the migration's own bytes (RAM above all, re-dirtied as it is sent)
+ * would never get through and pre-copy would stall.
+ */
+export const MAX_WRITE_SHARE = 0.5;
+/** The mirror's window before the restart, in units of `mirrorSeconds` (source.ts `mirrorUntilReady`). */
+const MIRROR_WINDOW = 1.5;
 
 /** Room this migration can plan with: its fair part of the free space in its non-frozen bins, less the reserve. */
 function usableRoom(view: MigrationView): number {
@@ -39,10 +55,12 @@ export const deadline: ThrottlePolicy = {
   name: 'deadline',
   summary: 'room left ÷ bytes still to ship: the fastest writes that cannot overflow before switchover',
   rate(view, demand) {
-    const room = usableRoom(view);
+    const mirrorRoom = demand.mirrorSeconds === undefined ? Infinity : demand.linkShare * demand.mirrorSeconds * MIRROR_WINDOW * MIRROR_MARGIN - view.cowBytes;
+    const room = Math.max(0, Math.min(usableRoom(view), mirrorRoom));
     const unique = Math.max(MIN_UNIQUE_FRACTION, Math.min(1, demand.uniqueFraction));
     const toShip = Math.max(demand.remainingBytes, demand.linkShare * MIN_HORIZON_SECONDS);
     const denominator = unique * (toShip + room);
-    return denominator > 0 ? (demand.linkShare * room) / denominator : demand.linkShare;
+    const rate = denominator > 0 ? (demand.linkShare * room) / denominator : demand.linkShare;
+    return Math.min(rate, demand.linkShare * MAX_WRITE_SHARE);
   },
 };

@@ -18,6 +18,8 @@ export interface ThrottleDemand {
   readonly remainingBytes: number;
   /** Learned share of written bytes that grow the overlay (0..1]. */
   readonly uniqueFraction: number;
+  /** Seconds the engine gives the disk mirror to become ready before it escalates; absent: no such deadline. */
+  readonly mirrorSeconds?: number;
 }
 
 export interface ThrottlePolicy {
