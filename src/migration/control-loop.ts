@@ -7,7 +7,7 @@
  * trace of exactly the inputs γ was computed from.
  */
 import { admit, emptyPartition, observe, release, resize, type Partition } from '../buffer/partition.js';
-import { computeThrottles, type Throttle, type ThrottleDemand, type ThrottlePolicy } from '../buffer/throttle/policy.js';
+import { computeThrottles, type CopyPhase, type Throttle, type ThrottleDemand, type ThrottlePolicy } from '../buffer/throttle/policy.js';
 import type { CowTracker, TrackedOverlay } from '../monitor/cow-tracker.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import type { QmpCommands } from '../qmp/commands.js';
@@ -21,6 +21,8 @@ export interface LoopMigration {
   readonly throttleTargets: readonly string[];
   /** Bytes still to cross the link before switchover, as last reported by the orchestrator. */
   remainingBytes: number;
+  /** What it is putting on the link, as the orchestrator last set it. */
+  phase?: CopyPhase;
   /** Multiplies γ: < 1 when the disk phase escalates. */
   throttleFactor: number;
   /** False once the throttle is lifted (pre-switchover): no more actuation. */
@@ -183,6 +185,7 @@ export class ControlLoop {
         remainingBytes: migration?.remainingBytes ?? 0,
         uniqueFraction: this.unique.get(bin.owner) ?? 1,
         ...(this.options.mirrorReadySeconds !== undefined ? { mirrorSeconds: this.options.mirrorReadySeconds } : {}),
+        ...(migration?.phase ? { phase: migration.phase } : {}),
       });
     }
     // Each policy computes over the whole partition (Π and the owner clamp see every bin); each

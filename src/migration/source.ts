@@ -133,6 +133,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         overlays: disks.map((disk, index) => ({ id: `${ctx.id}/${disk.id}`, path: overlayPath(ctx, disk), qmp, nodeName: overlayNode(index), qdev: disk.id })),
         throttleTargets: disks.map((disk) => throttleTarget(disk)),
         remainingBytes: baseTotal + ctx.vm.spec.memoryMiB * 1024 ** 2,
+        phase: 'base',
         throttleFactor: 1,
         throttled: true,
         lastApplied: undefined,
@@ -176,9 +177,11 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         revert.add(() => qmp.blockdevDel(nbdNode(index)));
       }
       revert.add(() => cancelMirrors(qmp, disks.length));
+      loopMigration.phase = 'mirror';
       await mirrorUntilReady(inner, qmp, disks.length, loopMigration);
 
       enter('ram');
+      loopMigration.phase = 'ram';
       const multifdChannels = setup.parameters['multifd-channels'];
       ctx.onDecision(`RAM migration: ${multifdChannels ? `multifd with ${multifdChannels} channels` : 'one stream'}, auto-converge ${setup.capabilities['auto-converge'] ? 'on' : 'off'}, post-copy ${setup.capabilities['postcopy-ram'] ? 'allowed' : 'off'}`);
       await qmp.migrateSetCapabilities(setup.capabilities);

@@ -10,8 +10,10 @@
  * It also counts the bin overflows of its Π: bins that froze and shards that were pushed.
  */
 import { admit, emptyPartition, observe, release, type Partition } from '../buffer/partition.js';
+import { viewMigrations } from '../buffer/view.js';
 import { DEFAULT_LINK_OPTIONS, UNKNOWN_LINK, updateLink, type LinkEstimate } from '../buffer/link-model.js';
-import { computeThrottles, type ThrottleDemand } from '../buffer/throttle/policy.js';
+import { RESERVE_FRACTION } from '../buffer/throttle/deadline.js';
+import { computeThrottles, type CopyPhase, type ThrottleDemand } from '../buffer/throttle/policy.js';
 import { UNKNOWN_COW, updateCow, type CowEstimate } from '../monitor/cow-model.js';
 import type { SimPolicy } from './policies.js';
 import type { ScenarioControl } from './scenario.js';
@@ -53,6 +55,15 @@ export class DaemonView {
   private last: Decision;
   freezeEvents = 0;
   shardEvents = 0;
+  /**
+   * Of those, the ones an admission's re-cut caused (DESIGN §3.1) rather than growth a policy
+   * could have held back: the bin's owner overflowed after a re-cut left its overlay (as it
+   * truly was, written but maybe not yet sampled) fuller than the reserve `deadline` keeps, so
+   * that bytes already written or growth at the floor ε were enough to overflow.
+   */
+  recutEvents = 0;
+  /** Owners of bins an admission left fuller than the reserve allows, until space is reclaimed. */
+  private squeezed = new Set<string>();
 
   constructor(
     capacity: number,
@@ -71,14 +82,26 @@ export class DaemonView {
     return this.last;
   }
 
-  /** `remaining`: what the orchestrator reports before its first progress sample (base + RAM). */
-  admit(id: string, remaining: number): void {
-    this.transition(admit(this.partitionState, id));
+  /**
+   * `remaining`: what the orchestrator reports before its first progress sample (base + RAM);
+   * `overlays`: every running overlay's true size now, to tell re-cut overflows from growth.
+   */
+  admit(id: string, remaining: number, overlays: ReadonlyMap<string, number>): void {
+    const next = admit(this.partitionState, id);
+    for (const bin of next.bins) {
+      if (bin.frozen || (overlays.get(bin.owner) ?? 0) > (1 - RESERVE_FRACTION) * bin.size) this.squeezed.add(bin.owner);
+    }
+    this.transition(next);
     this.remaining.set(id, remaining);
   }
 
   release(id: string): void {
     if (this.partitionState.bins.some((bin) => bin.owner === id)) this.transition(release(this.partitionState, id));
+    // Reclaimed space lifts the squeeze only where the overlay fits its bin's reserve again.
+    for (const view of viewMigrations(this.partitionState)) {
+      if (view.cowBytes <= (1 - RESERVE_FRACTION) * (view.holdings[0]?.binSize ?? 0)) this.squeezed.delete(view.id);
+    }
+    this.squeezed.delete(id);
     this.cows.delete(id);
     this.remaining.delete(id);
     this.applied.delete(id);
@@ -110,9 +133,10 @@ export class DaemonView {
 
   /**
    * One control tick at `t`: folds in the samples now old enough, observes the overlays in Π and
-   * decides γ for the next tick. Returns the migrations whose bytes no bin can hold (must fail).
+   * decides γ for the next tick. `phases`: what each migration puts on the link, which the
+   * orchestrator knows at once. Returns the migrations whose bytes no bin can hold (must fail).
    */
-  tick(t: number): readonly string[] {
+  tick(t: number, phases: ReadonlyMap<string, CopyPhase>): readonly string[] {
     const seen = this.takeReadings(t);
     if (seen) {
       this.link = updateLink(this.link, { t: seen.t, bytes: seen.linkBytes, appLimited: !seen.saturated }, DEFAULT_LINK_OPTIONS);
@@ -128,15 +152,19 @@ export class DaemonView {
     const rate = this.link.rate > 0 ? this.link.rate : this.control.assumedLinkRate;
     const share = rate / Math.max(1, partition.bins.length);
     const demands = new Map(
-      partition.bins.map((bin): [string, ThrottleDemand] => [
+      partition.bins.map((bin): [string, ThrottleDemand] => {
+        const phase = phases.get(bin.owner);
+        return [
         bin.owner,
         {
           linkShare: share,
           remainingBytes: this.remaining.get(bin.owner) ?? 0,
           uniqueFraction: this.cows.get(bin.owner)?.uniqueFraction ?? 1,
           mirrorSeconds: this.control.mirrorReadySeconds,
+          ...(phase ? { phase } : {}),
         },
-      ]),
+      ];
+      }),
     );
     const throttles =
       this.policy.throttle && demands.size > 0
@@ -156,14 +184,22 @@ export class DaemonView {
     return seen;
   }
 
+  /** Moves to `next`, counting its bin overflows. */
   private transition(next: Partition): void {
     const before = new Map(this.partitionState.bins.map((bin) => [bin.owner, bin]));
     for (const bin of next.bins) {
       const was = before.get(bin.owner);
-      if (bin.frozen && !was?.frozen) this.freezeEvents += 1;
+      if (bin.frozen && !was?.frozen) this.count('freeze', bin.owner);
       const guestsBefore = new Set(was?.stack.slice(1).map((layer) => layer.migration));
-      for (const layer of bin.stack.slice(1)) if (!guestsBefore.has(layer.migration)) this.shardEvents += 1;
+      for (const layer of bin.stack.slice(1)) if (!guestsBefore.has(layer.migration)) this.count('shard', layer.migration);
     }
     this.partitionState = next;
+  }
+
+  /** One bin overflow of `migration`'s overlay. */
+  private count(kind: 'freeze' | 'shard', migration: string): void {
+    if (kind === 'freeze') this.freezeEvents += 1;
+    else this.shardEvents += 1;
+    if (this.squeezed.has(migration)) this.recutEvents += 1;
   }
 }

@@ -2,12 +2,13 @@
  * The simulator's output shapes, fixed by shared/scenarios/README.md: the `--json` summary and
  * the `--trace` line of each tick.
  */
+import type { CopyPhase } from '../buffer/throttle/policy.js';
 import { viewMigrations } from '../buffer/view.js';
 import type { Decision } from './daemon-view.js';
 import type { SimPolicy } from './policies.js';
 import type { ScenarioMigration } from './scenario.js';
 
-export type Phase = 'base' | 'mirror' | 'ram';
+export type Phase = CopyPhase;
 export type MigrationStatus = 'completed' | 'failed' | 'unfinished';
 
 export interface SimMigrationResult {
@@ -36,6 +37,8 @@ export interface SimResult {
   /** Bin overflows in Π: bins that froze, and shards pushed onto another bin. */
   readonly freezeEvents: number;
   readonly shardEvents: number;
+  /** Of those, the ones an admission's re-cut caused rather than an overlay's growth. */
+  readonly recutEvents: number;
   readonly peakBufferBytes: number;
   readonly makespanSeconds: number;
   /** The floor no schedule beats for the completed migrations, from their start times. */

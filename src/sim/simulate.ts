@@ -15,7 +15,7 @@ import { floorSeconds, linkClock } from './link.js';
 import type { SimPolicy } from './policies.js';
 import { advance, end, isOpen, newRun, reportedRemaining, throttleFactor, type Run } from './run.js';
 import type { Scenario } from './scenario.js';
-import { traceLine, type MigrationStatus, type SimMigrationResult, type SimResult, type TraceLine } from './report.js';
+import { traceLine, type MigrationStatus, type Phase, type SimMigrationResult, type SimResult, type TraceLine } from './report.js';
 
 export interface SimOptions {
   /** Called once per tick, at its end, with the daemon's last γ and its inputs. */
@@ -48,7 +48,7 @@ export function simulate(scenario: Scenario, policy: SimPolicy, options: SimOpti
     for (const run of runs) {
       if (run.phase === 'waiting' && run.spec.start <= t) {
         run.phase = 'base';
-        if (shared) daemon.admit(run.spec.id, reportedRemaining(run));
+        if (shared) daemon.admit(run.spec.id, reportedRemaining(run), new Map(runs.filter(isOpen).map((open) => [open.spec.id, open.cow] as const)));
       }
     }
     const active = runs.filter(isOpen);
@@ -77,7 +77,7 @@ export function simulate(scenario: Scenario, policy: SimPolicy, options: SimOpti
     });
     if (shared && t + dt >= nextControl - 1e-9) {
       nextControl = t + dt + control.periodSeconds;
-      const mustFail = daemon.tick(t + dt);
+      const mustFail = daemon.tick(t + dt, new Map(runs.filter(isOpen).map((run) => [run.spec.id, run.phase as Phase] as const)));
       for (const id of mustFail) {
         const run = runs.find((candidate) => candidate.spec.id === id);
         if (run && isOpen(run)) end(run, 'failed', t + dt, 'its overlay no longer fits any bin');
@@ -89,7 +89,7 @@ export function simulate(scenario: Scenario, policy: SimPolicy, options: SimOpti
     if (shared) for (const run of active) if (!isOpen(run)) daemon.release(run.spec.id);
   }
   for (const run of runs) if (run.phase === 'waiting' || isOpen(run)) end(run, 'unfinished', t);
-  return summarize(scenario, policy, runs, { overflowEvents, peakBuffer, freezeEvents: daemon.freezeEvents, shardEvents: daemon.shardEvents });
+  return summarize(scenario, policy, runs, { overflowEvents, peakBuffer, freezeEvents: daemon.freezeEvents, shardEvents: daemon.shardEvents, recutEvents: daemon.recutEvents });
 }
 
 function reading(run: Run): MigrationReading {
@@ -112,6 +112,7 @@ interface Counters {
   readonly peakBuffer: number;
   readonly freezeEvents: number;
   readonly shardEvents: number;
+  readonly recutEvents: number;
 }
 
 function summarize(scenario: Scenario, policy: SimPolicy, runs: readonly Run[], counters: Counters): SimResult {
@@ -139,6 +140,7 @@ function summarize(scenario: Scenario, policy: SimPolicy, runs: readonly Run[], 
     overflowEvents: counters.overflowEvents,
     freezeEvents: counters.freezeEvents,
     shardEvents: counters.shardEvents,
+    recutEvents: counters.recutEvents,
     peakBufferBytes: counters.peakBuffer,
     makespanSeconds: Math.max(...runs.map((run) => run.endedAt)),
     lowerBoundSeconds: lowerBound(scenario, runs.filter((run) => run.phase === 'completed')),

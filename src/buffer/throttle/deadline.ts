@@ -24,7 +24,7 @@
  * overlay already there.
  */
 import type { MigrationView } from '../view.js';
-import type { ThrottlePolicy } from './policy.js';
+import type { CopyPhase, ThrottlePolicy } from './policy.js';
 
 /** Unique fraction below which the estimate is not trusted (avoids dividing by ~0). */
 const MIN_UNIQUE_FRACTION = 0.05;
@@ -33,11 +33,12 @@ export const MIN_HORIZON_SECONDS = 10;
 /** Share of the mirror's window the existing overlay may take: the rest copies the writes that arrive meanwhile. */
 export const MIRROR_MARGIN = 0.9;
 /**
- * Once the mirror runs every write crosses the link, so writes may take at most this share of
- * it: at the full share the migration's own bytes (RAM above all, re-dirtied as it is sent)
- * would never get through and pre-copy would stall.
+ * Once the mirror runs every write crosses the link, so writes may take only part of it, or
+ * the migration's own bytes would not get through: half while the mirror copies the overlay,
+ * a fifth during RAM pre-copy, which the guest re-dirties as it is sent and which the engine
+ * aborts when it does not converge in time. Phase unknown: the mirror's share.
  */
-export const MAX_WRITE_SHARE = 0.5;
+export const WRITE_SHARE: Readonly<Record<CopyPhase, number>> = { base: 1, mirror: 0.5, ram: 0.2 };
 /** The mirror's window before the restart, in units of `mirrorSeconds` (source.ts `mirrorUntilReady`). */
 const MIRROR_WINDOW = 1.5;
 
@@ -61,6 +62,6 @@ export const deadline: ThrottlePolicy = {
     const toShip = Math.max(demand.remainingBytes, demand.linkShare * MIN_HORIZON_SECONDS);
     const denominator = unique * (toShip + room);
     const rate = denominator > 0 ? (demand.linkShare * room) / denominator : demand.linkShare;
-    return Math.min(rate, demand.linkShare * MAX_WRITE_SHARE);
+    return Math.min(rate, demand.linkShare * WRITE_SHARE[demand.phase ?? 'mirror']);
   },
 };

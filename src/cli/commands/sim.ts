@@ -66,7 +66,7 @@ function describeResult(result: SimResult): string {
   return [
     `scenario ${result.scenario}, policy ${result.policy}`,
     `  completed ${result.completed}, failed ${result.failed}, unfinished ${result.unfinished}, overflow events ${result.overflowEvents}`,
-    `  bin overflows: ${result.freezeEvents} bins frozen, ${result.shardEvents} shards pushed`,
+    `  bin overflows: ${result.freezeEvents} bins frozen, ${result.shardEvents} shards pushed (${result.recutEvents} of these by admissions' re-cuts)`,
     `  makespan ${result.makespanSeconds.toFixed(1)} s (lower bound for the completed ones ${result.lowerBoundSeconds.toFixed(1)} s), peak buffer ${formatBytes(result.peakBufferBytes)}`,
     `  writes kept ${(result.retainedWriteFraction * 100).toFixed(1)} %, starved (γ ≤ 3ε while wanting more) ${result.starvedSeconds} s, at the floor (γ ≤ 2ε) ${result.floorSeconds} s`,
     ...rows,
