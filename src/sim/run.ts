@@ -196,8 +196,10 @@ function converge(run: Run, ctx: TickContext): void {
   const state = run.convergence;
   const setup = run.setup;
   if (!state || !setup) return;
-  if (run.ramLeft + run.backlog <= (ctx.share * state.downtimeMs) / 1000) {
-    end(run, 'completed', at);
+  const left = run.ramLeft + run.backlog;
+  if (left <= (ctx.share * state.downtimeMs) / 1000) {
+    // The guest pauses while the rest crosses: the migration ends once it has.
+    end(run, 'completed', at + left / ctx.share);
     return;
   }
   const step = decide(ctx.convergence, setup, state, { t: at, remaining: run.ramLeft, transferred: run.ramSent });

@@ -103,6 +103,49 @@ describe('the public scenarios: deadline against the paper', () => {
   });
 });
 
+describe('metrics that count what matters', () => {
+  const oneGuest = (start: number, writeRate: string, buffer = '8GiB') =>
+    parseScenario({
+      name: 'one',
+      buffer: { size: buffer },
+      link: { bandwidth: '1Gbit', trace: [[50, '500Mbit']] },
+      migrations: [
+        { id: 'early', start: 0, disk: '2GB', ram: '1GB', writeRate: '0MB', uniqueFraction: 1, ramDirtyRate: '0MB' },
+        { id: 'late', start, disk: '4GB', ram: '1GB', writeRate, uniqueFraction: 1, ramDirtyRate: '0MB' },
+      ],
+    });
+
+  it('bounds the makespan from the start times of the completed migrations, at U∞ after the link dropped', () => {
+    const result = simulate(oneGuest(100, '0MB'), simPolicy('deadline'));
+    expect(result.completed).toBe(2);
+    // 'late' alone: 5 GB from second 100 at 62.5 MB/s.
+    expect(result.lowerBoundSeconds).toBeCloseTo(100 + 5e9 / 62.5e6, 6);
+    expect(result.makespanSeconds).toBeGreaterThanOrEqual(result.lowerBoundSeconds);
+  });
+
+  it('never counts a failed migration in the lower bound', () => {
+    const result = simulate(oneGuest(100, '500MB', '1GB'), simPolicy('none'));
+    expect(result.migrations.map((m) => m.status)).toEqual(['completed', 'failed']);
+    expect(result.lowerBoundSeconds).toBeCloseTo(3e9 / 125e6, 6);
+  });
+
+  it('counts a guest as starved while it wants more than γ and γ ≤ 3ε, not only at 2ε', () => {
+    const { result, lines } = traced(loadScenario('slow-link-flap'), 'deadline');
+    const tick = 0.5;
+    let starved = 0;
+    for (const line of lines.slice(1)) for (const m of line.migrations) if (m.applied !== null && m.applied <= 3 * EPSILON) starved += tick;
+    expect(result.starvedSeconds).toBeGreaterThanOrEqual(result.floorSeconds);
+    expect(result.starvedSeconds).toBeCloseTo(starved, -1);
+  });
+
+  it("counts the bins an admission's re-cut overflows as frozen bins and shards, and tells them from growth", () => {
+    const paper = simulate(loadScenario('staggered-four'), simPolicy('lx066'));
+    expect(paper.freezeEvents).toBeGreaterThan(0);
+    expect(paper.shardEvents).toBeGreaterThan(0);
+    expect(paper.recutEvents).toBeLessThanOrEqual(paper.freezeEvents + paper.shardEvents);
+  });
+});
+
 describe('scale', () => {
   it('runs 10 000 ticks with 100 concurrent migrations to the end', () => {
     const migrations = Array.from({ length: 100 }, (_, i) => ({
