@@ -73,7 +73,7 @@ function demandFits(scenario: Scenario): boolean {
 }
 
 // Seeded so CI runs the same scenarios each time; other seeds still find the residual cases that
-// docs/policies.md lists.
+// docs/policies.md lists (admissions that divide the link share under a grown overlay).
 const runs = { numRuns: 60, seed: 20_261_202 };
 
 describe('policy promises over random scenarios with wrong estimates', () => {
