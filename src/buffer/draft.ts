@@ -97,8 +97,9 @@ export class Draft {
 
   /**
    * Accounts `bytes` of `migration`'s overlay to bins other than `exclude`. Returns 0 when all
-   * of it was placed, or `bytes` when the eligible bins together lack the room (then nothing is
-   * placed: a migration that cannot get space fails as a whole, DESIGN §3.3).
+   * of it was placed. When the eligible bins together lack the room, the migration must fail
+   * (DESIGN §3.3), yet its bytes are on disk until it is released: they fill the room there is,
+   * so no other bin looks freer than the buffer is, and only what exceeds every bin is returned.
    */
   place(migration: MigrationId, bytes: number, exclude: DraftBin | undefined): number {
     if (bytes <= 0) return 0;
@@ -110,7 +111,11 @@ export class Draft {
       return 0;
     }
     const eligible = this.bins.filter((bin) => bin !== exclude && !bin.frozen && free(bin) > 0);
-    if (eligible.reduce((sum, bin) => sum + free(bin), 0) < bytes) return bytes;
+    const room = eligible.reduce((sum, bin) => sum + free(bin), 0);
+    if (room < bytes) {
+      this.pour(migration, room, eligible);
+      return bytes - room;
+    }
     const pieces = [bytes];
     while (pieces.length > 0) {
       const piece = pieces.pop() as number;

@@ -10,7 +10,9 @@
  * - the owner's own data is at the bottom of its bin's stack (priority α = 1).
  *
  * Bytes no bin can hold are *unplaced*: the migration owning them must fail (and be released),
- * which is how "Δ cannot be placed" is reported instead of being dropped.
+ * which is how "Δ cannot be placed" is reported instead of being dropped. Until that release
+ * they are still on disk, so they count as bytes in use (the resize floor) and whatever room
+ * the bins had is filled with them first.
  */
 import { DuplicateMigrationError, ShrinkBelowUsedError, UnknownMigrationError, ValidationError } from '../errors.js';
 import { Draft, addToBin, free, removeLayer } from './draft.js';
@@ -134,7 +136,8 @@ export function resize(partition: Partition, capacity: number): Partition {
   if (capacity < floor) throw new ShrinkBelowUsedError(capacity, floor);
   const draft = new Draft(capacity, partition.bins, partition.unplaced);
   draft.recut();
-  if (capacity >= partition.capacity) {
+  // Only real growth reclaims space: a resize to the same size must not lift the freezes.
+  if (capacity > partition.capacity) {
     draft.thaw();
     draft.unshard();
   } else {
@@ -143,9 +146,9 @@ export function resize(partition: Partition, capacity: number): Partition {
   return draft.seal();
 }
 
-/** Bytes held in bins (unplaced bytes are not in the buffer). */
+/** Bytes in use: held in bins, plus the unplaced bytes still on disk until their migration is released. */
 export function usedBytes(partition: Partition): number {
-  let used = 0;
+  let used = partition.unplaced.reduce((sum, entry) => sum + entry.bytes, 0);
   for (const bin of partition.bins) for (const layer of bin.stack) used += layer.bytes;
   return used;
 }

@@ -92,15 +92,6 @@ const CONVERGENCE_FLAGS = ['autoConverge', 'xbzrle', 'postcopy'] as const;
 
 function parseMigration(raw: unknown): MigrationConfig {
   const m = raw === undefined ? {} : object('migration', raw, [], ['policy', 'throttle', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'incomingDataset', 'convergence']);
-  const c = m.convergence === undefined ? {} : object('migration.convergence', m.convergence, [], [...CONVERGENCE_NUMBERS, ...CONVERGENCE_FLAGS, 'multifdAbove']);
-  const convergence: Record<string, unknown> = { ...DEFAULT_CONVERGENCE };
-  for (const key of CONVERGENCE_NUMBERS) if (c[key] !== undefined) convergence[key] = number(`migration.convergence.${key}`, c[key], { min: 0 });
-  for (const key of CONVERGENCE_FLAGS) {
-    if (c[key] === undefined) continue;
-    if (typeof c[key] !== 'boolean') throw new ValidationError(`migration.convergence.${key}`, c[key], '`true` or `false`');
-    convergence[key] = c[key];
-  }
-  if (c.multifdAbove !== undefined) convergence.multifdAboveBytesPerSecond = parseRate('migration.convergence.multifdAbove', c.multifdAbove);
   const policy = m.policy === undefined ? 'deadline' : throttlePolicy(string('migration.policy', m.policy), 'migration.policy').name;
   if (m.throttle !== undefined && typeof m.throttle !== 'boolean') throw new ValidationError('migration.throttle', m.throttle, '`true` or `false`');
   return {
@@ -114,8 +105,22 @@ function parseMigration(raw: unknown): MigrationConfig {
     minBin: m.minBin === undefined ? 64 * 1024 ** 2 : parsePositiveSize('migration.minBin', m.minBin),
     mirrorReadySeconds: m.mirrorReadySeconds === undefined ? 60 : number('migration.mirrorReadySeconds', m.mirrorReadySeconds, { min: 1 }),
     ...(m.incomingDataset === undefined ? {} : { incomingDataset: checkDataset('migration.incomingDataset', string('migration.incomingDataset', m.incomingDataset)) }),
-    convergence: convergence as unknown as ConvergenceConfig,
+    convergence: parseConvergence('migration.convergence', m.convergence),
   };
+}
+
+/** The RAM convergence policy's settings over its defaults (also read by simulator scenarios). */
+export function parseConvergence(field: string, raw: unknown): ConvergenceConfig {
+  const c = raw === undefined ? {} : object(field, raw, [], [...CONVERGENCE_NUMBERS, ...CONVERGENCE_FLAGS, 'multifdAbove']);
+  const convergence: Record<string, unknown> = { ...DEFAULT_CONVERGENCE };
+  for (const key of CONVERGENCE_NUMBERS) if (c[key] !== undefined) convergence[key] = number(`${field}.${key}`, c[key], { min: 0 });
+  for (const key of CONVERGENCE_FLAGS) {
+    if (c[key] === undefined) continue;
+    if (typeof c[key] !== 'boolean') throw new ValidationError(`${field}.${key}`, c[key], '`true` or `false`');
+    convergence[key] = c[key];
+  }
+  if (c.multifdAbove !== undefined) convergence.multifdAboveBytesPerSecond = parseRate(`${field}.multifdAbove`, c.multifdAbove);
+  return convergence as unknown as ConvergenceConfig;
 }
 
 /** @throws ValidationError naming the bad field */

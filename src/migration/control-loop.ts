@@ -15,7 +15,7 @@
 import { admit, emptyPartition, observe, release, resize, type Partition } from '../buffer/partition.js';
 import { driveRates } from '../buffer/throttle/drives.js';
 import { writeThresholds } from '../buffer/write-threshold.js';
-import { computeThrottles, type Throttle, type ThrottleDemand, type ThrottlePolicy } from '../buffer/throttle/policy.js';
+import { computeThrottles, type CopyPhase, type Throttle, type ThrottleDemand, type ThrottlePolicy } from '../buffer/throttle/policy.js';
 import type { CowReading, CowSampling, CowTracker, TrackedOverlay } from '../monitor/cow-tracker.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import type { QmpClient } from '../qmp/client.js';
@@ -34,10 +34,10 @@ export interface LoopMigration {
   /** Bytes still to cross the link before switchover, as last reported by the orchestrator. */
   remainingBytes: number;
   /**
-   * False while `remainingBytes` leaves the overlay out (base phase: no mirror counts it yet); the
-   * loop then adds the overlay's sampled size, all of which is still to move.
+   * What it is putting on the link, as the orchestrator last set it. In `base` no mirror counts
+   * the overlay in `remainingBytes` yet: the loop adds its sampled size, all still to move.
    */
-  remainingIncludesOverlay: boolean;
+  phase?: CopyPhase;
   /** Multiplies γ: < 1 when the disk phase escalates. */
   throttleFactor: number;
   /** False once the throttle is lifted (pre-switchover): no more actuation. */
@@ -94,6 +94,8 @@ export interface ControlLoopOptions {
   readonly actuate: boolean;
   /** Link rate assumed for a peer until its first measurement, bytes/s. */
   readonly assumedLinkRate: number;
+  /** Seconds the disk mirror gets before the orchestrator escalates (policies plan for it). */
+  readonly mirrorReadySeconds?: number;
   readonly cow: CowTracker;
   readonly links: LinkTracker;
   readonly onMustFail: (id: string, unplacedBytes: number) => void;
@@ -269,12 +271,14 @@ export class ControlLoop {
       const migration = this.migrations.get(bin.owner);
       const sample = this.sampled.get(bin.owner);
       const peerRate = migration ? (linkRate.get(migration.peer) ?? this.options.assumedLinkRate) : this.options.assumedLinkRate;
-      const overlayLeft = migration && !migration.remainingIncludesOverlay ? (sample?.cow ?? 0) : 0;
+      const overlayLeft = migration?.phase === 'base' ? (sample?.cow ?? 0) : 0;
       demands.set(bin.owner, {
         linkShare: peerRate / Math.max(1, migration ? (sharing.get(migration.peer) ?? 1) : 1),
         remainingBytes: (migration?.remainingBytes ?? 0) + overlayLeft,
         uniqueFraction: sample?.uniqueFraction ?? 1,
         periodSeconds: (periodMs + lagMs) / 1000,
+        ...(this.options.mirrorReadySeconds !== undefined ? { mirrorSeconds: this.options.mirrorReadySeconds } : {}),
+        ...(migration?.phase ? { phase: migration.phase } : {}),
       });
     }
     // Each policy computes over the whole partition (Π and the owner clamp see every bin); each

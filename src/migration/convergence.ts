@@ -19,8 +19,10 @@ export interface ConvergenceConfig {
   readonly cpuThrottleIncrement: number;
   /**
    * QEMU's `throttle-trigger-threshold`: auto-converge throttles the vCPUs only once the guest
-   * dirties more than this % of what the link carried in a pass. QEMU's 50 slows a guest whose
-   * RAM would converge anyway; 100 keeps CPU throttling the last resort it should be (seed 001).
+   * dirties more than this % of what the link carried in a period. QEMU's 50 slows a guest whose
+   * RAM converges anyway. 100 would never fire: a pass that cannot converge re-dirties exactly
+   * what it sends (remaining stays flat, the ratio is 1), so 90 throttles only a guest that
+   * leaves remaining RAM shrinking by less than a tenth of what crosses: the last resort (seed 001).
    */
   readonly throttleTriggerPercent: number;
   readonly xbzrle: boolean;
@@ -45,7 +47,7 @@ export const DEFAULT_CONVERGENCE: ConvergenceConfig = {
   autoConverge: true,
   cpuThrottleInitial: 20,
   cpuThrottleIncrement: 10,
-  throttleTriggerPercent: 100,
+  throttleTriggerPercent: 90,
   xbzrle: false,
   xbzrleCacheFraction: 0.01,
   multifdAboveBytesPerSecond: 1.25e9,
@@ -104,20 +106,64 @@ export interface ConvergenceState {
   readonly lowestRemaining: number;
   readonly lowestAt: number;
   readonly postcopyStarted: boolean;
+  /** The guest CPU throttle auto-converge has reached, percent (0: not throttled). */
+  readonly cpuThrottlePercent: number;
+  /** The sample that opened the current auto-converge period, and how many periods in a row dirtied too much. */
+  readonly periodStart: ProgressSample | undefined;
+  readonly dirtyPeriods: number;
 }
 
 export interface ProgressSample {
   readonly t: number;
   readonly remaining: number;
+  /** Cumulative RAM bytes sent (query-migrate `ram.transferred`): with it, auto-converge's steps are followed. */
+  readonly transferred?: number;
 }
 
 export type ConvergenceAction =
   | { readonly kind: 'set-downtime'; readonly ms: number }
+  | { readonly kind: 'cpu-throttle'; readonly percent: number }
+
   | { readonly kind: 'start-postcopy'; readonly reason: string }
   | { readonly kind: 'abort'; readonly reason: string };
 
+/**
+ * QEMU's auto-converge rule (migration_trigger_throttle): at every dirty-bitmap sync, about once
+ * a second, a period that dirtied more than `throttle-trigger-threshold` (`throttleTriggerPercent`) of what it sent
+ * counts as high; the second high period in a row throttles the guest CPU, to
+ * cpu-throttle-initial the first time, then by cpu-throttle-increment more, at most 99 %.
+ */
+const SYNC_PERIOD_SECONDS = 1;
+const HIGH_PERIODS_TO_THROTTLE = 2;
+const CPU_THROTTLE_MAX = 99;
+
 export function startConvergence(config: ConvergenceConfig, t: number): ConvergenceState {
-  return { startedAt: t, downtimeMs: config.downtimeStartMs, lastStepAt: t, lowestRemaining: Infinity, lowestAt: t, postcopyStarted: false };
+  return {
+    startedAt: t,
+    downtimeMs: config.downtimeStartMs,
+    lastStepAt: t,
+    lowestRemaining: Infinity,
+    lowestAt: t,
+    postcopyStarted: false,
+    cpuThrottlePercent: 0,
+    periodStart: undefined,
+    dirtyPeriods: 0,
+  };
+}
+
+/** Follows auto-converge over one sample: the state, and the throttle percent when it stepped. */
+function autoConverge(config: ConvergenceConfig, state: ConvergenceState, sample: ProgressSample): { state: ConvergenceState; percent?: number } {
+  if (!config.autoConverge || sample.transferred === undefined) return { state };
+  const start = state.periodStart;
+  if (start?.transferred === undefined) return { state: { ...state, periodStart: sample } };
+  if (sample.t - start.t < SYNC_PERIOD_SECONDS) return { state };
+  const sent = sample.transferred - start.transferred;
+  const dirtied = sent - (start.remaining - sample.remaining);
+  const dirtyPeriods = dirtied > (config.throttleTriggerPercent / 100) * sent ? state.dirtyPeriods + 1 : 0;
+  if (dirtyPeriods < HIGH_PERIODS_TO_THROTTLE) return { state: { ...state, periodStart: sample, dirtyPeriods } };
+  const percent = state.cpuThrottlePercent === 0 ? config.cpuThrottleInitial : Math.min(CPU_THROTTLE_MAX, state.cpuThrottlePercent + config.cpuThrottleIncrement);
+  const stepped = percent !== state.cpuThrottlePercent;
+  return { state: { ...state, periodStart: sample, dirtyPeriods: 0, cpuThrottlePercent: percent }, ...(stepped ? { percent } : {}) };
 }
 
 /** One decision per progress sample; every action carries the reason it is logged with. */
@@ -133,6 +179,9 @@ export function decide(config: ConvergenceConfig, setup: MigrationSetup, state: 
     actions.push({ kind: 'set-downtime', ms });
   }
   if (next.postcopyStarted) return { state: next, actions };
+  const throttle = autoConverge(config, next, sample);
+  next = throttle.state;
+  if (throttle.percent !== undefined) actions.push({ kind: 'cpu-throttle', percent: throttle.percent });
   const elapsed = sample.t - next.startedAt;
   const stalled = sample.t - next.lowestAt >= config.stallSeconds;
   const late = elapsed >= setup.timeoutSeconds;

@@ -131,6 +131,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       hysteresis: config.hysteresis,
       actuate: config.throttle,
       assumedLinkRate: config.assumedLinkRate,
+      mirrorReadySeconds: config.mirrorReadySeconds,
       cow: this.cow,
       links: this.links,
       onMustFail: (id, bytes) => this.fail(id, `the buffer cannot hold its overlay (${bytes} bytes over)`),

@@ -185,7 +185,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         overlays: disks.map((disk, index) => ({ id: `${ctx.id}/${disk.id}`, path: overlayPath(ctx, disk), qmp, nodeName: overlayNode(index), fileNode: overlayFileNode(index), qdev: disk.id })),
         throttleTargets: disks.map((disk) => throttleTarget(disk)),
         remainingBytes: baseTotal + ctx.vm.spec.memoryMiB * 1024 ** 2,
-        remainingIncludesOverlay: false,
+        phase: 'base',
         throttleFactor: 1,
         throttled: true,
         lastApplied: undefined,
@@ -229,9 +229,11 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         revert.add(() => qmp.blockdevDel(nbdNode(index)));
       }
       revert.add(() => cancelMirrors(qmp, disks.length));
+      loopMigration.phase = 'mirror';
       await mirrorUntilReady(inner, qmp, disks.length, loopMigration);
 
       enter('ram');
+      loopMigration.phase = 'ram';
       const multifdChannels = setup.parameters['multifd-channels'];
       ctx.onDecision(`RAM migration: ${multifdChannels ? `multifd with ${multifdChannels} channels` : 'one stream'}, auto-converge ${setup.capabilities['auto-converge'] ? `only if dirtying outpaces the link (${ctx.convergence.throttleTriggerPercent} %)` : 'off'}, post-copy ${setup.capabilities['postcopy-ram'] ? 'allowed' : 'off'}`);
       await qmp.migrateSetCapabilities(setup.capabilities);
@@ -366,7 +368,6 @@ async function mirrorUntilReady(ctx: SourceContext, qmp: QmpCommands, count: num
       if (failed) throw new CowbufError(`mirror ${failed.device} stopped (${failed.status})`);
       const remaining = jobs.reduce((sum, job) => sum + Math.max(0, job.len - job.offset), 0);
       migration.remainingBytes = remaining + ctx.vm.spec.memoryMiB * 1024 ** 2;
-      migration.remainingIncludesOverlay = true;
       ctx.onProgress({ mirrorRemaining: remaining, mirrorCopied: jobs.reduce((sum, job) => sum + job.offset, 0) });
       if (jobs.length === count && jobs.every((job) => job.ready)) return true;
       await sleep(250, undefined, { signal: ctx.signal });
@@ -410,12 +411,15 @@ async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: 
         const remaining = info.ram.remaining;
         migration.remainingBytes = remaining;
         ctx.onProgress({ ramRemaining: remaining, ramTotal: info.ram.total, ramTransferred: info.ram.transferred, downtimeLimitMs: state.downtimeMs, cpuThrottlePercent: throttled });
-        const step = decide(ctx.convergence, setup, state, { t: clock(), remaining });
+        const step = decide(ctx.convergence, setup, state, { t: clock(), remaining, transferred: info.ram.transferred });
         state = step.state;
         for (const action of step.actions) {
           if (action.kind === 'set-downtime') {
             ctx.onDecision(`downtime limit raised to ${action.ms} ms`);
             await qmp.migrateSetParameters({ 'downtime-limit': action.ms });
+          } else if (action.kind === 'cpu-throttle') {
+            // QEMU steps its own throttle (auto-converge is on); the log says when it should have.
+            ctx.onDecision(`RAM dirtied faster than the link carried it: auto-converge throttles the guest CPU to ${action.percent} %`);
           } else if (action.kind === 'start-postcopy') {
             ctx.onDecision(`switching to post-copy: ${action.reason}`);
             await qmp.migrateStartPostcopy();

@@ -31,9 +31,9 @@ export function linkClock(link: Scenario['link']): LinkClock {
   };
 }
 
-/** The physical floor: the earliest time by which `bytes` could cross a link running at U∞. */
-export function floorSeconds(link: Scenario['link'], bytes: number): number {
-  let t = 0;
+/** The physical floor: the earliest time by which `bytes` could cross a link running at U∞ from second `from` on. */
+export function floorSeconds(link: Scenario['link'], bytes: number, from = 0): number {
+  let t = from;
   let rate = link.bandwidth;
   let left = bytes;
   for (const step of link.trace) {

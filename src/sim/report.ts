@@ -2,23 +2,27 @@
  * The simulator's output shapes, fixed by shared/scenarios/README.md: the `--json` summary and
  * the `--trace` line of each tick.
  */
-import type { Partition } from '../buffer/partition.js';
-import type { ThrottleDemand } from '../buffer/throttle/policy.js';
+import type { CopyPhase } from '../buffer/throttle/policy.js';
 import { viewMigrations } from '../buffer/view.js';
+import type { Decision } from './daemon-view.js';
 import type { SimPolicy } from './policies.js';
 import type { ScenarioMigration } from './scenario.js';
 
-export type Phase = 'base' | 'mirror' | 'ram';
+export type Phase = CopyPhase;
 export type MigrationStatus = 'completed' | 'failed' | 'unfinished';
 
 export interface SimMigrationResult {
   readonly id: string;
   readonly status: MigrationStatus;
+  /** Why a failed migration failed. */
+  readonly reason?: string;
   readonly seconds: number;
   readonly wantedWriteBytes: number;
   readonly writtenBytes: number;
   readonly peakCowBytes: number;
   readonly floorSeconds: number;
+  /** Seconds the guest wanted more than γ while γ ≤ 3ε. */
+  readonly starvedSeconds: number;
 }
 
 export interface SimResult {
@@ -28,12 +32,20 @@ export interface SimResult {
   readonly failed: number;
   /** Still running at maxSeconds. */
   readonly unfinished: number;
+  /** Ticks in which the overlays needed more space than the buffer (or a VM's cap) could give. */
   readonly overflowEvents: number;
+  /** Bin overflows in Π: bins that froze, and shards pushed onto another bin. */
+  readonly freezeEvents: number;
+  readonly shardEvents: number;
+  /** Of those, the ones an admission's re-cut caused rather than an overlay's growth. */
+  readonly recutEvents: number;
   readonly peakBufferBytes: number;
   readonly makespanSeconds: number;
+  /** The floor no schedule beats for the completed migrations, from their start times. */
   readonly lowerBoundSeconds: number;
   readonly retainedWriteFraction: number;
   readonly floorSeconds: number;
+  readonly starvedSeconds: number;
   readonly migrations: readonly SimMigrationResult[];
 }
 
@@ -52,9 +64,11 @@ export interface TraceMigration {
   readonly shards: readonly TraceShard[];
   readonly frozen: boolean;
   readonly meanPriority: number;
-  /** γ applied this tick in bytes/s; null when the policy does not throttle. */
+  /** γ the daemon computed from the inputs on this line, bytes/s; null when the policy does not throttle. */
   readonly throttle: number | null;
-  /** The other inputs of γ: U/N, bytes still to ship, unique fraction. */
+  /** γ in effect this tick (decided a tick earlier, held by the hysteresis); null when none. */
+  readonly applied: number | null;
+  /** The other inputs of γ as the daemon estimated them: U/N, bytes still to ship, unique fraction. */
   readonly linkShare: number;
   readonly remainingBytes: number;
   readonly uniqueFraction: number;
@@ -73,21 +87,22 @@ interface ActiveRun {
   readonly cow: number;
 }
 
+/** The daemon's last decision as a trace line: bin, overlay and inputs are what that γ was computed from. */
 export function traceLine(
   t: number,
   policy: SimPolicy,
   bufferSize: number,
-  partition: Partition,
+  decision: Decision,
   linkRate: number,
   active: readonly ActiveRun[],
-  demands: ReadonlyMap<string, ThrottleDemand>,
-  throttles: ReadonlyMap<string, number>,
+  applied: (id: string) => number,
 ): TraceLine {
-  const views = new Map(viewMigrations(partition).map((view) => [view.id, view]));
+  const views = new Map(viewMigrations(decision.partition).map((view) => [view.id, view]));
   const migrations = active.map((run): TraceMigration => {
     const view = views.get(run.spec.id);
     const own = view?.holdings[0];
-    const demand = demands.get(run.spec.id);
+    const demand = decision.demands.get(run.spec.id);
+    const inEffect = applied(run.spec.id);
     return {
       id: run.spec.id,
       phase: run.phase as Phase,
@@ -96,7 +111,8 @@ export function traceLine(
       shards: (view?.holdings.slice(1) ?? []).map((h) => ({ bin: h.bin, bytes: h.bytes, priority: h.priority })),
       frozen: own?.frozen ?? false,
       meanPriority: view?.meanPriority ?? 1,
-      throttle: throttles.get(run.spec.id) ?? null,
+      throttle: policy.throttle ? (decision.throttles.get(run.spec.id) ?? null) : null,
+      applied: Number.isFinite(inEffect) ? inEffect : null,
       linkShare: demand?.linkShare ?? 0,
       remainingBytes: demand?.remainingBytes ?? 0,
       uniqueFraction: demand?.uniqueFraction ?? run.spec.uniqueFraction,

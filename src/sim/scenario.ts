@@ -2,6 +2,8 @@
  * Scenario files for `cowbuf sim` (format: shared/scenarios/README.md), parsed and validated at
  * the boundary into plain numbers: bytes, bytes/s, seconds.
  */
+import { parseConvergence } from '../config/config.js';
+import type { ConvergenceConfig } from '../migration/convergence.js';
 import { parsePositiveSize, parseRate, parseSize } from '../units.js';
 import { array, join, number, object, string } from '../validate.js';
 import { ValidationError } from '../errors.js';
@@ -20,6 +22,27 @@ export interface ScenarioMigration {
   readonly uniqueFraction: number;
   readonly ramDirtyRate: number;
   readonly sizeState: number | undefined;
+  /**
+   * Guest write pattern: writes spread evenly over this many bytes of disk, so the share that
+   * lands on new clusters falls as the overlay covers them (uniqueFraction × (1 − cow ÷ set)).
+   * Absent: every write has the constant uniqueFraction.
+   */
+  readonly workingSet: number | undefined;
+}
+
+/** How the daemon watches and acts, so policies get what they would get for real. */
+export interface ScenarioControl {
+  /** Seconds between two control-loop ticks (the daemon's migration.controlPeriodMs). */
+  readonly periodSeconds: number;
+  /** Age of the samples the loop sees (the buffer's write-back lag: ZFS syncs allocation late). */
+  readonly samplingLagSeconds: number;
+  /** Relative change of γ below which the throttle is not re-applied. */
+  readonly hysteresis: number;
+  /** Link rate assumed until the first measurement, bytes/s. */
+  readonly assumedLinkRate: number;
+  /** Seconds the disk mirror gets in each mode before the engine escalates. */
+  readonly mirrorReadySeconds: number;
+  readonly convergence: ConvergenceConfig;
 }
 
 export interface Scenario {
@@ -29,14 +52,17 @@ export interface Scenario {
   readonly bufferSize: number;
   readonly link: { readonly bandwidth: number; readonly rampSeconds: number; readonly trace: readonly LinkStep[] };
   readonly migrations: readonly ScenarioMigration[];
+  readonly control: ScenarioControl;
 }
 
 export const DEFAULT_TICK_SECONDS = 0.5;
 export const DEFAULT_MAX_SECONDS = 86_400;
+/** The daemon's defaults (config/cowbuf.example.yaml); the sampling lag is a zfs buffer's. */
+const DEFAULT_CONTROL = { periodSeconds: 0.5, samplingLagSeconds: 2, hysteresis: 0.05, assumedLinkRate: 12_500_000, mirrorReadySeconds: 60 };
 
 /** @throws ValidationError naming the first bad field, e.g. `migrations[1].writeRate` */
 export function parseScenario(input: unknown): Scenario {
-  const root = object('', input, ['name', 'buffer', 'link', 'migrations'], ['tickSeconds', 'maxSeconds']);
+  const root = object('', input, ['name', 'buffer', 'link', 'migrations'], ['tickSeconds', 'maxSeconds', 'control']);
   const tickSeconds = root.tickSeconds === undefined ? DEFAULT_TICK_SECONDS : number('tickSeconds', root.tickSeconds, { min: 0, positive: true });
   const maxSeconds =
     root.maxSeconds === undefined ? DEFAULT_MAX_SECONDS : number('maxSeconds', root.maxSeconds, { min: tickSeconds });
@@ -60,6 +86,22 @@ export function parseScenario(input: unknown): Scenario {
     bufferSize,
     link: { bandwidth, rampSeconds, trace: [...trace].sort((a, b) => a.at - b.at) },
     migrations,
+    control: parseControl(root.control),
+  };
+}
+
+function parseControl(input: unknown): ScenarioControl {
+  if (input === undefined) return { ...DEFAULT_CONTROL, convergence: parseConvergence('control.convergence', undefined) };
+  const c = object('control', input, [], ['periodSeconds', 'samplingLagSeconds', 'hysteresis', 'assumedLinkRate', 'mirrorReadySeconds', 'convergence']);
+  const seconds = (key: 'periodSeconds' | 'samplingLagSeconds' | 'mirrorReadySeconds', min: number) =>
+    c[key] === undefined ? DEFAULT_CONTROL[key] : number(`control.${key}`, c[key], { min });
+  return {
+    periodSeconds: seconds('periodSeconds', 0.05),
+    samplingLagSeconds: seconds('samplingLagSeconds', 0),
+    hysteresis: c.hysteresis === undefined ? DEFAULT_CONTROL.hysteresis : number('control.hysteresis', c.hysteresis, { min: 0, max: 1 }),
+    assumedLinkRate: c.assumedLinkRate === undefined ? DEFAULT_CONTROL.assumedLinkRate : positiveRate('control.assumedLinkRate', c.assumedLinkRate),
+    mirrorReadySeconds: seconds('mirrorReadySeconds', 1),
+    convergence: parseConvergence('control.convergence', c.convergence),
   };
 }
 
@@ -68,7 +110,7 @@ function parseMigration(field: string, input: unknown): ScenarioMigration {
     field,
     input,
     ['id', 'start', 'disk', 'ram', 'writeRate', 'uniqueFraction', 'ramDirtyRate'],
-    ['sizeState'],
+    ['sizeState', 'workingSet'],
   );
   return {
     id: string(`${field}.id`, entry.id),
@@ -79,6 +121,7 @@ function parseMigration(field: string, input: unknown): ScenarioMigration {
     uniqueFraction: number(`${field}.uniqueFraction`, entry.uniqueFraction, { min: 0, max: 1 }),
     ramDirtyRate: parseRate(`${field}.ramDirtyRate`, entry.ramDirtyRate),
     sizeState: entry.sizeState === undefined ? undefined : parsePositiveSize(`${field}.sizeState`, entry.sizeState),
+    workingSet: entry.workingSet === undefined ? undefined : parsePositiveSize(`${field}.workingSet`, entry.workingSet),
   };
 }
 

@@ -1,49 +1,24 @@
 /**
  * The deterministic discrete-time simulator behind `cowbuf sim`. Each tick it:
- *  1. admits the migrations whose start has come (Π re-cuts the bins);
- *  2. asks the policy for γ from the current partition and link share (the trace records
- *     exactly these inputs);
- *  3. lets every guest write min(wanted, γ), growing its overlay by the unique fraction, and
- *     observes the overlays (what no bin can hold fails its migration);
- *  4. spends each migration's link share on its current phase: base shipping → overlay mirror
- *     (write-blocking: guest writes cross the link too) → RAM pre-copy with auto-converge →
- *     switchover; finished migrations give their bin back.
+ *  1. admits the migrations whose start has come (the daemon's Π re-cuts the bins);
+ *  2. puts into effect the γ the daemon decided at its last control tick (src/sim/daemon-view.ts);
+ *  3. advances every migration by its link share (src/sim/run.ts), and holds the overlays to
+ *     the buffer: what the disk cannot hold fails the migration whose write did not fit;
+ *  4. records a sample, and on control ticks lets the daemon decide from samples as old and as
+ *     smoothed as it would see them (the trace line of the tick shows that decision); finished
+ *     migrations give their bin back.
  * No clock, no randomness, no I/O: same scenario and policy, same result, byte for byte.
  */
-import { admit, emptyPartition, observe, release, type Partition } from '../buffer/partition.js';
-import { computeThrottles, EPSILON, type ThrottleDemand } from '../buffer/throttle/policy.js';
 import { ValidationError } from '../errors.js';
+import { DaemonView, type MigrationReading } from './daemon-view.js';
 import { floorSeconds, linkClock } from './link.js';
 import type { SimPolicy } from './policies.js';
-import type { Scenario, ScenarioMigration } from './scenario.js';
+import { advance, end, isOpen, newRun, reportedRemaining, throttleFactor, type Run } from './run.js';
+import type { Scenario } from './scenario.js';
 import { traceLine, type MigrationStatus, type Phase, type SimMigrationResult, type SimResult, type TraceLine } from './report.js';
 
-/** Switchover happens once the RAM left fits in this much downtime at the link share. */
-const DOWNTIME_SECONDS = 0.3;
-/** QEMU auto-converge defaults: throttle 20 %, +10 % per step, at most 99 %. */
-const CPU_THROTTLE_INITIAL = 0.2;
-const CPU_THROTTLE_INCREMENT = 0.1;
-const CPU_THROTTLE_MAX = 0.99;
-const CPU_THROTTLE_STEP_SECONDS = 2;
-
-interface Run {
-  readonly spec: ScenarioMigration;
-  phase: Phase | 'waiting' | MigrationStatus;
-  baseLeft: number;
-  backlog: number;
-  cow: number;
-  ramLeft: number;
-  ramSent: number;
-  cpuThrottle: number;
-  nextCpuStep: number;
-  wanted: number;
-  written: number;
-  floor: number;
-  endedAt: number;
-}
-
 export interface SimOptions {
-  /** Called once per tick with the inputs of that tick's γ. */
+  /** Called once per tick, at its end, with the daemon's last γ and its inputs. */
   readonly onTick?: (line: TraceLine) => void;
 }
 
@@ -56,148 +31,136 @@ export function simulate(scenario: Scenario, policy: SimPolicy, options: SimOpti
       }
     });
   }
-  const runs = scenario.migrations.map(
-    (spec): Run => ({ spec, phase: 'waiting', baseLeft: spec.disk, backlog: 0, cow: 0, ramLeft: spec.ram, ramSent: 0, cpuThrottle: 0, nextCpuStep: 0, wanted: 0, written: 0, floor: 0, endedAt: 0 }),
-  );
+  const runs = scenario.migrations.map(newRun);
   const link = linkClock(scenario.link);
   const dt = scenario.tickSeconds;
-  let partition = emptyPartition(scenario.bufferSize);
+  const { control } = scenario;
+  const daemon = new DaemonView(scenario.bufferSize, policy, control);
+  const shared = policy.buffer === 'shared';
   let overflowEvents = 0;
   let peakBuffer = 0;
+  let linkBytes = 0;
+  let nextControl = 0;
   let tick = 0;
   let t = 0;
-  const open = (run: Run) => run.phase === 'base' || run.phase === 'mirror' || run.phase === 'ram';
 
-  for (; t < scenario.maxSeconds && runs.some((run) => run.phase === 'waiting' || open(run)); tick += 1, t = tick * dt) {
+  for (; t < scenario.maxSeconds && runs.some((run) => run.phase === 'waiting' || isOpen(run)); tick += 1, t = tick * dt) {
     for (const run of runs) {
       if (run.phase === 'waiting' && run.spec.start <= t) {
         run.phase = 'base';
-        if (policy.buffer === 'shared') partition = admit(partition, run.spec.id);
+        if (shared) daemon.admit(run.spec.id, reportedRemaining(run), new Map(runs.filter(isOpen).map((open) => [open.spec.id, open.cow] as const)));
       }
     }
-    const active = runs.filter(open);
+    const active = runs.filter(isOpen);
+    daemon.applyPending(new Map(active.map((run) => [run.spec.id, throttleFactor(run)])));
     // U at mid-tick: the average rate over the tick, not its (ramp-starved) first instant.
     const linkRate = link.rateAt(t + dt / 2);
     const share = active.length > 0 ? linkRate / active.length : 0;
-    const demands = new Map(active.map((run) => [run.spec.id, demandOf(run, share, dt)] as const));
-    const throttles = throttleRates(policy, partition, demands);
-    options.onTick?.(traceLine(t, policy, scenario.bufferSize, partition, linkRate, active, demands, throttles));
 
-    // Writes: the overlay grows, then the partition (or the per-VM cap) must hold it.
-    for (const run of active) {
-      const gamma = throttles.get(run.spec.id) ?? Infinity;
-      const wantedBytes = run.spec.writeRate * dt;
-      const budget = share * dt;
-      const linkBound = run.phase === 'base' ? Infinity : run.backlog > 0 || run.ramLeft > 0 ? budget / 2 : budget;
-      const writtenBytes = Math.min(wantedBytes, gamma * dt, linkBound);
-      run.wanted += wantedBytes;
-      run.written += writtenBytes;
-      if (run.spec.writeRate > gamma && gamma <= 2 * EPSILON) run.floor += dt;
-      run.cow += Math.round(writtenBytes * run.spec.uniqueFraction);
-      spendLink(run, budget - (run.phase === 'base' ? 0 : writtenBytes), dt);
-    }
-    peakBuffer = Math.max(peakBuffer, active.reduce((sum, run) => sum + run.cow, 0));
+    let sent = 0;
+    let onDisk = active.reduce((sum, run) => sum + run.cow, 0);
     let overflowed = false;
-    if (policy.buffer === 'shared') {
-      partition = observe(partition, active.map((run) => [run.spec.id, run.cow] as const));
-      for (const entry of partition.unplaced) {
-        const run = runs.find((candidate) => candidate.spec.id === entry.migration);
-        if (run) end(run, 'failed', t + dt);
-        overflowed = true;
+    for (const run of active) {
+      const cowBefore = run.cow;
+      sent += advance(run, { t, dt, share, gamma: daemon.throttleOf(run.spec.id), mirrorReadySeconds: control.mirrorReadySeconds, convergence: control.convergence });
+      const room = shared ? scenario.bufferSize - (onDisk - cowBefore) : (run.spec.sizeState ?? Infinity);
+      if (holdToDisk(run, cowBefore, room, t + dt)) overflowed = true;
+      onDisk += run.cow - cowBefore;
+    }
+    linkBytes += sent;
+    peakBuffer = Math.max(peakBuffer, onDisk);
+    daemon.record({
+      t: t + dt,
+      linkBytes,
+      saturated: sent >= 0.99 * linkRate * dt,
+      migrations: new Map(active.map((run) => [run.spec.id, reading(run)] as const)),
+    });
+    if (shared && t + dt >= nextControl - 1e-9) {
+      nextControl = t + dt + control.periodSeconds;
+      const mustFail = daemon.tick(t + dt, new Map(runs.filter(isOpen).map((run) => [run.spec.id, run.phase as Phase] as const)));
+      for (const id of mustFail) {
+        const run = runs.find((candidate) => candidate.spec.id === id);
+        if (run && isOpen(run)) end(run, 'failed', t + dt, 'its overlay no longer fits any bin');
       }
-    } else {
-      for (const run of active) {
-        if (run.cow > (run.spec.sizeState ?? Infinity)) {
-          run.cow = run.spec.sizeState ?? run.cow;
-          end(run, 'failed', t + dt);
-          overflowed = true;
-        }
-      }
+      if (mustFail.length > 0) overflowed = true;
     }
     if (overflowed) overflowEvents += 1;
-    for (const run of active) if (run.phase === 'ram' && run.ramLeft <= share * DOWNTIME_SECONDS) end(run, 'completed', t + dt);
-    if (policy.buffer === 'shared') {
-      for (const run of active) if (!open(run) && partition.bins.some((bin) => bin.owner === run.spec.id)) partition = release(partition, run.spec.id);
-    }
+    options.onTick?.(traceLine(t, policy, scenario.bufferSize, daemon.decision, linkRate, runs.filter(isOpen), (id) => daemon.throttleOf(id)));
+    if (shared) for (const run of active) if (!isOpen(run)) daemon.release(run.spec.id);
   }
-  for (const run of runs) if (run.phase === 'waiting' || open(run)) end(run, 'unfinished', t);
-  return summarize(scenario, policy, runs, overflowEvents, peakBuffer);
+  for (const run of runs) if (run.phase === 'waiting' || isOpen(run)) end(run, 'unfinished', t);
+  return summarize(scenario, policy, runs, { overflowEvents, peakBuffer, freezeEvents: daemon.freezeEvents, shardEvents: daemon.shardEvents, recutEvents: daemon.recutEvents });
 }
 
-function demandOf(run: Run, share: number, periodSeconds: number): ThrottleDemand {
-  const overlayLeft = run.phase === 'base' ? run.cow : run.backlog;
-  return { linkShare: share, remainingBytes: run.baseLeft + overlayLeft + run.ramLeft, uniqueFraction: run.spec.uniqueFraction, periodSeconds };
+function reading(run: Run): MigrationReading {
+  return { cow: run.cow, written: Math.round(run.written), remaining: reportedRemaining(run) };
 }
 
-function throttleRates(policy: SimPolicy, partition: Partition, demands: ReadonlyMap<string, ThrottleDemand>): Map<string, number> {
-  if (!policy.throttle || demands.size === 0) return new Map();
-  return new Map(computeThrottles(policy.throttle, partition, demands).map((throttle) => [throttle.id, throttle.rate]));
+/**
+ * The disk holds `room` bytes for this overlay: a write beyond it fails (the guest pauses on
+ * werror=stop) and the engine rolls the migration back. Returns whether it overflowed.
+ */
+function holdToDisk(run: Run, cowBefore: number, room: number, at: number): boolean {
+  if (run.cow <= room) return false;
+  run.cow = Math.max(cowBefore, Math.floor(room));
+  if (isOpen(run)) end(run, 'failed', at, 'the buffer was full');
+  return true;
 }
 
-/** Spends this tick's link bytes on the migration's phase and moves it on when a phase is done. */
-function spendLink(run: Run, bytes: number, dt: number): void {
-  let left = Math.max(0, bytes);
-  if (run.phase === 'base') {
-    const sent = Math.min(left, run.baseLeft);
-    run.baseLeft -= sent;
-    left -= sent;
-    if (run.baseLeft > 0) return;
-    run.phase = 'mirror';
-    run.backlog = run.cow;
-  }
-  if (run.phase === 'mirror') {
-    const sent = Math.min(left, run.backlog);
-    run.backlog -= sent;
-    left -= sent;
-    if (run.backlog > 0) return;
-    run.phase = 'ram';
-  }
-  const dirty = run.ramSent >= run.spec.ram ? run.spec.ramDirtyRate * (1 - run.cpuThrottle) * dt : 0;
-  run.ramLeft = Math.min(run.spec.ram, run.ramLeft + dirty);
-  const sent = Math.min(left, run.ramLeft);
-  run.ramLeft -= sent;
-  run.ramSent += sent;
-  if (run.ramSent >= run.spec.ram) {
-    run.nextCpuStep -= dt;
-    if (run.nextCpuStep <= 0) {
-      run.cpuThrottle = run.cpuThrottle === 0 ? CPU_THROTTLE_INITIAL : Math.min(CPU_THROTTLE_MAX, run.cpuThrottle + CPU_THROTTLE_INCREMENT);
-      run.nextCpuStep = CPU_THROTTLE_STEP_SECONDS;
-    }
-  }
+interface Counters {
+  readonly overflowEvents: number;
+  readonly peakBuffer: number;
+  readonly freezeEvents: number;
+  readonly shardEvents: number;
+  readonly recutEvents: number;
 }
 
-function end(run: Run, status: MigrationStatus, at: number): void {
-  run.phase = status;
-  run.endedAt = at;
-}
-
-function summarize(scenario: Scenario, policy: SimPolicy, runs: readonly Run[], overflowEvents: number, peakBuffer: number): SimResult {
+function summarize(scenario: Scenario, policy: SimPolicy, runs: readonly Run[], counters: Counters): SimResult {
   const migrations = runs.map(
     (run): SimMigrationResult => ({
       id: run.spec.id,
       status: run.phase as MigrationStatus,
+      ...(run.reason !== undefined && run.phase === 'failed' ? { reason: run.reason } : {}),
       seconds: run.endedAt - run.spec.start,
       wantedWriteBytes: Math.round(run.wanted),
       writtenBytes: Math.round(run.written),
       peakCowBytes: run.cow,
       floorSeconds: run.floor,
+      starvedSeconds: run.starved,
     }),
   );
   const wanted = migrations.reduce((sum, m) => sum + m.wantedWriteBytes, 0);
   const written = migrations.reduce((sum, m) => sum + m.writtenBytes, 0);
-  const mustCross = runs.reduce((sum, run) => sum + run.spec.disk + run.spec.ram + run.cow, 0);
   return {
     scenario: scenario.name,
     policy: policy.name,
     completed: migrations.filter((m) => m.status === 'completed').length,
     failed: migrations.filter((m) => m.status === 'failed').length,
     unfinished: migrations.filter((m) => m.status === 'unfinished').length,
-    overflowEvents,
-    peakBufferBytes: peakBuffer,
+    overflowEvents: counters.overflowEvents,
+    freezeEvents: counters.freezeEvents,
+    shardEvents: counters.shardEvents,
+    recutEvents: counters.recutEvents,
+    peakBufferBytes: counters.peakBuffer,
     makespanSeconds: Math.max(...runs.map((run) => run.endedAt)),
-    lowerBoundSeconds: floorSeconds(scenario.link, mustCross),
+    lowerBoundSeconds: lowerBound(scenario, runs.filter((run) => run.phase === 'completed')),
     retainedWriteFraction: wanted > 0 ? written / wanted : 1,
     floorSeconds: migrations.reduce((sum, m) => sum + m.floorSeconds, 0),
+    starvedSeconds: migrations.reduce((sum, m) => sum + m.starvedSeconds, 0),
     migrations,
   };
+}
+
+/**
+ * The earliest the completed migrations could all have ended: from each start time on, the
+ * link at U∞ (no ramp) must carry every byte (disk, RAM once, overlay) of the migrations that
+ * started then or later. The largest of these is a floor no schedule can beat.
+ */
+function lowerBound(scenario: Scenario, completed: readonly Run[]): number {
+  let bound = 0;
+  for (const from of new Set(completed.map((run) => run.spec.start))) {
+    const bytes = completed.reduce((sum, run) => (run.spec.start >= from ? sum + run.spec.disk + run.spec.ram + run.cow : sum), 0);
+    bound = Math.max(bound, floorSeconds(scenario.link, bytes, from));
+  }
+  return bound;
 }

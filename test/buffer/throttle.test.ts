@@ -85,30 +85,34 @@ function demandsFor(partition: Partition, demand: Partial<ThrottleDemand> = {}):
   );
 }
 
-/** The paper's four bins, b1 and b3 frozen; m0 and m2 each sharded across three bins. */
+/**
+ * The paper's four bins as it draws them: m0 and m2 overflowed their own bins b0 and b2, which
+ * are frozen (full), and are each sharded across three bins, onto b1 and b3, which still have
+ * room. In b1 m2's shard sits on top of m0's, in b3 m0's on top of m2's.
+ */
 const fourBins: Partition = {
   capacity: 4 * PI,
   bins: [
-    { owner: 'm0', size: PI, frozen: false, stack: [{ migration: 'm0', bytes: 0.5 * PI }] },
+    { owner: 'm0', size: PI, frozen: true, stack: [{ migration: 'm0', bytes: PI }] },
     {
       owner: 'm1',
       size: PI,
-      frozen: true,
+      frozen: false,
       stack: [
-        { migration: 'm1', bytes: 0.6 * PI },
-        { migration: 'm0', bytes: 0.2 * PI },
-        { migration: 'm2', bytes: 0.2 * PI },
+        { migration: 'm1', bytes: 0.4 * PI },
+        { migration: 'm0', bytes: 0.1 * PI },
+        { migration: 'm2', bytes: 0.1 * PI },
       ],
     },
-    { owner: 'm2', size: PI, frozen: false, stack: [{ migration: 'm2', bytes: 0.3 * PI }] },
+    { owner: 'm2', size: PI, frozen: true, stack: [{ migration: 'm2', bytes: PI }] },
     {
       owner: 'm3',
       size: PI,
-      frozen: true,
+      frozen: false,
       stack: [
-        { migration: 'm3', bytes: 0.5 * PI },
-        { migration: 'm2', bytes: 0.25 * PI },
-        { migration: 'm0', bytes: 0.25 * PI },
+        { migration: 'm3', bytes: 0.2 * PI },
+        { migration: 'm2', bytes: 0.15 * PI },
+        { migration: 'm0', bytes: 0.1 * PI },
       ],
     },
   ],
@@ -117,21 +121,41 @@ const fourBins: Partition = {
 
 describe("the paper's four-bin example", () => {
   const views = new Map(viewMigrations(fourBins).map((view) => [view.id, view]));
+  const rawRate = (id: string) => {
+    const view = views.get(id);
+    if (!view) throw new Error(`no view for ${id}`);
+    return lx066.rate(view, { linkShare: 1e12, remainingBytes: 0, uniqueFraction: 1, periodSeconds: 0.5 });
+  };
 
-  it('gives Σα_0 = Σα_2 = 2 and Σα = 1 to the others', () => {
+  it('gives Σα_0 = (1 + 2 + 3)/3 = 2 and Σα_2 = (1 + 3 + 2)/3 = 2, and Σα = 1 to the others', () => {
     expect(views.get('m0')?.meanPriority).toBe(2);
     expect(views.get('m2')?.meanPriority).toBe(2);
     expect(views.get('m1')?.meanPriority).toBe(1);
     expect(views.get('m3')?.meanPriority).toBe(1);
   });
 
-  it('takes s and Π over the non-frozen bins and penalises by Σα', () => {
+  it("takes a sharded migration's s and Π over the bins it shares, not its frozen own bin, and penalises by Σα", () => {
+    // m0 can only grow into b1 and b3: Π = 200 MB, s = 10 + 10 MB, Σα = 2.
+    expect(rawRate('m0')).toBeCloseTo(lx066Red(2 * PI, 0.2 * PI, 2), 6);
+    expect(rawRate('m2')).toBeCloseTo(lx066Red(2 * PI, 0.25 * PI, 2), 6);
+    expect(rawRate('m1')).toBeCloseTo(lx066Red(PI, 0.4 * PI, 1), 6);
+    expect(rawRate('m3')).toBeCloseTo(lx066Red(PI, 0.2 * PI, 1), 6);
+  });
+
+  it('at 40 % of the shared bins the penalised rate is half the unpenalised one', () => {
+    const s = (Math.LN2 / (1 + Math.LN2)) * 2 * PI;
+    expect((lx066Red(2 * PI, s, 2) - EPSILON) / (lx066Red(2 * PI, s, 1) - EPSILON)).toBeCloseTo(0.5, 3);
+  });
+
+  it('keeps each guest at or below the owners of the bins it grows into', () => {
     const throttles = new Map(computeThrottles(lx066, fourBins, demandsFor(fourBins, { linkShare: 1e12 })).map((t) => [t.id, t.rate]));
-    // m0's only non-frozen bin is its own: Π = 100 MB, s = 50 MB, Σα = 2.
-    expect(throttles.get('m0')).toBeCloseTo(lx066Red(PI, 0.5 * PI, 2), 6);
-    expect(throttles.get('m2')).toBeCloseTo(lx066Red(PI, 0.3 * PI, 2), 6);
-    // m1 owns a frozen bin and has no other: no usable room, γ = ε.
-    expect(throttles.get('m1')).toBe(EPSILON);
+    const owners = Math.min(rawRate('m1'), rawRate('m3'));
+    expect(throttles.get('m1')).toBeCloseTo(rawRate('m1'), 6);
+    expect(throttles.get('m3')).toBeCloseTo(rawRate('m3'), 6);
+    expect(throttles.get('m0')).toBeCloseTo(Math.min(rawRate('m0'), owners), 6);
+    expect(throttles.get('m2')).toBeCloseTo(Math.min(rawRate('m2'), owners), 6);
+    // The clamp binds here: m1's fuller bin holds both guests below their own penalised rate.
+    expect(throttles.get('m0')).toBeLessThan(rawRate('m0'));
   });
 });
 
@@ -165,11 +189,13 @@ describe('computeThrottles: the rules every policy obeys', () => {
     expect(b?.rate).toBe(SHARE);
   });
 
-  it('clamps a guest to the owner of a bin it can still grow into, and ignores frozen hosts', () => {
-    const hosted: Partition = { ...fourBins, bins: fourBins.bins.map((bin) => ({ ...bin, frozen: false })) };
-    const rates = new Map(computeThrottles(lx066, hosted, demandsFor(hosted, { linkShare: 1e12 })).map((t) => [t.id, t.rate]));
-    expect(rates.get('m0')).toBeLessThanOrEqual(rates.get('m1') ?? 0);
-    expect(rates.get('m0')).toBeLessThan(lx066Red(4 * PI, PI, 2));
+  it('ignores a frozen host when clamping: there is nothing left to compete for there', () => {
+    const hostFrozen: Partition = { ...fourBins, bins: fourBins.bins.map((bin) => (bin.owner === 'm1' ? { ...bin, frozen: true } : bin)) };
+    const rates = new Map(computeThrottles(lx066, hostFrozen, demandsFor(hostFrozen, { linkShare: 1e12 })).map((t) => [t.id, t.rate]));
+    expect(rates.get('m1')).toBe(EPSILON);
+    // m0 now grows into b3 alone: Π = 100 MB, s = 10 MB, clamped by m3 only.
+    expect(rates.get('m0')).toBeCloseTo(Math.min(lx066Red(PI, 0.1 * PI, 2), rates.get('m3') ?? 0), 6);
+    expect(rates.get('m0')).toBeGreaterThan(EPSILON);
   });
 
   it('names the unknown policy and the known ones', () => {

@@ -11,6 +11,7 @@ import type { MigrationRecord } from '../../src/migration/engine.js';
 import { startDaemonPair } from '../../src/testbed/daemons.js';
 import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { longestGap, SerialClock } from '../../src/testbed/serial-clock.js';
+import { report } from '../support/report.js';
 import { qemuImg, useScope } from '../support/testbed.js';
 
 const MiB = 1024 ** 2;
@@ -53,6 +54,7 @@ describe('the blackout of a busy guest, through the daemons', { timeout: 300_000
       expect(gap.ms).toBeGreaterThanOrEqual(blackout.ms - 40);
       expect(gap.ms).toBeLessThanOrEqual(blackout.ms + 700);
 
+      await report('blackout', { blackoutMs: blackout.ms, parts: blackout.parts, qemuDowntimeMs: blackout.qemuDowntimeMs, tickGapMs: gap.ms });
       const onTarget = await readSerial(targetLog);
       expect(onTarget.verifications.every((v) => v.lost === 0)).toBe(true);
       expect(onTarget.ioErrors).toEqual([]);

@@ -93,7 +93,7 @@ describe('a fresh overlay size and an early warning on zfs-fuse', { timeout: 120
       overlays: [{ id: 'warned/disk0', path: overlay, qmp: vm.commands, nodeName: 'overlay0', fileNode: 'overlay0-file', qdev: DISK.id }],
       throttleTargets: [throttleTarget(DISK)],
       remainingBytes: 1e9,
-      remainingIncludesOverlay: true,
+      phase: 'mirror',
       throttleFactor: 1,
       throttled: true,
       lastApplied: undefined,

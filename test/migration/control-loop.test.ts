@@ -72,7 +72,7 @@ async function migrationOf(vm: FakeVm, peer: string, overlayBytes = 1024 ** 2): 
     overlays,
     throttleTargets: vm.drives.map((drive) => `${drive}/virtio-backend`),
     remainingBytes: 1e9,
-    remainingIncludesOverlay: true,
+    phase: 'mirror',
     throttleFactor: 1,
     throttled: true,
     lastApplied: undefined,
@@ -104,7 +104,7 @@ describe('the control loop: what γ is computed from', () => {
   it('counts the whole overlay as still to move during the base phase, and only what the mirror reports after', async () => {
     const loop = loopWith();
     const migration = await migrationOf(await fakeVm('a'), 'peer');
-    await running(loop, { ...migration, remainingIncludesOverlay: false });
+    await running(loop, { ...migration, phase: 'base' });
     const [base] = (await loop.tick(0)).migrations;
     expect(base?.cow).toBeGreaterThanOrEqual(1024 ** 2);
     expect(base?.remainingBytes).toBe(1e9 + (base?.cow ?? 0));

@@ -52,4 +52,35 @@ describe('RAM convergence policy', () => {
     expect(abort?.t).toBe(30);
     expect(abort?.action).toMatchObject({ reason: 'not complete after 30 s (limit 30 s)' });
   });
+
+  it('follows auto-converge: two periods in a row that dirty more than the trigger share of what was sent step the CPU throttle', () => {
+    // QEMU's default trigger, 50 %: the default 90 % leaves this guest alone (below).
+    const qemuDefault = { ...DEFAULT_CONVERGENCE, throttleTriggerPercent: 50 };
+    const setup = migrationSetup(qemuDefault, GiB, 0, 1e8);
+    // Sends 100 MB/s while the guest dirties 80 MB/s: remaining falls only 20 MB/s.
+    const steps: number[] = [];
+    let state = startConvergence(qemuDefault, 0);
+    for (let t = 0; t <= 6; t += 0.5) {
+      const step = decide(qemuDefault, setup, state, { t, remaining: 1e9 - 2e7 * t, transferred: 1e8 * t });
+      state = step.state;
+      for (const action of step.actions) if (action.kind === 'cpu-throttle') steps.push(t, action.percent);
+    }
+    expect(steps).toEqual([2, 20, 4, 30, 6, 40]);
+    let calmer = startConvergence(DEFAULT_CONVERGENCE, 0);
+    for (let t = 0; t <= 6; t += 0.5) {
+      const step = decide(DEFAULT_CONVERGENCE, setup, calmer, { t, remaining: 1e9 - 2e7 * t, transferred: 1e8 * t });
+      calmer = step.state;
+      expect(step.actions.filter((action) => action.kind === 'cpu-throttle')).toEqual([]);
+    }
+    // Dirtying below half of what is sent never throttles; nor does a sample without `transferred`.
+    const calm = replay(DEFAULT_CONVERGENCE, (t) => 1e9 - 6e7 * t, 10);
+    expect(calm.filter((e) => e.action.kind === 'cpu-throttle')).toEqual([]);
+    const off = { ...DEFAULT_CONVERGENCE, autoConverge: false };
+    state = startConvergence(off, 0);
+    for (let t = 0; t <= 6; t += 0.5) {
+      const step = decide(off, setup, state, { t, remaining: 1e9, transferred: 1e8 * t });
+      state = step.state;
+      expect(step.actions.filter((action) => action.kind === 'cpu-throttle')).toEqual([]);
+    }
+  });
 });

@@ -65,7 +65,7 @@ async function guest(name: string, extent = 4 * MiB): Promise<Guest> {
     overlays: [{ id: `${name}/disk0`, path, qmp, nodeName: 'ovl0', fileNode: 'ovl0-file', qdev: 'disk0' }],
     throttleTargets: ['disk0/virtio-backend'],
     remainingBytes: 1e9,
-    remainingIncludesOverlay: true,
+    phase: 'mirror',
     throttleFactor: 1,
     throttled: true,
     lastApplied: undefined,

@@ -29,6 +29,21 @@ describe('scenario files', () => {
     expect(scenario.migrations[1]).toMatchObject({ start: 10, writeRate: 30e6, uniqueFraction: 0.5, sizeState: 2 * 1024 ** 3 });
   });
 
+  it('defaults what the daemon does when a scenario says nothing, and reads it when it does', () => {
+    expect(loadScenario('slow-link-flap').control).toMatchObject({ periodSeconds: 0.5, samplingLagSeconds: 2, hysteresis: 0.05, mirrorReadySeconds: 60 });
+    expect(loadScenario('slow-link-flap').control.convergence.autoConverge).toBe(true);
+    const scenario = parseScenario(
+      edited((raw) => {
+        raw.control = { periodSeconds: 1, samplingLagSeconds: 5, hysteresis: 0.1, assumedLinkRate: '1Gbit', mirrorReadySeconds: 30, convergence: { autoConverge: false, postcopy: true } };
+        raw.migrations[0].workingSet = '2GiB';
+      }),
+    );
+    expect(scenario.control).toMatchObject({ periodSeconds: 1, samplingLagSeconds: 5, hysteresis: 0.1, assumedLinkRate: 125e6, mirrorReadySeconds: 30 });
+    expect(scenario.control.convergence).toMatchObject({ autoConverge: false, postcopy: true, cpuThrottleInitial: 20 });
+    expect(scenario.migrations[0]?.workingSet).toBe(2 * 1024 ** 3);
+    expect(scenario.migrations[1]?.workingSet).toBeUndefined();
+  });
+
   const bad: ReadonlyArray<[string, (raw: Record<string, any>) => void, string]> = [
     ['a missing field', (raw) => delete raw.migrations[0].disk, 'Expected `migrations[0].disk` to be present (required field), got nothing'],
     ['an unknown unit', (raw) => (raw.buffer.size = '4XB'), 'Expected `buffer.size` to be a size such as `10GiB`'],
@@ -40,6 +55,9 @@ describe('scenario files', () => {
     ['a bad trace step', (raw) => (raw.link.trace[0] = [300]), 'Expected `link.trace[0]` to be a pair [atSecond, bandwidth]'],
     ['no migrations', (raw) => (raw.migrations = []), 'Expected `migrations` to be an array of at least 1 item(s)'],
     ['a negative tick', (raw) => (raw.tickSeconds = -0.5), 'Expected `tickSeconds` to be a number > 0, got `-0.5`'],
+    ['a negative sampling lag', (raw) => (raw.control = { samplingLagSeconds: -1 }), 'Expected `control.samplingLagSeconds` to be a number ≥ 0, got `-1`'],
+    ['a convergence flag that is not a boolean', (raw) => (raw.control = { convergence: { autoConverge: 'yes' } }), 'Expected `control.convergence.autoConverge` to be `true` or `false`, got `yes`'],
+    ['an unknown control field', (raw) => (raw.control = { lag: 1 }), 'Expected `control.lag` to be absent (unknown field'],
   ];
 
   it.each(bad)('rejects %s with one error naming the field', (_, edit, message) => {

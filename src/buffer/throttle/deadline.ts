@@ -17,15 +17,32 @@
  * left is never taken below `MIN_HORIZON_SECONDS` nor below `HORIZON_PERIODS` control periods,
  * or the last ticks before switchover (B → 0) would grant a rate that overshoots the room before
  * the next tick can take it back (a γ stays in force for a whole period, 60 s on some hosts).
+ *
+ * Room is not the only limit: the engine gives the disk mirror `mirrorSeconds`, then half that
+ * again with γ tightened, before it restarts the mirror from scratch in write-blocking mode, so
+ * an overlay the link share cannot carry in that time fails the migration however large the
+ * bin. F is capped by what the share carries in `MIRROR_MARGIN` of that window, less the
+ * overlay already there.
  */
 import type { MigrationView } from '../view.js';
-import type { ThrottlePolicy } from './policy.js';
+import type { CopyPhase, ThrottlePolicy } from './policy.js';
 
 /** Unique fraction below which the estimate is not trusted (avoids dividing by ~0). */
 const MIN_UNIQUE_FRACTION = 0.05;
 export const RESERVE_FRACTION = 0.05;
 export const MIN_HORIZON_SECONDS = 10;
 export const HORIZON_PERIODS = 3;
+/** Share of the mirror's window the existing overlay may take: the rest copies the writes that arrive meanwhile. */
+export const MIRROR_MARGIN = 0.9;
+/**
+ * Once the mirror runs every write crosses the link, so writes may take only part of it, or
+ * the migration's own bytes would not get through: half while the mirror copies the overlay,
+ * a fifth during RAM pre-copy, which the guest re-dirties as it is sent and which the engine
+ * aborts when it does not converge in time. Phase unknown: the mirror's share.
+ */
+export const WRITE_SHARE: Readonly<Record<CopyPhase, number>> = { base: 1, mirror: 0.5, ram: 0.2 };
+/** The mirror's window before the restart, in units of `mirrorSeconds` (source.ts `mirrorUntilReady`). */
+const MIRROR_WINDOW = 1.5;
 
 /** Room this migration can plan with: its fair part of the free space in its non-frozen bins, less the reserve. */
 function usableRoom(view: MigrationView): number {
@@ -41,11 +58,13 @@ export const deadline: ThrottlePolicy = {
   name: 'deadline',
   summary: 'room left ÷ bytes still to ship: the fastest writes that cannot overflow before switchover',
   rate(view, demand) {
-    const room = usableRoom(view);
+    const mirrorRoom = demand.mirrorSeconds === undefined ? Infinity : demand.linkShare * demand.mirrorSeconds * MIRROR_WINDOW * MIRROR_MARGIN - view.cowBytes;
+    const room = Math.max(0, Math.min(usableRoom(view), mirrorRoom));
     const unique = Math.max(MIN_UNIQUE_FRACTION, demand.uniqueFraction);
     const horizon = Math.max(MIN_HORIZON_SECONDS, HORIZON_PERIODS * demand.periodSeconds);
     const toShip = Math.max(demand.remainingBytes, demand.linkShare * horizon);
     const denominator = unique * (toShip + room);
-    return denominator > 0 ? (demand.linkShare * room) / denominator : demand.linkShare;
+    const rate = denominator > 0 ? (demand.linkShare * room) / denominator : demand.linkShare;
+    return Math.min(rate, demand.linkShare * WRITE_SHARE[demand.phase ?? 'mirror']);
   },
 };

@@ -10,6 +10,9 @@ import { viewMigrations, type MigrationView } from '../view.js';
 /** ε: the SLA floor, 0.01 MB/s with MB = 10^6 B. γ never goes below it (0 would mean "unlimited" to QEMU). */
 export const EPSILON = 10_000;
 
+/** What the migration is putting on the link: its base, its overlay (the disk mirror), or RAM. */
+export type CopyPhase = 'base' | 'mirror' | 'ram';
+
 /** What the control loop knows of one migration besides the partition. */
 export interface ThrottleDemand {
   /** U/N: this migration's share of the measured source→target link, bytes/s. */
@@ -20,6 +23,10 @@ export interface ThrottleDemand {
   readonly uniqueFraction: number;
   /** How long this γ stays in force before the next one: the control period, or longer when ticks run late. */
   readonly periodSeconds: number;
+  /** Seconds the engine gives the disk mirror to become ready before it escalates; absent: no such deadline. */
+  readonly mirrorSeconds?: number;
+  /** Absent: not known. */
+  readonly phase?: CopyPhase;
 }
 
 export interface ThrottlePolicy {

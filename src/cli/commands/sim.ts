@@ -61,13 +61,14 @@ async function readJson(path: string): Promise<unknown> {
 function describeResult(result: SimResult): string {
   const rows = result.migrations.map(
     (m) =>
-      `  ${m.id.padEnd(12)} ${m.status.padEnd(10)} ${m.seconds.toFixed(1).padStart(9)} s  peak overlay ${formatBytes(m.peakCowBytes).padStart(10)}  writes kept ${percent(m.writtenBytes, m.wantedWriteBytes)}  stalled ${m.floorSeconds} s`,
+      `  ${m.id.padEnd(12)} ${m.status.padEnd(10)} ${m.seconds.toFixed(1).padStart(9)} s  peak overlay ${formatBytes(m.peakCowBytes).padStart(10)}  writes kept ${percent(m.writtenBytes, m.wantedWriteBytes)}  starved ${m.starvedSeconds} s${m.reason ? `  (${m.reason})` : ''}`,
   );
   return [
     `scenario ${result.scenario}, policy ${result.policy}`,
     `  completed ${result.completed}, failed ${result.failed}, unfinished ${result.unfinished}, overflow events ${result.overflowEvents}`,
-    `  makespan ${result.makespanSeconds.toFixed(1)} s (physical floor ${result.lowerBoundSeconds.toFixed(1)} s), peak buffer ${formatBytes(result.peakBufferBytes)}`,
-    `  writes kept ${(result.retainedWriteFraction * 100).toFixed(1)} %, stalled at the floor ${result.floorSeconds} s`,
+    `  bin overflows: ${result.freezeEvents} bins frozen, ${result.shardEvents} shards pushed (${result.recutEvents} of these by admissions' re-cuts)`,
+    `  makespan ${result.makespanSeconds.toFixed(1)} s (lower bound for the completed ones ${result.lowerBoundSeconds.toFixed(1)} s), peak buffer ${formatBytes(result.peakBufferBytes)}`,
+    `  writes kept ${(result.retainedWriteFraction * 100).toFixed(1)} %, starved (γ ≤ 3ε while wanting more) ${result.starvedSeconds} s, at the floor (γ ≤ 2ε) ${result.floorSeconds} s`,
     ...rows,
     '',
   ].join('\n');
