@@ -41,17 +41,20 @@ export async function restart(host: RestartHost): Promise<void> {
       continue;
     }
     const vm = await reattachIncoming(entry);
-    const status = vm && (await vm.commands.queryMigrate().catch(() => undefined))?.status;
-    if (vm && (await vm.commands.queryStatus()).running) {
+    // An incoming QEMU whose streams broke with the daemon exits on its own: any QMP error here
+    // means there is no copy to keep.
+    const state = vm && (await Promise.all([vm.commands.queryStatus(), vm.commands.queryMigrate()]).catch(() => undefined));
+    if (vm && state?.[0].running) {
       host.log(`incoming migration ${entry.id} had resumed its guest here before the restart: it has arrived`, entry.id);
       await host.target.arrivedBeforeRestart(entry, vm);
-    } else if (vm && status === 'completed') {
+    } else if (vm && state?.[1].status === 'completed') {
       // The source may have completed as well: this paused copy may be the guest's only one.
       host.log(`incoming migration ${entry.id} holds all of its guest, paused: kept until its source says finish or abort`, entry.id);
       host.target.keep(entry, vm);
     } else {
       host.log(`incoming migration ${entry.id} was cut short by the restart: its target VM and files are removed`, entry.id);
-      await vm?.stop();
+      // A paused incoming VM is nobody's only copy: discardIncoming kills it.
+      await vm?.qmp.disconnect().catch(() => undefined);
       await discardIncoming(entry);
       await host.state.journal.dropIncoming(entry.id);
     }

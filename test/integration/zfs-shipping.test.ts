@@ -47,14 +47,14 @@ describe('bases shipped by zfs send | zfs receive when the disks live on ZFS at 
     }
   });
 
-  it('a zfs receive that fails (no parent dataset) rolls back: the guest writes on at the source, no snapshot or dataset is left', async () => {
+  it('a target whose incoming dataset parent is missing refuses before anything moves: the guest writes on at the source, no snapshot or dataset is left', async () => {
     const pair = await enginePair(scope(), 128 * MiB, {}, { incomingDataset: 'missing-parent' });
     try {
       const { vm } = await guestOnDataset(scope(), pair);
       const record = pair.source.migrate('g1', 'dst');
       const done = await pair.source.waitFor(record.id);
       expect(done.phase).toBe('failed');
-      expect(done.error).toMatch(new RegExp(`^migration ${record.id} failed in phase base: target refused dataset .*zfs receive`));
+      expect(done.error).toMatch(new RegExp(`^migration ${record.id} failed in phase prepare: peer dst: incoming dataset parent \\S+/missing-parent is not mounted`));
       expect(await vm.commands.queryStatus()).toMatchObject({ running: true });
       const before = (await readSerial(vm.spec.serialLog)).verifications.length;
       const after = await waitForSerial(vm.spec.serialLog, (r) => r.verifications.length >= before + 2, 'verifications after the rollback');
