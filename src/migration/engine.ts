@@ -425,6 +425,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         signal: controller.signal,
         decided: this.decision(id),
         onDoubt: (reason) => this.emit('log', { level: 'warn', migration: id, message: `in doubt after the restart: ${reason}` }),
+        onStall: (reason) => this.emit('log', { level: 'warn', migration: id, message: reason }),
       },
       vm,
       this.deps.volume.mountpoint,

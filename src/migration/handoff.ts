@@ -36,6 +36,8 @@ export interface HandoffContext {
   readonly decided: Promise<Side>;
   /** The first unanswered `finish`: the migration is in doubt from now on. */
   readonly onDoubt: (reason: string) => void;
+  /** Post-copy stopped making progress after the target took the guest (ownership is not in doubt). */
+  readonly onStall: (reason: string) => void;
   readonly retryMs?: number;
   /** The migration's open control connection: the first `finish` needs no new handshake. */
   readonly client?: ControlClient;
@@ -138,7 +140,7 @@ async function untilSent(vm: RunningVm, ctx: HandoffContext): Promise<void> {
       reported = false;
     } else if (!reported && Date.now() - lowestAt > 30_000) {
       reported = true;
-      ctx.onDoubt(`post-copy has sent nothing for 30 s (${info.status}, ${remaining} bytes left)`);
+      ctx.onStall(`post-copy has sent nothing for 30 s (${info.status}, ${remaining} bytes left)`);
     }
     await sleep(500);
   }

@@ -283,6 +283,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       signal: ctx.signal,
       decided: ctx.decided,
       ...(control ? { client: control } : {}),
+      onStall: (reason) => ctx.onDecision(reason),
       onDoubt: (reason) => {
         ctx.onDecision(`in doubt: the target has not answered \`finish\` (${reason}); both copies stay paused until it does or an admin resolves it`);
         ctx.onPhase('in-doubt');

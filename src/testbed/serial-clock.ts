@@ -33,6 +33,7 @@ export class SerialClock {
   private readonly seen: StampedLine[] = [];
   private readonly controller = new AbortController();
   private readonly loop: Promise<void>;
+  private readonly buffer = Buffer.alloc(65536);
 
   constructor(files: readonly string[], private readonly periodMs = 20) {
     for (const file of files) this.watch(file);
@@ -69,12 +70,11 @@ export class SerialClock {
       tail.handle = handle;
     }
     const at = Date.now();
-    const buffer = Buffer.alloc(65536);
     for (;;) {
-      const { bytesRead } = await tail.handle.read(buffer, 0, buffer.length, tail.offset);
+      const { bytesRead } = await tail.handle.read(this.buffer, 0, this.buffer.length, tail.offset);
       if (bytesRead === 0) return;
       tail.offset += bytesRead;
-      const text = tail.partial + buffer.subarray(0, bytesRead).toString('utf8');
+      const text = tail.partial + this.buffer.subarray(0, bytesRead).toString('utf8');
       const parts = text.split('\n');
       tail.partial = parts.pop() ?? '';
       for (const line of parts) this.seen.push({ at, file: tail.file, line: line.replace(/\r$/, '') });
