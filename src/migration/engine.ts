@@ -90,7 +90,7 @@ export interface EngineDeps {
 }
 
 
-const EMPTY_PROGRESS: Progress = { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, ramStreams: 0, downtimeLimitMs: 0, cpuThrottlePercent: 0 };
+const EMPTY_PROGRESS: Progress = { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, ramStreams: 0, downtimeLimitMs: 0, cpuThrottlePercent: 0, postcopyRequests: 0 };
 
 export class Engine extends EventEmitter<EngineEvents> {
   readonly vms = new Map<string, RunningVm>();

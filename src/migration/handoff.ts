@@ -16,14 +16,18 @@ import type { TrustedPeer } from '../peer/trust.js';
 import { removeOverlay } from '../storage/overlays.js';
 import { zfsDestroy } from '../storage/zfs/zfs-commands.js';
 import { parseFinish, type FinishAnswer } from '../peer/protocol.js';
+import type { MigrationInfo } from '../qmp/commands.js';
 import type { RunningVm } from '../vm/launcher.js';
 import { commitBack, ensureRunning, overlayName, overlayNode } from './qemu-steps.js';
 
 export type Side = 'source' | 'target';
 
 export type Handoff =
-  /** The guest is the target's: `answer` is the target's word, absent when an admin decided. */
-  | { readonly side: 'target'; readonly answer?: Extract<FinishAnswer, { outcome: 'running' }> }
+  /**
+   * The guest is the target's: `answer` is the target's word, absent when an admin decided;
+   * `sent` is QEMU's last report once every page crossed (post-copy included).
+   */
+  | { readonly side: 'target'; readonly answer?: Extract<FinishAnswer, { outcome: 'running' }>; readonly sent?: MigrationInfo }
   | { readonly side: 'source'; readonly reason: string };
 
 export interface HandoffContext {
@@ -111,13 +115,13 @@ export async function completeHandoff(ctx: HandoffContext, vm: RunningVm | undef
   if (handoff.side === 'source') {
     if (!vm) throw new CowbufError(`${handoff.reason}, and the source's QEMU is gone: the guest runs nowhere; its overlays are kept in the buffer`);
     await takeBack(vm, ctx.migration, bufferPath);
-  } else {
-    if (vm) await untilSent(vm, ctx);
-    await vm?.stop();
-    for (const disk of disks) await removeOverlay(bufferPath, overlayName(ctx.migration, disk));
-    await destroySnapshots(ctx.migration);
+    return handoff;
   }
-  return handoff;
+  const sent = vm ? await untilSent(vm, ctx) : undefined;
+  await vm?.stop();
+  for (const disk of disks) await removeOverlay(bufferPath, overlayName(ctx.migration, disk));
+  await destroySnapshots(ctx.migration);
+  return sent ? { ...handoff, sent } : handoff;
 }
 
 /**
@@ -125,13 +129,14 @@ export async function completeHandoff(ctx: HandoffContext, vm: RunningVm | undef
  * it must live until QEMU says `completed`. Timed by progress, not by a constant: as long as
  * pages keep crossing it waits, and a stall is reported, since nothing can take the guest back.
  */
-async function untilSent(vm: RunningVm, ctx: HandoffContext): Promise<void> {
+async function untilSent(vm: RunningVm, ctx: HandoffContext): Promise<MigrationInfo | undefined> {
   let lowest = Infinity;
   let lowestAt = Date.now();
   let reported = false;
   for (;;) {
     const info = await vm.commands.queryMigrate();
-    if (info.status === 'completed' || info.status === undefined) return;
+    if (info.status === 'completed') return info;
+    if (info.status === undefined) return undefined;
     if (info.status === 'failed' || info.status === 'cancelled') throw new CowbufError(`post-copy ended ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}; the guest on the target has lost the pages it had not received`);
     const remaining = info.ram?.remaining ?? 0;
     if (remaining < lowest) {

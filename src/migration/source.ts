@@ -51,6 +51,8 @@ export interface Progress {
   readonly downtimeLimitMs: number;
   /** The highest vCPU throttle auto-converge imposed on the guest (0: never throttled). */
   readonly cpuThrottlePercent: number;
+  /** Pages the target's running guest faulted in during post-copy (0 without post-copy). */
+  readonly postcopyRequests: number;
 }
 
 /**
@@ -293,7 +295,8 @@ export async function runSource(ctx: SourceContext): Promise<void> {
     ctx.bufferPath,
     disks.map((disk) => disk.id),
   ).finally(closeAll);
-  ctx.onProgress({ ramTransferred: info?.ram?.transferred ?? 0, ramStreams });
+  const final = handoff.side === 'target' ? (handoff.sent ?? info) : info;
+  ctx.onProgress({ ramTransferred: final?.ram?.transferred ?? 0, ramStreams, postcopyRequests: final?.ram?.['postcopy-requests'] ?? 0 });
   if (handoff.side === 'source') {
     ctx.onDecision(`${handoff.reason}: the guest was resumed here`);
     ctx.onPhase('failed');

@@ -51,6 +51,8 @@ export interface MigrationInfo {
     readonly mbps: number;
     readonly 'dirty-sync-count': number;
     readonly 'dirty-pages-rate': number;
+    /** Pages the target asked for out of turn during post-copy: its guest ran without them. */
+    readonly 'postcopy-requests'?: number;
   };
 }
 

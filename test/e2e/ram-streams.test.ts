@@ -59,10 +59,10 @@ describe('RAM migration streams through the peer proxy', { timeout: 300_000 }, (
     expect(record.progress.ramStreams).toBe(1);
     expect(record.decisions).toContain('post-copy: the guest resumes on the target; the RAM it has not received yet follows as it faults');
     expect(record.blackout?.ms).toBeGreaterThan(0);
-    // Ticking on the target while the source still sent its pages: it ran during post-copy. A
-    // target resumed only after `completed` ticks at most the source's cleanup (a QEMU quit,
-    // well under 2 s) before the record completes; tens of MiB left at 30 Mbit/s take longer.
-    expect(ranBeforeCompletionMs).toBeGreaterThan(2000);
-    await report('postcopy-blackout', { blackoutMs: record.blackout?.ms, parts: record.blackout?.parts, qemuDowntimeMs: record.blackout?.qemuDowntimeMs, ranBeforeCompletionMs });
+    // The target's guest asked for pages it had not received yet: it ran before its RAM had all
+    // crossed. A guest resumed only after `completed` never asks (timing is no proof: CI saw a
+    // post-copy phase as short as 1.5 s).
+    expect(record.progress.postcopyRequests).toBeGreaterThan(0);
+    await report('postcopy-blackout', { blackoutMs: record.blackout?.ms, parts: record.blackout?.parts, qemuDowntimeMs: record.blackout?.qemuDowntimeMs, postcopyRequests: record.progress.postcopyRequests, ranBeforeCompletionMs });
   });
 });
