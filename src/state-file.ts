@@ -40,3 +40,19 @@ export async function writeState(path: string, value: unknown): Promise<void> {
     await dir.close();
   }
 }
+
+/** Writes to one file happen in order; the last one wins on disk as in memory. */
+export class OrderedWrites {
+  private readonly pending = new Map<string, Promise<void>>();
+
+  write(path: string, value: unknown): Promise<void> {
+    const next = (this.pending.get(path) ?? Promise.resolve()).catch(() => undefined).then(() => writeState(path, value));
+    this.pending.set(path, next);
+    return next;
+  }
+
+  /** Resolves once the last write queued for `path` ended. */
+  settled(path: string): Promise<void> {
+    return (this.pending.get(path) ?? Promise.resolve()).catch(() => undefined);
+  }
+}

@@ -12,6 +12,7 @@ import { initCommand } from './commands/init.js';
 import { migrationCommands } from './commands/migrations.js';
 import { peerCommands } from './commands/peers.js';
 import { simCommand } from './commands/sim.js';
+import { vmCommands } from './commands/vms.js';
 import type { Io } from './io.js';
 
 export type { Io } from './io.js';
@@ -42,7 +43,7 @@ export function program(io: Io): Command {
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   root.addCommand(initCommand(io));
   root.addCommand(bufferCommand(io));
-  for (const command of [...migrationCommands(io), ...peerCommands(io)]) root.addCommand(command);
+  for (const command of [...migrationCommands(io), ...peerCommands(io), vmCommands(io)]) root.addCommand(command);
   root.addCommand(simCommand(io));
   root.addCommand(completionCommand(io, () => root));
   const configure = (command: Command): void => {

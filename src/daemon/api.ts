@@ -13,10 +13,12 @@ import type { Engine, MigrationRecord } from '../migration/engine.js';
 import { FINAL } from '../migration/source.js';
 import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
+import { socketOwner } from '../host/socket-owner.js';
+import { attachRunning } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
 import { BODIES, ENDPOINTS, type EndpointName } from './endpoints.js';
 import { renderMetrics, type MetricsInput } from './metrics.js';
-import { parseObject, type Schema } from './schema.js';
+import { parseObject, type Parsed, type Schema } from './schema.js';
 
 export interface ApiContext {
   readonly engine: Engine;
@@ -80,6 +82,10 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
 export function parseVmBody(raw: unknown, stateDir: string): VmSpec {
   const body = parseObject(BODIES.vm, 'body', raw);
   const home = join(stateDir, 'vms', body.name);
+  return vmSpec(body, join(home, 'qmp.sock'), join(home, 'serial.log'));
+}
+
+function vmSpec(body: Parsed<typeof BODIES.vm>, qmpSocket: string, serialLog: string): VmSpec {
   return {
     name: body.name,
     memoryMiB: body.memoryMiB,
@@ -88,9 +94,31 @@ export function parseVmBody(raw: unknown, stateDir: string): VmSpec {
     ...(body.initrd !== undefined ? { initrd: body.initrd } : {}),
     ...(body.append !== undefined ? { append: body.append } : {}),
     disks: body.disks.map((disk, index) => ({ id: disk.id, nodeName: disk.nodeName ?? `disk${index}`, file: disk.file, format: disk.format, werror: 'stop' as const })),
-    qmpSocket: join(home, 'qmp.sock'),
-    serialLog: join(home, 'serial.log'),
+    qmpSocket,
+    serialLog,
   };
+}
+
+/**
+ * Takes over a running QEMU: connect to its monitor, check it, and only then keep it. A refused
+ * VM is let go of untouched (the connection closes; the QEMU runs on as before).
+ */
+async function adopt(ctx: ApiContext, raw: unknown): Promise<string> {
+  const { qmpSocket, serialLog, pid, allowErrorPolicy, ...definition } = parseObject(BODIES.adopt, 'body', raw);
+  const spec = vmSpec(definition, qmpSocket, serialLog ?? '');
+  const owner =
+    pid ??
+    (await socketOwner(qmpSocket).catch((error: unknown) => {
+      throw new ValidationError('qmpSocket', qmpSocket, `the QMP socket of a running QEMU (${(error as Error).message})`);
+    }));
+  const vm = await attachRunning(spec, owner);
+  try {
+    await ctx.engine.adoptVm(vm, { allowErrorPolicy });
+  } catch (error) {
+    await vm.qmp.disconnect();
+    throw error;
+  }
+  return spec.name;
 }
 
 /**
@@ -100,11 +128,11 @@ export function parseVmBody(raw: unknown, stateDir: string): VmSpec {
 function vmView(engine: Engine): Promise<unknown[]> {
   return Promise.all(
     [...engine.vms.values()].map(async (vm) => {
-      const alive = vm.child.running();
+      const alive = vm.running();
       const limits = alive ? await vm.commands.queryIoThrottles().catch(() => undefined) : undefined;
       const throttled = limits?.some((limit) => limit.bps + limit.bps_wr + limit.iops + limit.iops_wr > 0);
       const status = alive ? (await vm.commands.queryStatus().catch(() => undefined))?.status : undefined;
-      return { name: vm.spec.name, running: alive, status: status ?? 'unknown', pid: vm.child.pid, accel: vm.accel, serialLog: vm.spec.serialLog, qmpSocket: vm.spec.qmpSocket, disks: vm.spec.disks, throttled };
+      return { name: vm.spec.name, running: alive, status: status ?? 'unknown', pid: vm.pid, accel: vm.accel, serialLog: vm.spec.serialLog, qmpSocket: vm.spec.qmpSocket, disks: vm.spec.disks, throttled };
     }),
   );
 }
@@ -134,6 +162,10 @@ function handlers(ctx: ApiContext): Record<EndpointName, Handler> {
       await mkdir(join(ctx.stateDir, 'vms', spec.name), { recursive: true, mode: 0o700 });
       await ctx.engine.launchVm(spec);
       sync(res, (await vmView(ctx.engine)).find((vm) => (vm as { name: string }).name === spec.name), 201);
+    },
+    adoptVm: async (req, res) => {
+      const name = await adopt(ctx, await readBody(req));
+      sync(res, (await vmView(ctx.engine)).find((vm) => (vm as { name: string }).name === name), 201);
     },
     migrations: (_req, res) => sync(res, ctx.engine.list()),
     migrate: async (req, res) => {

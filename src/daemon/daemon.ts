@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { throttlePolicy } from '../buffer/throttle/index.js';
 import { ConfigError, loadConfig, volumeConfig, type Config } from '../config/config.js';
+import { engineConfigOf } from '../config/engine-config.js';
 import { CowbufError } from '../errors.js';
 import { run } from '../exec/run.js';
 import type { TickTrace } from '../migration/control-loop.js';
@@ -50,26 +51,8 @@ export async function startDaemon(configPath: string, log: Logger = pino({ name:
     const status = await volume.status();
     const identity = await ensureIdentity(join(stateDir, 'identity'));
     const trust = await TrustStore.open(join(stateDir, 'trust.json'));
-    const [host = '0.0.0.0', port = '8443'] = [config.daemon.peerListen.slice(0, config.daemon.peerListen.lastIndexOf(':')), config.daemon.peerListen.slice(config.daemon.peerListen.lastIndexOf(':') + 1)];
-    const m = config.migration;
     const engine = new Engine({
-      config: {
-        stateDir,
-        runDir: join(stateDir, 'run'),
-        bufferSize: status.size,
-        policy: m.policy,
-        controlPeriodMs: m.controlPeriodMs,
-        hysteresis: m.hysteresis,
-        throttle: m.throttle,
-        assumedLinkRate: m.assumedLinkRate,
-        maxOutgoing: m.maxOutgoing,
-        maxIncoming: m.maxIncoming,
-        minBinBytes: m.minBin,
-        mirrorReadySeconds: m.mirrorReadySeconds,
-        ...(m.incomingDataset ? { incomingDataset: m.incomingDataset } : {}),
-        convergence: m.convergence,
-        peerListen: { host, port: Number(port) },
-      },
+      config: engineConfigOf(config, status.size),
       identity,
       trust,
       volume,

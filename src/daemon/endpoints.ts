@@ -3,7 +3,7 @@
  * it answers. api.ts routes by this table (TypeScript makes it give each entry a handler) and
  * scripts/api-reference.ts renders it into docs/api.md.
  */
-import { address, integer, listOf, name, oneOf, optional, path, size, text, type Schema } from './schema.js';
+import { address, flag, integer, listOf, name, oneOf, optional, path, size, text, type Schema } from './schema.js';
 
 export interface Endpoint {
   readonly method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
@@ -21,18 +21,28 @@ const disk = {
   format: optional(oneOf('Image format (default `qcow2`).', ['qcow2', 'raw'] as const), 'qcow2'),
 };
 
+const vm = {
+  name: name('VM name, unique on this host.'),
+  memoryMiB: integer('Guest RAM in MiB.', 16, 1 << 22),
+  vcpus: optional(integer('Virtual CPUs (default 1).', 1, 1024), 1),
+  kernel: optional(path('Kernel for direct boot.')),
+  initrd: optional(path('Initramfs for direct boot.')),
+  append: optional(text('Kernel command line.')),
+  disks: listOf('Disks, each attached with `werror=stop`.', disk, 1),
+};
+
 export const BODIES = {
   resize: {
     size: size('New size of the buffer volume, e.g. `20GiB`; never below the bytes in use, never above what the storage can give.'),
   },
-  vm: {
-    name: name('VM name, unique on this host.'),
-    memoryMiB: integer('Guest RAM in MiB.', 16, 1 << 22),
-    vcpus: optional(integer('Virtual CPUs (default 1).', 1, 1024), 1),
-    kernel: optional(path('Kernel for direct boot.')),
-    initrd: optional(path('Initramfs for direct boot.')),
-    append: optional(text('Kernel command line.')),
-    disks: listOf('Disks, each attached with `werror=stop`.', disk, 1),
+  vm,
+  adopt: {
+    ...vm,
+    disks: listOf("The VM's disks as QEMU has them: device id, node name (default `disk<index>`), image; each must stop the guest on write errors (`werror=stop`).", disk, 1),
+    qmpSocket: path("A QMP monitor of the running QEMU for cowbuf's own use (QEMU serves one client per monitor)."),
+    serialLog: optional(path('The file its serial console writes to, if any (shown by `GET /1.0/vms`).')),
+    pid: optional(integer('Its QEMU process (default: the process listening on `qmpSocket`).', 1, 2 ** 22)),
+    allowErrorPolicy: optional(flag('Adopt drives that do not stop on write errors, with a warning: a full buffer then reaches the guest as an I/O error.'), false),
   },
   migration: {
     vm: name('A VM of this host (`GET /1.0/vms`).'),
@@ -63,6 +73,13 @@ export const ENDPOINTS = {
   resizeBuffer: { method: 'PATCH', path: '/1.0/buffer', summary: 'Resizes the buffer; the bins of running migrations are re-cut.', body: BODIES.resize, returns: 'the buffer status' },
   vms: { method: 'GET', path: '/1.0/vms', summary: "This host's VMs (started by the daemon or arrived by migration).", returns: 'array of VMs' },
   startVm: { method: 'POST', path: '/1.0/vms', summary: 'Starts a VM owned by the daemon.', body: BODIES.vm, returns: 'the VM (201)' },
+  adoptVm: {
+    method: 'POST',
+    path: '/1.0/vms/adopt',
+    summary: "Takes over a running QEMU the daemon did not start, given its QMP socket and its definition. Refused unless every disk exists as declared and stops the guest on write errors; the admin's I/O limits are kept and restored after each migration.",
+    body: BODIES.adopt,
+    returns: 'the VM (201)',
+  },
   migrations: { method: 'GET', path: '/1.0/migrations', summary: 'All migrations this daemon sent or is sending, with phase, progress, bin and decisions.', returns: 'array of migrations' },
   migrate: { method: 'POST', path: '/1.0/migrations', summary: 'Starts (or queues) a migration; answers at once with an async operation.', body: BODIES.migration, returns: 'async operation (202)' },
   migration: { method: 'GET', path: '/1.0/migrations/{id}', summary: 'One migration.', returns: 'migration (404 if unknown)' },

@@ -51,6 +51,12 @@ export const address = (doc: string): Field<string> => field('host:port', doc, (
 
 export const size = (doc: string): Field<number> => field('size', doc, (f, value) => parsePositiveSize(f, value));
 
+export const flag = (doc: string): Field<boolean> =>
+  field('boolean', doc, (f, value) => {
+    if (typeof value !== 'boolean') throw new ValidationError(f, value, 'true or false');
+    return value;
+  });
+
 export const integer = (doc: string, min: number, max: number): Field<number> => field(`integer ${min}…${max}`, doc, (f, value) => number(f, value, { min, max, integer: true }));
 
 export function oneOf<const T extends string>(doc: string, choices: readonly T[]): Field<T> {

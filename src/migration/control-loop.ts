@@ -19,7 +19,8 @@ import { computeThrottles, type CopyPhase, type Throttle, type ThrottleDemand, t
 import type { CowReading, CowSampling, CowTracker, TrackedOverlay } from '../monitor/cow-tracker.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import type { QmpClient } from '../qmp/client.js';
-import type { QmpCommands } from '../qmp/commands.js';
+import type { IoLimits, QmpCommands } from '../qmp/commands.js';
+import { capWrites } from '../buffer/throttle/limits.js';
 import { EarlyWarning } from './early-warning.js';
 
 export interface LoopMigration {
@@ -42,6 +43,8 @@ export interface LoopMigration {
   throttleFactor: number;
   /** False once the throttle is lifted (pre-switchover): no more actuation. */
   throttled: boolean;
+  /** The I/O limits an admin set on each of `throttleTargets`: kept under the cap, restored at the lift. */
+  readonly baseline?: ReadonlyArray<Partial<IoLimits>>;
   /** `bps_wr` in force on each of `throttleTargets`, once applied. */
   lastApplied: readonly number[] | undefined;
   /** This migration's policy; the loop's default when absent. */
@@ -186,7 +189,7 @@ export class ControlLoop {
     this.warning.unwatch(id);
     for (const overlay of migration.overlays) this.options.cow.untrack(overlay.id);
     await this.actuating.get(id);
-    await Promise.all(migration.throttleTargets.map((target) => migration.qmp.setIoThrottle(target, {})));
+    await Promise.all(migration.throttleTargets.map((target, i) => migration.qmp.setIoThrottle(target, migration.baseline?.[i] ?? {})));
     migration.lastApplied = undefined;
   }
 
@@ -375,7 +378,7 @@ export class ControlLoop {
     if (!moved.includes(true)) return Promise.resolve({ applied: false });
     const sent = performance.now();
     const applying = Promise.all(
-      migration.throttleTargets.map((target, i) => (moved[i] ? migration.qmp.setIoThrottle(target, { bps_wr: rates[i] ?? 0 }, { signal }) : undefined)),
+      migration.throttleTargets.map((target, i) => (moved[i] ? migration.qmp.setIoThrottle(target, capWrites(migration.baseline?.[i] ?? {}, rates[i] ?? 0), { signal }) : undefined)),
     ).then(
       (): Actuation => {
         migration.lastApplied = rates.map((rate, i) => (moved[i] ? rate : (last?.[i] ?? rate)));

@@ -6,8 +6,8 @@
  * configured limits, queueing the others visibly.
  */
 import { EventEmitter } from 'node:events';
-import { mkdir, rm } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { resize, usedBytes } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
@@ -21,8 +21,11 @@ import { Enrollment } from '../peer/enrollment.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
-import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
+import type { LaunchOptions } from '../vm/launcher.js';
+import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import type { VmSpec } from '../vm/spec.js';
+import { StandaloneProvider } from '../vm/standalone.js';
+import { checkAdoptable } from '../vm/adoptable.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
@@ -75,8 +78,8 @@ export interface EngineEvents {
   tick: [TickTrace];
   log: [{ level: 'info' | 'warn' | 'error'; migration?: string; message: string }];
   /** A paused VM started here for an incoming migration. */
-  incoming: [RunningVm, string];
-  arrived: [RunningVm];
+  incoming: [ManagedVm, string];
+  arrived: [ManagedVm];
 }
 
 export interface EngineDeps {
@@ -84,6 +87,9 @@ export interface EngineDeps {
   readonly identity: Identity;
   readonly trust: TrustStore;
   readonly volume: BufferVolume;
+  /** Who starts and quits this host's VMs; cowbuf's own (standalone) when absent. */
+  readonly provider?: VmProvider;
+  /** How the standalone provider starts QEMU (ignored with a provider of one's own). */
   readonly launch?: LaunchOptions;
   /** What this host has (memory, disk, CPU, interfaces); the real host's when absent. */
   readonly inventory?: HostInventory;
@@ -93,7 +99,8 @@ export interface EngineDeps {
 const EMPTY_PROGRESS: Progress = { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, ramStreams: 0, downtimeLimitMs: 0, cpuThrottlePercent: 0, postcopyRequests: 0 };
 
 export class Engine extends EventEmitter<EngineEvents> {
-  readonly vms = new Map<string, RunningVm>();
+  readonly vms = new Map<string, ManagedVm>();
+  readonly provider: VmProvider;
   readonly loop: ControlLoop;
   readonly links: LinkTracker;
   readonly cow = new CowTracker();
@@ -114,6 +121,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     super();
     const { config } = deps;
     const inventory = deps.inventory ?? systemInventory;
+    this.provider = deps.provider ?? new StandaloneProvider({ stateDir: config.stateDir, ...(deps.launch ? { launch: deps.launch } : {}), log: (message) => this.emit('log', { level: 'info', message }) });
     this.links = new LinkTracker({ interfaces: inventory });
     this.state = new Persistence(join(config.stateDir, 'journal'));
     this.enrollment = new Enrollment({
@@ -142,12 +150,13 @@ export class Engine extends EventEmitter<EngineEvents> {
       stateDir: config.stateDir,
       maxIncoming: config.maxIncoming,
       ...(config.incomingDataset ? { zfsParent: config.incomingDataset } : {}),
-      ...(deps.launch ? { launch: deps.launch } : {}),
+      provider: this.provider,
       inventory,
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),
       onArrived: async (vm, migration) => {
         this.vms.set(vm.spec.name, vm);
-        await this.state.own(vm, migration);
+        await this.state.arrived(migration, vm.spec.name);
+        await this.provider.arrived(vm, migration);
         this.emit('arrived', vm);
       },
       hasArrived: (migration) => this.state.hasArrived(migration),
@@ -185,18 +194,33 @@ export class Engine extends EventEmitter<EngineEvents> {
     await this.listener?.close();
   }
 
-  /** Starts a VM this engine owns (the standalone daemon's way to get VMs). */
-  async launchVm(spec: VmSpec): Promise<RunningVm> {
+  /**
+   * Starts a VM through the provider (the standalone daemon's `POST /1.0/vms`).
+   * @throws ValidationError when the name is taken or the provider starts no VMs on request
+   */
+  async launchVm(spec: VmSpec): Promise<ManagedVm> {
     if (this.vms.has(spec.name)) throw new ValidationError('vm.name', spec.name, 'a name not already in use');
-    const vm = await launchVm(spec, this.deps.launch);
+    if (!this.provider.launch) throw new ValidationError('vm', spec.name, 'a VM started by its own provider (this engine\'s provider starts none on request)');
+    const vm = await this.provider.launch(spec);
     this.vms.set(spec.name, vm);
-    await this.state.own(vm);
     return vm;
   }
 
-  /** Takes over a VM an embedding daemon started (it keeps owning its process). */
-  adoptVm(vm: RunningVm): void {
+  /**
+   * Takes a running VM cowbuf did not start (an embedder's, or one an admin hands over) after
+   * checking what a migration relies on: every drive must stop the guest on a write error, or
+   * a full buffer (EDQUOT) would reach the guest as an I/O error. `allowErrorPolicy` accepts
+   * another policy with a warning.
+   * @throws ValidationError naming the drive and its policy, or a disk QEMU does not have
+   */
+  async adoptVm(vm: ManagedVm, options: { readonly allowErrorPolicy?: boolean; readonly signal?: AbortSignal } = {}): Promise<void> {
+    if (this.vms.has(vm.spec.name)) throw new ValidationError('vm.name', vm.spec.name, 'a name not already in use');
+    for (const problem of await checkAdoptable(vm, options.signal)) {
+      if (!options.allowErrorPolicy || problem.kind !== 'error-policy') throw new ValidationError(problem.field, problem.value, problem.expected);
+      this.emit('log', { level: 'warn', message: `${vm.spec.name}: adopted with ${problem.field}=${String(problem.value)} (override): a full buffer will reach the guest as an I/O error` });
+    }
     this.vms.set(vm.spec.name, vm);
+    await this.provider.attached?.(vm);
   }
 
   /**
@@ -367,8 +391,9 @@ export class Engine extends EventEmitter<EngineEvents> {
           record.blackout = blackout;
         },
         decided: this.decision(record.id),
+        departed: (left) => this.provider.departed(left, record.id),
       });
-      await this.forget(vm);
+      this.forget(vm);
       this.settle(record.id, 'completed', undefined, record.blackout && `blackout ${blackoutText(record.blackout)}`);
     } catch (error) {
       if (error instanceof InDoubtError) {
@@ -379,7 +404,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         return;
       }
       const { id, vm: name, peer, policy, phase, createdAt, updatedAt } = record;
-      const lost = vm && vm.qmp.state === 'idle' && vm.child.running() ? await afterQmpLoss(this.restartHost(), { id, vm: name, peer, policy, phase, createdAt, updatedAt }, vm) : undefined;
+      const lost = vm && vm.qmp.state === 'idle' && vm.running() ? await afterQmpLoss(this.restartHost(), { id, vm: name, peer, policy, phase, createdAt, updatedAt }, vm) : undefined;
       if (lost) this.settle(record.id, lost.phase, lost.error && `${(error as Error).message}; ${lost.error}`);
       else this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
     } finally {
@@ -411,7 +436,7 @@ export class Engine extends EventEmitter<EngineEvents> {
    * A restart found this migration past its point of no return: ask the target again, in the
    * background (the daemon must come up meanwhile), until it answers or an admin resolves it.
    */
-  private continueHandoff(id: string, vm: RunningVm | undefined, spec: VmSpec): void {
+  private continueHandoff(id: string, vm: ManagedVm | undefined, spec: VmSpec): void {
     const record = this.get(id);
     const controller = new AbortController();
     this.aborts.set(id, controller);
@@ -426,6 +451,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         decided: this.decision(id),
         onDoubt: (reason) => this.emit('log', { level: 'warn', migration: id, message: `in doubt after the restart: ${reason}` }),
         onStall: (reason) => this.emit('log', { level: 'warn', migration: id, message: reason }),
+        departed: (left) => this.provider.departed(left, id),
       },
       vm,
       this.deps.volume.mountpoint,
@@ -433,7 +459,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     )
       .then(async (handoff) => {
         if (handoff.side === 'target') {
-          await this.forget(vm);
+          this.forget(vm);
           this.settle(id, 'completed', undefined, 'finished on the target after the restart');
         } else {
           this.settle(id, 'failed', `${handoff.reason}: the guest was resumed here`);
@@ -454,16 +480,9 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.emit('migration', record);
   }
 
-  /**
-   * A VM that left for another host. If the engine owned it, its home under the state dir
-   * (sockets, serial log, and for a VM that had arrived here its disks) was the daemon's own
-   * making, and goes with it. Disks an admin pointed a VM at live elsewhere and stay.
-   */
-  private async forget(vm: RunningVm | undefined): Promise<void> {
-    if (!vm) return;
-    this.vms.delete(vm.spec.name);
-    const home = dirname(vm.spec.qmpSocket);
-    if ((await this.state.disown(vm.spec.name)) && dirname(home) === join(this.deps.config.stateDir, 'vms')) await rm(home, { recursive: true, force: true });
+  /** A VM that left for another host: the provider retired it, the engine lets go of it. */
+  private forget(vm: ManagedVm | undefined): void {
+    if (vm && this.vms.get(vm.spec.name) === vm) this.vms.delete(vm.spec.name);
   }
 
   private journal(record: MigrationRecord): Promise<void> {
@@ -481,15 +500,18 @@ export class Engine extends EventEmitter<EngineEvents> {
     const log = (message: string, migration?: string) => this.emit('log', { level: 'warn', ...(migration ? { migration } : {}), message });
     return {
       state: this.state,
+      provider: this.provider,
       target: this.target,
       bufferPath: this.deps.volume.mountpoint,
       context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
-      adopt: (vm) => this.vms.set(vm.spec.name, vm),
+      adopt: (vm) => {
+        this.vms.set(vm.spec.name, vm);
+        void this.provider.attached?.(vm);
+      },
       vm: (name) => this.vms.get(name),
       restore: (entry) => this.records.set(entry.id, { ...entry, progress: { ...EMPTY_PROGRESS }, decisions: [] }),
       requeue: (id) => this.queue.push(id),
       settle: (id, phase, error) => this.settle(id, phase, error),
-      forget: (vm) => this.forget(vm),
       handOff: (id, vm, spec) => this.continueHandoff(id, vm, spec),
       log,
     };

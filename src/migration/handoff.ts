@@ -17,7 +17,7 @@ import { removeOverlay } from '../storage/overlays.js';
 import { zfsDestroy } from '../storage/zfs/zfs-commands.js';
 import { parseFinish, type FinishAnswer } from '../peer/protocol.js';
 import type { MigrationInfo } from '../qmp/commands.js';
-import type { RunningVm } from '../vm/launcher.js';
+import type { ManagedVm } from '../vm/provider.js';
 import { commitBack, ensureRunning, overlayName, overlayNode } from './qemu-steps.js';
 
 export type Side = 'source' | 'target';
@@ -45,6 +45,8 @@ export interface HandoffContext {
   readonly retryMs?: number;
   /** The migration's open control connection: the first `finish` needs no new handshake. */
   readonly client?: ControlClient;
+  /** The target took the guest and every page crossed: the VM provider retires this copy. */
+  readonly departed: (vm: ManagedVm) => Promise<void>;
 }
 
 /** One `finish` to the target; the target makes it idempotent and bounds its own wait. */
@@ -110,7 +112,7 @@ async function decided(ctx: HandoffContext, side: Side): Promise<Handoff> {
  * it gone): then only the target's copy can run.
  * @throws CowbufError when neither copy can run (the overlays are kept: they hold its writes)
  */
-export async function completeHandoff(ctx: HandoffContext, vm: RunningVm | undefined, bufferPath: string, disks: readonly string[]): Promise<Handoff> {
+export async function completeHandoff(ctx: HandoffContext, vm: ManagedVm | undefined, bufferPath: string, disks: readonly string[]): Promise<Handoff> {
   const handoff = await handOff(ctx);
   if (handoff.side === 'source') {
     if (!vm) throw new CowbufError(`${handoff.reason}, and the source's QEMU is gone: the guest runs nowhere; its overlays are kept in the buffer`);
@@ -118,7 +120,7 @@ export async function completeHandoff(ctx: HandoffContext, vm: RunningVm | undef
     return handoff;
   }
   const sent = vm ? await untilSent(vm, ctx) : undefined;
-  await vm?.stop();
+  if (vm) await ctx.departed(vm);
   for (const disk of disks) await removeOverlay(bufferPath, overlayName(ctx.migration, disk));
   await destroySnapshots(ctx.migration);
   return sent ? { ...handoff, sent } : handoff;
@@ -129,7 +131,7 @@ export async function completeHandoff(ctx: HandoffContext, vm: RunningVm | undef
  * it must live until QEMU says `completed`. Timed by progress, not by a constant: as long as
  * pages keep crossing it waits, and a stall is reported, since nothing can take the guest back.
  */
-async function untilSent(vm: RunningVm, ctx: HandoffContext): Promise<MigrationInfo | undefined> {
+async function untilSent(vm: ManagedVm, ctx: HandoffContext): Promise<MigrationInfo | undefined> {
   let lowest = Infinity;
   let lowestAt = Date.now();
   let reported = false;
@@ -162,7 +164,7 @@ export async function destroySnapshots(migration: string): Promise<void> {
  * inactivated the images at `completed`: `cont` re-activates them before the overlays are
  * committed down, and the guest runs again whatever else fails.
  */
-async function takeBack(vm: RunningVm, migration: string, bufferPath: string): Promise<void> {
+async function takeBack(vm: ManagedVm, migration: string, bufferPath: string): Promise<void> {
   const qmp = vm.commands;
   try {
     await ensureRunning(qmp);

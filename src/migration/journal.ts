@@ -2,13 +2,13 @@
  * What must survive a SIGKILL of the daemon, each write fsync'd before it counts (state-file.ts):
  * - every outgoing migration, rewritten at each phase change (history kept once final);
  * - every incoming migration while it is in flight (removed when it arrived or was aborted);
- * - the VMs this daemon owns, with their pids, so a restarted daemon reattaches to them.
+ * - the migrations that arrived here, so a source retrying `finish` across a restart is answered.
  * Documents are validated on load: a damaged file is reported, never trusted.
  */
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CowbufError } from '../errors.js';
-import { readState, writeState } from '../state-file.js';
+import { OrderedWrites, readState } from '../state-file.js';
 import type { Accel, VmSpec } from '../vm/spec.js';
 import type { WireVm } from '../peer/protocol.js';
 import type { Phase } from './source.js';
@@ -36,16 +36,18 @@ export interface IncomingEntry {
   readonly accel?: Accel;
 }
 
-export interface OwnedVm {
-  readonly spec: VmSpec;
-  readonly pid: number;
-  readonly accel: Accel;
-  /** The migration it arrived by, if it did. */
-  readonly arrivedBy?: string;
+/** A migration that arrived here: a source asking `finish` again is answered from it. */
+export interface Arrival {
+  readonly migration: string;
+  readonly vm: string;
+  readonly at: string;
 }
 
+/** Enough to answer any source still retrying its `finish`; older arrivals are long settled. */
+const ARRIVALS_KEPT = 256;
+
 export class Journal {
-  private readonly writes = new Map<string, Promise<void>>();
+  private readonly writes = new OrderedWrites();
 
   constructor(private readonly dir: string) {}
 
@@ -63,32 +65,25 @@ export class Journal {
   }
 
   saveOutgoing(entry: OutgoingEntry): Promise<void> {
-    return this.queue(join(this.dir, 'outgoing', `${entry.id}.json`), entry);
+    return this.writes.write(join(this.dir, 'outgoing', `${entry.id}.json`), entry);
   }
 
   saveIncoming(entry: IncomingEntry): Promise<void> {
-    return this.queue(join(this.dir, 'incoming', `${entry.id}.json`), entry);
+    return this.writes.write(join(this.dir, 'incoming', `${entry.id}.json`), entry);
   }
 
   async dropIncoming(id: string): Promise<void> {
     const path = join(this.dir, 'incoming', `${id}.json`);
-    await this.writes.get(path);
+    await this.writes.settled(path);
     await rm(path, { force: true });
   }
 
-  vms(): Promise<OwnedVm[]> {
-    return readState<OwnedVm[]>(join(this.dir, 'vms.json'), []);
+  arrivals(): Promise<Arrival[]> {
+    return readState<Arrival[]>(join(this.dir, 'arrivals.json'), []);
   }
 
-  saveVms(vms: readonly OwnedVm[]): Promise<void> {
-    return this.queue(join(this.dir, 'vms.json'), vms);
-  }
-
-  /** Writes to one file happen in order; the last one wins on disk as in memory. */
-  private queue(path: string, value: unknown): Promise<void> {
-    const next = (this.writes.get(path) ?? Promise.resolve()).catch(() => undefined).then(() => writeState(path, value));
-    this.writes.set(path, next);
-    return next;
+  saveArrivals(arrivals: readonly Arrival[]): Promise<void> {
+    return this.writes.write(join(this.dir, 'arrivals.json'), arrivals.slice(-ARRIVALS_KEPT));
   }
 
   private async loadAll<T extends { id: string }>(kind: 'outgoing' | 'incoming'): Promise<T[]> {

@@ -14,7 +14,7 @@ import { ControlClient } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import { overlayPath, removeOverlay } from '../storage/overlays.js';
-import type { RunningVm } from '../vm/launcher.js';
+import type { ManagedVm } from '../vm/provider.js';
 import { throttleTarget, type VmSpec } from '../vm/spec.js';
 import { destroySnapshots } from './handoff.js';
 import type { OutgoingEntry } from './journal.js';
@@ -44,7 +44,7 @@ async function askTarget(ctx: RecoveryContext, method: 'abort', migration: strin
   }
 }
 
-async function rollBackLive(vm: RunningVm): Promise<void> {
+async function rollBackLive(vm: ManagedVm): Promise<void> {
   const qmp = vm.commands;
   const disks = vm.spec.disks;
   await cancelMigration(qmp);
@@ -66,7 +66,7 @@ async function rollBackLive(vm: RunningVm): Promise<void> {
  * write is stranded in the buffer and the next migration's fixed node names are free.
  * @returns whether anything was left
  */
-export async function reconcileLeftovers(vm: RunningVm, bufferPath: string): Promise<boolean> {
+export async function reconcileLeftovers(vm: ManagedVm, bufferPath: string): Promise<boolean> {
   const nodes = await vm.commands.queryNamedBlockNodes();
   const ours = nodes.filter((node) => node['node-name'].startsWith('cowbuf-'));
   if (ours.length === 0) return false;
@@ -89,7 +89,7 @@ async function commitOffline(spec: VmSpec, ctx: RecoveryContext, migration: stri
  * @param vm the reattached source VM, or undefined if its QEMU died with the daemon
  * @throws when the rollback itself fails (the overlays are then kept: they hold guest writes)
  */
-export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: RunningVm | undefined, ctx: RecoveryContext, interrupted = `cowbufd restarted during phase ${entry.phase}`): Promise<Recovered> {
+export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: ManagedVm | undefined, ctx: RecoveryContext, interrupted = `cowbufd restarted during phase ${entry.phase}`): Promise<Recovered> {
   // Past the point of no return the source never resumes on its own: the target decides.
   const status = vm && (await vm.commands.queryMigrate()).status;
   if (status === 'completed' || status?.startsWith('postcopy')) return { phase: 'in-doubt' };

@@ -4,8 +4,10 @@
  * migrations cut short, re-queue or resolve outgoing ones), and a lost QMP connection to one
  * migrating VM (reconnect to its monitor, resolve that migration).
  */
+import { CowbufError } from '../errors.js';
 import { processAlive } from '../exec/run.js';
-import { attachVm, type RunningVm } from '../vm/launcher.js';
+import { attachVm } from '../vm/launcher.js';
+import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { Persistence } from './persistence.js';
 import { reconcileLeftovers, recoverOutgoing, type RecoveryContext, type Recovered } from './recovery.js';
@@ -15,25 +17,27 @@ import type { IncomingEntry, OutgoingEntry } from './journal.js';
 
 export interface RestartHost {
   readonly state: Persistence;
+  readonly provider: Pick<VmProvider, 'vms'>;
   readonly target: TargetSide;
   readonly bufferPath: string;
   /** The recovery context for a migration to this peer, logging under that migration. */
   context(migration: string, peer: string): RecoveryContext;
-  adopt(vm: RunningVm): void;
-  vm(name: string): RunningVm | undefined;
+  /** A VM the provider runs, or a fresh monitor of one whose connection was lost. */
+  adopt(vm: ManagedVm): void;
+  vm(name: string): ManagedVm | undefined;
   /** A journaled migration becomes a record again (history, or about to be resolved). */
   restore(entry: OutgoingEntry): void;
   requeue(id: string): void;
   settle(id: string, phase: Phase, error?: string): void;
-  forget(vm: RunningVm | undefined): Promise<void>;
   /** Past its point of no return: ask the target until it answers (in the background). */
-  handOff(id: string, vm: RunningVm | undefined, spec: VmSpec): void;
+  handOff(id: string, vm: ManagedVm | undefined, spec: VmSpec): void;
   log(message: string, migration?: string): void;
 }
 
 
 export async function restart(host: RestartHost): Promise<void> {
-  const { running, gone } = await host.state.restore((message) => host.log(message));
+  await host.state.open();
+  const { running, gone } = await host.provider.vms();
   for (const vm of running) host.adopt(vm);
   for (const entry of await host.state.journal.incoming()) {
     if (host.state.hasArrived(entry.id)) {
@@ -95,7 +99,7 @@ export async function restart(host: RestartHost): Promise<void> {
   }
 }
 
-async function reattachIncoming(entry: IncomingEntry): Promise<RunningVm | undefined> {
+async function reattachIncoming(entry: IncomingEntry): Promise<ManagedVm | undefined> {
   if (entry.pid === undefined || !entry.spec || !entry.accel || !processAlive(entry.pid)) return undefined;
   return attachVm(entry.spec, entry.pid, entry.accel).catch(() => undefined);
 }
@@ -104,11 +108,11 @@ async function reattachIncoming(entry: IncomingEntry): Promise<RunningVm | undef
  * The QMP connection to a migrating VM was lost, so none of the undos could reach QEMU. Like a
  * restarted daemon: reconnect to its monitor and resolve the migration from QEMU's own state.
  */
-export async function afterQmpLoss(host: RestartHost, entry: OutgoingEntry, vm: RunningVm): Promise<Recovered> {
+export async function afterQmpLoss(host: RestartHost, entry: OutgoingEntry, vm: ManagedVm): Promise<Recovered> {
   try {
-    const fresh = await attachVm(vm.spec, vm.child.pid as number, vm.accel);
+    if (vm.pid === undefined) throw new CowbufError(`the pid of ${vm.spec.name}'s QEMU is unknown: its monitor cannot be reattached`);
+    const fresh = await attachVm(vm.spec, vm.pid, vm.accel);
     host.adopt(fresh);
-    await host.state.own(fresh);
     host.log(`QMP connection to ${vm.spec.name} lost in phase ${entry.phase}; reconnected`, entry.id);
     const outcome = await recoverOutgoing(entry, vm.spec, fresh, host.context(entry.id, entry.peer), `the QMP connection was lost in phase ${entry.phase}`);
     if (outcome.phase !== 'in-doubt') return outcome;

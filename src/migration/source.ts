@@ -16,12 +16,12 @@ import type { Identity } from '../peer/identity.js';
 import type { WireVm } from '../peer/protocol.js';
 import { proxyToPeer, type LocalProxy } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
-import type { QmpCommands } from '../qmp/commands.js';
+import type { IoLimits, QmpCommands } from '../qmp/commands.js';
 import type { EventListener, QmpEvent } from '../qmp/events.js';
 import { Revert } from '../revert.js';
 import { createOverlay, removeOverlay } from '../storage/overlays.js';
 import type { Json } from '../validate.js';
-import type { RunningVm } from '../vm/launcher.js';
+import type { ManagedVm } from '../vm/provider.js';
 import { throttleTarget, type DiskSpec } from '../vm/spec.js';
 import type { ControlLoop, LoopMigration } from './control-loop.js';
 import { shipBases } from './base.js';
@@ -86,7 +86,7 @@ export function blackoutText(blackout: Blackout): string {
 
 export interface SourceContext {
   readonly id: string;
-  readonly vm: RunningVm;
+  readonly vm: ManagedVm;
   readonly peer: TrustedPeer;
   readonly identity: Identity;
   readonly bufferPath: string;
@@ -103,6 +103,8 @@ export interface SourceContext {
   readonly onBlackout: (blackout: Blackout) => void;
   /** Settles when an admin names the side to resume a migration in doubt. */
   readonly decided: Promise<Side>;
+  /** The guest runs on the target and every page crossed: the VM provider retires this copy. */
+  readonly departed: (vm: ManagedVm) => Promise<void>;
   /** Every decision the engine takes on its own (escalations, convergence steps), for the log. */
   readonly onDecision: (message: string) => void;
 }
@@ -179,6 +181,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       // What crosses the link in the base phase: the disk files as they are, not their virtual sizes.
       const baseTotal = (await Promise.all(disks.map(async (disk) => (await stat(disk.file)).size))).reduce((a, b) => a + b, 0);
       for (const [index, disk] of disks.entries()) await putOverlay(inner, qmp, disk, index, sizes.get(disk.nodeName) ?? 0, revert);
+      const limits = await qmp.queryIoLimits({ signal });
       const loopMigration: LoopMigration = {
         id: ctx.id,
         peer: ctx.peer.name,
@@ -186,6 +189,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         events: ctx.vm.qmp,
         overlays: disks.map((disk, index) => ({ id: `${ctx.id}/${disk.id}`, path: overlayPath(ctx, disk), qmp, nodeName: overlayNode(index), fileNode: overlayFileNode(index), qdev: disk.id })),
         throttleTargets: disks.map((disk) => throttleTarget(disk)),
+        baseline: disks.map((disk) => adminLimits(limits, throttleTarget(disk))),
         remainingBytes: baseTotal + ctx.vm.spec.memoryMiB * 1024 ** 2,
         phase: 'base',
         throttleFactor: 1,
@@ -286,6 +290,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       decided: ctx.decided,
       ...(control ? { client: control } : {}),
       onStall: (reason) => ctx.onDecision(reason),
+      departed: ctx.departed,
       onDoubt: (reason) => {
         ctx.onDecision(`in doubt: the target has not answered \`finish\` (${reason}); both copies stay paused until it does or an admin resolves it`);
         ctx.onPhase('in-doubt');
@@ -318,11 +323,16 @@ export async function runSource(ctx: SourceContext): Promise<void> {
   ctx.onPhase('completed');
 }
 
+/** What an admin set on a drive (all zeros when nothing): `query-block` names it by its full qdev path. */
+function adminLimits(limits: ReadonlyArray<{ readonly qdev: string; readonly limits: IoLimits }>, target: string): IoLimits | Record<string, never> {
+  return limits.find((entry) => entry.qdev === target || entry.qdev === `/machine/peripheral/${target}`)?.limits ?? {};
+}
+
 function overlayPath(ctx: SourceContext, disk: DiskSpec): string {
   return join(ctx.bufferPath, `${overlayName(ctx.id, disk.id)}.qcow2`);
 }
 
-function wireVm(vm: RunningVm, sizes: ReadonlyMap<string, number>): WireVm {
+function wireVm(vm: ManagedVm, sizes: ReadonlyMap<string, number>): WireVm {
   const { name, memoryMiB, vcpus, kernel, initrd, append } = vm.spec;
   return {
     name,

@@ -19,7 +19,7 @@ import type { EventListener } from '../qmp/events.js';
 import { QmpCommandError } from '../qmp/errors.js';
 import { zfsDestroy, zfsGet } from '../storage/zfs/zfs-commands.js';
 import type { Json } from '../validate.js';
-import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
+import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { IncomingEntry } from './journal.js';
 import { preflight } from './preflight.js';
@@ -35,7 +35,7 @@ interface Incoming {
   readonly files: Map<string, string>;
   /** The dataset received for this migration, if any. */
   dataset?: string;
-  vm?: RunningVm;
+  vm?: ManagedVm;
   /** The incoming QEMU's MIGRATION events, heard from before `migrate-incoming`. */
   events?: EventListener;
   /** A `finish` under way: a repeated one (the source retrying) waits for the same answer. */
@@ -47,13 +47,14 @@ export interface TargetOptions {
   readonly maxIncoming: number;
   /** Parent dataset under which disks shipped by `zfs send` are received; none: files only. */
   readonly zfsParent?: string;
-  readonly launch?: LaunchOptions;
+  /** Starts the paused copy of each incoming guest. */
+  readonly provider: Pick<VmProvider, 'launchIncoming'>;
   /** What this host has to give an incoming guest, checked on `prepare`. */
   readonly inventory: HostInventory;
   /** The paused VM waiting for an incoming migration was started. */
-  readonly onStarted: (vm: RunningVm, migration: string) => void;
+  readonly onStarted: (vm: ManagedVm, migration: string) => void;
   /** A VM that arrived and runs here now: the daemon takes it over (and records the arrival). */
-  readonly onArrived: (vm: RunningVm, migration: string) => Promise<void>;
+  readonly onArrived: (vm: ManagedVm, migration: string) => Promise<void>;
   /** Whether this migration arrived here already (a repeated `finish` is then answered again). */
   readonly hasArrived: (migration: string) => boolean;
   /** Durable record of what is in flight, so a restarted daemon can clean it up. */
@@ -76,6 +77,9 @@ async function removeShipped(incoming: { readonly dir: string; readonly dataset?
   await rm(incoming.dir, { recursive: true, force: true });
 }
 
+/** A paused QEMU is up in well under a second; a provider taking this long will not deliver. */
+const LAUNCH_TIMEOUT_MS = 60_000;
+
 /** The preflight answers from local reads and a `df`; one that takes longer is a host in trouble. */
 const PREFLIGHT_TIMEOUT_MS = 10_000;
 
@@ -94,7 +98,7 @@ export class TargetSide {
       dir: incoming.dir,
       wire: incoming.wire,
       ...(incoming.dataset ? { dataset: incoming.dataset } : {}),
-      ...(vm?.child.pid !== undefined ? { pid: vm.child.pid, spec: vm.spec, accel: vm.accel } : {}),
+      ...(vm?.pid !== undefined ? { pid: vm.pid, spec: vm.spec, accel: vm.accel } : {}),
     });
   }
 
@@ -103,12 +107,12 @@ export class TargetSide {
    * only copy that can still run, if the source completed too. It is kept, paused, until the
    * source says `finish` or `abort`.
    */
-  keep(entry: IncomingEntry, vm: RunningVm): void {
+  keep(entry: IncomingEntry, vm: ManagedVm): void {
     this.incoming.set(entry.id, { id: entry.id, peer: entry.peer, wire: entry.wire, dir: entry.dir, received: new Set(entry.wire.disks.map((disk) => disk.id)), files: new Map(), ...(entry.dataset ? { dataset: entry.dataset } : {}), vm });
   }
 
   /** After a restart: a guest that was resumed here before the daemon died has arrived. */
-  async arrivedBeforeRestart(entry: IncomingEntry, vm: RunningVm): Promise<void> {
+  async arrivedBeforeRestart(entry: IncomingEntry, vm: ManagedVm): Promise<void> {
     await this.options.onArrived(vm, entry.id);
     this.answers.set(entry.id, { outcome: 'running', contAt: 0, resumedAt: 0 });
     await this.closeExports({ id: entry.id, wire: entry.wire, ...(entry.dataset ? { dataset: entry.dataset } : {}) }, vm).catch(() => undefined);
@@ -236,7 +240,7 @@ export class TargetSide {
       serialLog: join(incoming.dir, 'serial.log'),
       incoming: true,
     };
-    const vm = await launchVm(spec, this.options.launch);
+    const vm = await this.options.provider.launchIncoming(spec, { migration: incoming.id, signal: AbortSignal.timeout(LAUNCH_TIMEOUT_MS) });
     incoming.vm = vm;
     await this.journal(incoming);
     this.options.onStarted(vm, incoming.id);
@@ -257,13 +261,13 @@ export class TargetSide {
    */
   private async finish(incoming: Incoming): Promise<Json> {
     const vm = incoming.vm;
-    const status = vm && vm.child.running() ? await this.incomingStatus(incoming, vm) : 'gone';
+    const status = vm && vm.running() ? await this.incomingStatus(incoming, vm) : 'gone';
     // In post-copy the guest must run here before its RAM is all here: it faults the rest in.
     if (status !== 'completed' && status !== 'postcopy-active') {
       await this.discard(incoming);
       return { outcome: 'not-run', reason: `the incoming migration is ${status}` };
     }
-    const running = vm as RunningVm;
+    const running = vm as ManagedVm;
     const resumed = running.qmp.listen('RESUME');
     let contAt: number;
     let resumedAt: number;
@@ -285,7 +289,7 @@ export class TargetSide {
   }
 
   /** `completed` (or `postcopy-active`), or why not, after waiting (bounded) for the device state to load. */
-  private async incomingStatus(incoming: Incoming, vm: RunningVm): Promise<string> {
+  private async incomingStatus(incoming: Incoming, vm: ManagedVm): Promise<string> {
     const settled = ['completed', 'postcopy-active', 'failed', 'cancelled'];
     const status = (await vm.commands.queryMigrate()).status ?? 'unknown';
     if (settled.includes(status) || !incoming.events) return status;
@@ -298,7 +302,7 @@ export class TargetSide {
    * The guest runs; its NBD exports go. The source dropped its clients before `finish`, but the
    * disconnect may still be crossing the spliced stream: "in use" for a moment, then hard.
    */
-  private async closeExports(incoming: Pick<Incoming, 'id' | 'wire' | 'dataset'>, vm: RunningVm): Promise<void> {
+  private async closeExports(incoming: Pick<Incoming, 'id' | 'wire' | 'dataset'>, vm: ManagedVm): Promise<void> {
     for (const disk of incoming.wire.disks) {
       for (let attempt = 0; ; attempt += 1) {
         try {

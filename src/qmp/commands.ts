@@ -65,6 +65,9 @@ export interface IoThrottle {
   readonly iops_wr: number;
 }
 
+/** The six limits and, optionally, the rest `block_set_io_throttle` knows (`bps_max`, `group`, …). */
+export type IoLimits = IoThrottle & Readonly<Record<string, number | string>>;
+
 export type NbdServerAddress =
   | { readonly type: 'inet'; readonly data: { readonly host: string; readonly port: string } }
   | { readonly type: 'unix'; readonly data: { readonly path: string } };
@@ -80,6 +83,10 @@ export class QmpCommands {
 
   queryStatus(options?: ExecuteOptions): Promise<StatusInfo> {
     return this.run('query-status', undefined, options);
+  }
+
+  queryKvm(options?: ExecuteOptions): Promise<{ readonly enabled: boolean; readonly present: boolean }> {
+    return this.run('query-kvm', undefined, options);
   }
 
   cont(options?: ExecuteOptions): Promise<void> {
@@ -174,18 +181,35 @@ export class QmpCommands {
 
   /** The I/O limits in force on each attached drive, by qdev path (all zeros: unthrottled). */
   async queryIoThrottles(options?: ExecuteOptions): Promise<ReadonlyArray<{ readonly qdev: string } & IoThrottle>> {
-    const devices = await this.run<ReadonlyArray<{ qdev?: string; inserted?: IoThrottle }>>('query-block', undefined, options);
-    return devices.filter((device) => device.inserted).map(({ qdev = '', inserted }) => {
-      const { bps, bps_rd, bps_wr, iops, iops_rd, iops_wr } = inserted as IoThrottle;
+    return (await this.queryIoLimits(options)).map(({ qdev, limits }) => {
+      const { bps, bps_rd, bps_wr, iops, iops_rd, iops_wr } = limits as unknown as IoThrottle;
       return { qdev, bps, bps_rd, bps_wr, iops, iops_rd, iops_wr };
     });
+  }
+
+  /**
+   * Every limit of each attached drive as `block_set_io_throttle` takes it back (bursts, burst
+   * lengths, `iops_size`, the group): what an admin set, to be restored after a migration.
+   */
+  async queryIoLimits(options?: ExecuteOptions): Promise<ReadonlyArray<{ readonly qdev: string; readonly limits: IoLimits }>> {
+    const devices = await this.run<ReadonlyArray<{ qdev?: string; inserted?: Readonly<Record<string, unknown>> }>>('query-block', undefined, options);
+    return devices.flatMap(({ qdev = '', inserted }) => {
+      if (!inserted) return [];
+      const limits = Object.fromEntries(Object.entries(inserted).filter(([key, value]) => (/^(bps|iops)/.test(key) && typeof value === 'number') || (key === 'group' && typeof value === 'string')));
+      return [{ qdev, limits: limits as IoLimits }];
+    });
+  }
+
+  /** A QOM property (a device's `werror`, say). */
+  qomGet(path: string, property: string, options?: ExecuteOptions): Promise<unknown> {
+    return this.run('qom-get', { path, property }, options);
   }
 
   /**
    * `id` is the qdev path (`<qdev-id>/virtio-backend` for virtio-blk-pci). QEMU wants all six
    * limits; 0 means unlimited, so "remove the throttle" is all zeros.
    */
-  setIoThrottle(id: string, limits: Partial<IoThrottle>, options?: ExecuteOptions): Promise<void> {
+  setIoThrottle(id: string, limits: Partial<IoLimits>, options?: ExecuteOptions): Promise<void> {
     return this.run('block_set_io_throttle', { id, bps: 0, bps_rd: 0, bps_wr: 0, iops: 0, iops_rd: 0, iops_wr: 0, ...limits }, options);
   }
 

@@ -47,16 +47,22 @@ export interface DaemonPairOptions {
   readonly linkRate?: string;
   /** Extra `migration:` settings for both daemons. */
   readonly migration?: Readonly<Record<string, unknown>>;
+  /**
+   * Node arguments that start another daemon on the same config file instead of cowbufd (the
+   * example embedder); it must answer `GET /1.0` and `POST /1.0/peers` as cowbufd does.
+   */
+  readonly daemonArgs?: (configPath: string) => readonly string[];
 }
 
-async function startHost(name: string, ns: string, ip: string, stateDir: string, buffer: Record<string, unknown>, migration: Readonly<Record<string, unknown>>): Promise<DaemonHost> {
+const COWBUFD = (configPath: string): readonly string[] => (COMPILED ? [COMPILED, '--config', configPath] : ['--import', 'tsx', ENTRY, '--config', configPath]);
+
+async function startHost(name: string, ns: string, ip: string, stateDir: string, buffer: Record<string, unknown>, migration: Readonly<Record<string, unknown>>, daemonArgs = COWBUFD): Promise<DaemonHost> {
   await mkdir(stateDir, { recursive: true });
   const configPath = join(stateDir, 'cowbuf.yaml');
   const config = { stateDir, buffer, daemon: { peerListen: `${ip}:8443`, socket: join(stateDir, 'unix.socket'), logLevel: 'info' }, migration: { controlPeriodMs: 500, ...migration } };
   await writeFile(configPath, stringify(config));
   const logFile = join(stateDir, 'cowbufd.log');
-  const args = COMPILED ? [COMPILED, '--config', configPath] : ['--import', 'tsx', ENTRY, '--config', configPath];
-  const child = spawn(process.execPath, args, { netns: ns, logFile });
+  const child = spawn(process.execPath, [...daemonArgs(configPath)], { netns: ns, logFile });
   const api = new ApiClient(join(stateDir, 'unix.socket'));
   for (let attempt = 0; ; attempt += 1) {
     try {
@@ -96,7 +102,10 @@ export async function startDaemonPair(options: DaemonPairOptions): Promise<Daemo
     const targetBuffer = { driver: 'dir', size: 64 * 1024 ** 2, path: join(targetDir, 'buffer') };
     await openVolume({ driver: 'dir', path: targetBuffer.path }).create(64 * 1024 ** 2);
     const migration = options.migration ?? {};
-    const launch = { source: () => startHost('source', hosts.src.ns, hosts.src.ip, sourceDir, sourceBuffer, migration), target: () => startHost('target', hosts.dst.ns, hosts.dst.ip, targetDir, targetBuffer, migration) };
+    const launch = {
+      source: () => startHost('source', hosts.src.ns, hosts.src.ip, sourceDir, sourceBuffer, migration, options.daemonArgs),
+      target: () => startHost('target', hosts.dst.ns, hosts.dst.ip, targetDir, targetBuffer, migration, options.daemonArgs),
+    };
     started.push(await launch.source());
     started.push(await launch.target());
     const [source, target] = started as [DaemonHost, DaemonHost];

@@ -1,7 +1,7 @@
 /**
  * Starts a QEMU process from a `VmSpec`, waits for its QMP socket, and stops it cleanly
- * (`quit`, then SIGTERM, then SIGKILL of that one PID). The receiving daemon uses it to start
- * the destination VM; the test bed uses it for guests.
+ * (`quit`, then SIGTERM, then SIGKILL of that one PID). The standalone provider starts its VMs
+ * and the destination VMs of incoming migrations with it; the test bed starts its guests.
  */
 import { readFile, rm } from 'node:fs/promises';
 import { CowbufError } from '../errors.js';
@@ -9,6 +9,7 @@ import { adoptProcess, spawn, type Child } from '../exec/run.js';
 import { QmpClient } from '../qmp/client.js';
 import { QmpCommands } from '../qmp/commands.js';
 import { detectAccel } from './accel.js';
+import type { ManagedVm } from './provider.js';
 import { qemuArgv, type Accel, type VmSpec } from './spec.js';
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
@@ -24,12 +25,9 @@ export class VmStartError extends CowbufError {
   }
 }
 
-export interface RunningVm {
-  readonly spec: VmSpec;
-  readonly accel: Accel;
+/** A QEMU this process started or reattached to: the standalone provider's VMs, and the test bed's. */
+export interface RunningVm extends ManagedVm {
   readonly child: Child;
-  readonly qmp: QmpClient;
-  readonly commands: QmpCommands;
   readonly logFile: string;
   /** Quit (or kill) the QEMU process and wait for it; idempotent. */
   stop(timeoutMs?: number): Promise<void>;
@@ -68,7 +66,7 @@ function runningVm(spec: VmSpec, accel: Accel, child: Child, qmp: QmpClient): Ru
   const commands = new QmpCommands(qmp);
   let stopping: Promise<void> | undefined;
   const stop = (timeoutMs = 10_000) => (stopping ??= terminate(child, qmp, commands, timeoutMs));
-  return { spec, accel, child, qmp, commands, logFile: `${spec.qmpSocket}.log`, stop };
+  return { spec, accel, child, qmp, commands, logFile: `${spec.qmpSocket}.log`, pid: child.pid, running: () => child.running(), stop };
 }
 
 /**
@@ -86,6 +84,20 @@ export async function attachVm(spec: VmSpec, pid: number, accel: Accel, options:
     throw new VmStartError(spec.name, `QMP socket ${spec.qmpSocket} of pid ${pid} does not answer`, { cause: error });
   }
   return runningVm(spec, accel, child, qmp);
+}
+
+/**
+ * Connects to a QEMU someone else started (an admin's, adopted): its accelerator is asked over
+ * QMP, since nothing here chose it.
+ * @throws VmStartError when the process is gone or its QMP socket does not answer
+ */
+export async function attachRunning(spec: VmSpec, pid: number): Promise<RunningVm> {
+  const probe = await attachVm(spec, pid, 'tcg');
+  const kvm = await probe.commands.queryKvm().catch(async (error: unknown) => {
+    await probe.qmp.disconnect();
+    throw new VmStartError(spec.name, `query-kvm failed on ${spec.qmpSocket}`, { cause: error });
+  });
+  return { ...probe, accel: kvm.enabled ? 'kvm' : 'tcg' };
 }
 
 async function terminate(child: Child, qmp: QmpClient, commands: QmpCommands, timeoutMs: number): Promise<void> {

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { guestVm, readSerial, waitForSerial } from '../../src/testbed/guest.js';
-import type { RunningVm } from '../../src/vm/launcher.js';
+import type { ManagedVm } from '../../src/vm/provider.js';
 import { enginePair } from '../support/engines.js';
 import { qemuImg, useScope } from '../support/testbed.js';
 
@@ -32,7 +32,7 @@ describe('the engine, source and target in one process on loopback', { timeout: 
       expect(onTarget.ioErrors).toEqual([]);
       expect((await readSerial(vm.spec.serialLog)).ioErrors).toEqual([]);
       expect(pair.source.vms.has('g1')).toBe(false);
-      expect(vm.child.running()).toBe(false);
+      expect(vm.running()).toBe(false);
       expect(pair.source.loop.partition.bins).toEqual([]);
       await expect(stat(`${scope().path('source')}/buffer/${record.id}-vdisk0.qcow2`)).rejects.toMatchObject({ code: 'ENOENT' });
     } finally {
@@ -49,20 +49,20 @@ describe('rollback when the target QEMU dies', { timeout: 240_000 }, () => {
       await qemuImg('create', '-q', '-f', 'qcow2', base, '64M');
       const vm = await pair.source.launchVm(guestVm({ name: 'g2', dir: scope().dir, disk: { file: base, format: 'qcow2' }, workload: { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 2, verifyEvery: 2 } }));
       await waitForSerial(vm.spec.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
-      let targetVm: RunningVm | undefined;
+      let targetVm: ManagedVm | undefined;
       let killedIn: string | undefined;
       pair.target.on('incoming', (started) => {
         targetVm = started;
         // In the target phase the VM exists only from this moment: kill it as it starts.
         if (phase === 'target') {
           killedIn = 'target';
-          started.child.kill('SIGKILL');
+          process.kill(started.pid as number, 'SIGKILL');
         }
       });
       pair.source.on('migration', (record) => {
         if (record.phase === phase && !killedIn && targetVm) {
           killedIn = record.phase;
-          targetVm.child.kill('SIGKILL');
+          process.kill(targetVm.pid as number, 'SIGKILL');
         }
       });
       const record = pair.source.migrate('g2', 'dst');

@@ -31,6 +31,7 @@ function target(inventory: HostInventory, saved: IncomingEntry[]): TargetSide {
   return new TargetSide({
     stateDir: tempDir(),
     maxIncoming: 1,
+    provider: { launchIncoming: () => Promise.reject(new Error('no VM is started in this test')) },
     inventory,
     onStarted: () => undefined,
     onArrived: () => Promise.resolve(),

@@ -1,13 +1,12 @@
-/** `cowbuf info`, `cowbuf trust add|token|list|remove`, `cowbuf vm start|list`: through the daemon's API. */
+/** `cowbuf info`, `cowbuf trust add|token|list|remove`: through the daemon's API. */
 import { readFile } from 'node:fs/promises';
 import { Command } from 'commander';
-import { parse } from 'yaml';
 import { ValidationError } from '../../errors.js';
 import { ApiClient } from '../client.js';
 import { parseFormat, render, table } from '../format.js';
 import type { Io } from '../io.js';
 
-async function readText(field: string, path: string): Promise<string> {
+export async function readText(field: string, path: string): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (error) {
@@ -72,29 +71,5 @@ export function peerCommands(io: Io): Command[] {
       io.stdout(`removed ${name}\n`);
     });
 
-  const vm = new Command('vm').description('VMs this daemon runs (standalone mode; an embedding daemon owns its own)');
-  vm
-    .command('start')
-    .description('start a VM from a YAML or JSON spec: name, memoryMiB, disks [{id, file}], optional kernel, initrd, append')
-    .argument('<spec>', 'spec file')
-    .action(async (spec: string, _flags: unknown, command: Command) => {
-      let body: unknown;
-      try {
-        body = parse(await readText('spec', spec));
-      } catch (error) {
-        if (error instanceof ValidationError) throw error;
-        throw new ValidationError('spec', spec, `YAML or JSON (${(error as Error).message.split('\n')[0] ?? ''})`);
-      }
-      const started = await (await ApiClient.for(command)).call<{ name: string; serialLog: string }>('POST', '/1.0/vms', body);
-      io.stdout(`started ${started.name} (serial log ${started.serialLog})\n`);
-    });
-  vm
-    .command('list')
-    .option('--format <format>', 'table, json or yaml', 'table')
-    .action(async (flags: { format?: string }, command: Command) => {
-      const format = parseFormat(flags.format);
-      const vms = await (await ApiClient.for(command)).call<Array<Record<string, unknown>>>('GET', '/1.0/vms');
-      io.stdout(render(format, vms, () => table(['NAME', 'RUNNING', 'PID', 'ACCEL', 'SERIAL LOG'], vms.map((v) => [String(v.name), String(v.running), String(v.pid), String(v.accel), String(v.serialLog)]))));
-    });
-  return [info, trust, vm];
+  return [info, trust];
 }
