@@ -141,6 +141,8 @@ const routes = {
   },
 };
 
+// A killed predecessor leaves its socket behind (a production daemon would hold a lock file too).
+await rm(config.daemon.socket, { force: true });
 createServer(async (req, res) => {
   const wait = /^\/1\.0\/operations\/([^/]+)\/wait$/.exec(req.url ?? '');
   const route = wait ? () => engine.waitFor(wait[1]) : routes[`${req.method} ${req.url}`];

@@ -6,14 +6,16 @@ import type { MigrationRecord } from '../../src/migration/engine.js';
 import { startDaemonPair, type DaemonHost, type DaemonPair } from '../../src/testbed/daemons.js';
 import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { installEmbedder } from '../support/embedder.js';
+import { useTempDir } from '../support/temp-dir.js';
 import { qemuImg, useScope, type Scope } from '../support/testbed.js';
 
 const MiB = 1024 ** 2;
 const scope = useScope('embedder');
+const installed = useTempDir('embedder');
 let minilxd: string;
 
 beforeAll(async () => {
-  minilxd = await installEmbedder(join(scope().dir, 'minilxd'));
+  minilxd = await installEmbedder(join(installed(), 'minilxd'));
 }, 360_000);
 
 interface VmView {
