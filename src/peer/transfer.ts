@@ -279,9 +279,17 @@ const CARRY_DEADLINE_MS = 60_000;
 /**
  * Dials a stream and waits for the target's acknowledgement. A dial that fails for want of a
  * link (cut, flapping) is retried until the deadline: QEMU waits on its paused local socket
- * meanwhile, so a short outage costs time, not the migration. A refusal or a wrong certificate
- * is final.
+ * meanwhile, so a short outage costs time, not the migration. A refusal (of the connection or of
+ * the stream) or a wrong certificate is final.
  */
+/**
+ * The peer's host answered that nothing listens: its daemon is gone (a restarted one discards
+ * what it had incoming), unlike a cut link, which answers nothing and is worth waiting out.
+ */
+function refused(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+}
+
 async function carry(peer: TrustedPeer, identity: Identity, hello: Extract<Hello, { kind: 'stream' }>): Promise<PeerSocket> {
   const deadline = Date.now() + CARRY_DEADLINE_MS;
   for (;;) {
@@ -292,7 +300,7 @@ async function carry(peer: TrustedPeer, identity: Identity, hello: Extract<Hello
       return remote;
     } catch (error) {
       remote?.tls.destroy();
-      if (error instanceof TrustError || error instanceof PeerError || Date.now() > deadline) throw error;
+      if (error instanceof TrustError || error instanceof PeerError || refused(error) || Date.now() > deadline) throw error;
       await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }

@@ -79,7 +79,8 @@ describe("an embedder's VM, through the package's public API only", { timeout: 3
       const vm = await busyGuest(scope(), pair.source);
       await pair.hosts.shape('20mbit');
       const started = await pair.source.api.call<MigrationRecord>('POST', '/1.0/migrations', { vm: 'g1', target: 'dst' });
-      for (let phase = started.phase; phase !== 'mirror'; phase = (await pair.source.api.call<MigrationRecord>('GET', '/1.0/migrations')).find((m) => m.id === started.id)?.phase ?? 'gone') {
+      const phaseNow = async (): Promise<string> => (await pair.source.api.call<MigrationRecord[]>('GET', '/1.0/migrations')).find((m) => m.id === started.id)?.phase ?? 'gone';
+      for (let phase: string = started.phase; phase !== 'mirror'; phase = await phaseNow()) {
         expect(['queued', 'prepare', 'overlay', 'base', 'target']).toContain(phase);
         await sleep(100);
       }
