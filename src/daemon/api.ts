@@ -13,7 +13,9 @@ import type { Engine, MigrationRecord } from '../migration/engine.js';
 import { FINAL } from '../migration/source.js';
 import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
+import { checkVmSpec } from '../vm/check.js';
 import type { VmSpec } from '../vm/spec.js';
+import { deviceModel, diskOptions } from './device-model.js';
 import { BODIES, ENDPOINTS, type EndpointName } from './endpoints.js';
 import { renderMetrics, type MetricsInput } from './metrics.js';
 import { parseObject, type Schema } from './schema.js';
@@ -76,21 +78,25 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-/** A VM the daemon should start: its own sockets and serial log live under the state dir. */
+/**
+ * A VM the daemon should start: its own sockets and serial log live under the state dir.
+ * @throws ValidationError naming the body's bad field
+ */
 export function parseVmBody(raw: unknown, stateDir: string): VmSpec {
   const body = parseObject(BODIES.vm, 'body', raw);
   const home = join(stateDir, 'vms', body.name);
-  return {
+  const spec: VmSpec = {
     name: body.name,
     memoryMiB: body.memoryMiB,
-    vcpus: body.vcpus,
+    ...deviceModel(body),
     ...(body.kernel !== undefined ? { kernel: body.kernel } : {}),
     ...(body.initrd !== undefined ? { initrd: body.initrd } : {}),
     ...(body.append !== undefined ? { append: body.append } : {}),
-    disks: body.disks.map((disk, index) => ({ id: disk.id, nodeName: disk.nodeName ?? `disk${index}`, file: disk.file, format: disk.format, werror: 'stop' as const })),
+    disks: body.disks.map((disk, index) => ({ id: disk.id, nodeName: disk.nodeName ?? `disk${index}`, file: disk.file, format: disk.format, werror: 'stop' as const, ...diskOptions(disk) })),
     qmpSocket: join(home, 'qmp.sock'),
     serialLog: join(home, 'serial.log'),
   };
+  return checkVmSpec(spec, '');
 }
 
 /**

@@ -21,13 +21,14 @@ import { Enrollment } from '../peer/enrollment.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
-import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
+import { launchVm, QEMU_BINARY, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
 import { blackoutText, FINAL as TERMINAL, HANDOFF, runSource, type Blackout, type Phase, type Progress } from './source.js';
 import { Persistence } from './persistence.js';
+import { localFacts } from './preflight.js';
 import { afterQmpLoss, restart, type RestartHost } from './restart.js';
 import { TargetSide } from './target.js';
 
@@ -144,6 +145,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       ...(config.incomingDataset ? { zfsParent: config.incomingDataset } : {}),
       ...(deps.launch ? { launch: deps.launch } : {}),
       inventory,
+      facts: localFacts({ binary: QEMU_BINARY, ...(deps.launch?.accel ? { accel: deps.launch.accel } : {}), inventory, hasVm: (name) => this.vms.has(name) }),
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),
       onArrived: async (vm, migration) => {
         this.vms.set(vm.spec.name, vm);
