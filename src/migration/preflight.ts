@@ -25,11 +25,11 @@ export const MEMORY_MARGIN = 64 * MiB;
 /** What the preflight asks of the target besides its inventory: its QEMU, its VMs. */
 export interface TargetFacts {
   /** The accelerator an incoming guest would run under here. */
-  accel(signal?: AbortSignal): Promise<Accel>;
+  readonly accel: (signal?: AbortSignal) => Promise<Accel>;
   /** What this host's QEMU knows; asked only for a guest that names a machine type or CPU model. */
-  qemu(signal?: AbortSignal): Promise<QemuCatalog>;
+  readonly qemu: (signal?: AbortSignal) => Promise<QemuCatalog>;
   /** Whether a VM of that name runs here (or is arriving by another migration). */
-  hasVm(name: string): boolean;
+  readonly hasVm: (name: string) => boolean;
 }
 
 /** The facts as cowbuf's own launcher sees this host: `binary` is its QEMU, `accel` its choice if forced. */

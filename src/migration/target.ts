@@ -136,7 +136,7 @@ export class TargetSide {
         try {
           const signal = AbortSignal.timeout(preflightTimeoutMs(request.vm));
           const arriving = (name: string) => [...this.incoming.values()].some((other) => other !== incoming && other.wire.name === name);
-          const facts = { ...this.options.facts, hasVm: (name: string) => this.options.facts.hasVm(name) || arriving(name) };
+          const facts: TargetFacts = { ...this.options.facts, hasVm: (name) => this.options.facts.hasVm(name) || arriving(name) };
           await preflight(this.options.inventory, facts, request.vm, await this.basesAt(dir, signal), signal);
           await this.journal(incoming);
           await mkdir(dir, { recursive: true, mode: 0o700 });

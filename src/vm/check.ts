@@ -29,6 +29,7 @@ export function checkQemuId(field: string, value: string, max = 64): string {
   return value;
 }
 
+/** A machine type pins the device model only with its version: an alias moves with each QEMU. */
 export function checkMachine(field: string, value: string): string {
   if (value.length > 64 || !VERSIONED_MACHINE.test(value)) {
     throw new ValidationError(field, value, "a versioned machine type such as `pc-q35-7.2` or `pc-i440fx-7.2` (an alias such as `q35` or `pc` stands for the newest type of each host's QEMU, so two hosts would build different guests from it)");
@@ -36,11 +37,13 @@ export function checkMachine(field: string, value: string): string {
   return value;
 }
 
+/** A bare model name: whether this QEMU knows it is the target's preflight's question. */
 export function checkCpuModel(field: string, value: string): string {
   if (!CPU_MODEL.test(value)) throw new ValidationError(field, value, 'a CPU model as `qemu-system-x86_64 -cpu help` names it, such as `Skylake-Server-v4` or `host`');
   return value;
 }
 
+/** A bridge or tap name, safe as an argv element and within the kernel's limit. */
 export function checkIfname(field: string, value: string): string {
   if (!IFNAME.test(value) || value === '.' || value === '..') throw new ValidationError(field, value, 'an interface name of at most 15 letters, digits, `_`, `.`, `-`');
   return value;
@@ -55,6 +58,7 @@ export function checkMac(field: string, value: string): string {
   return mac;
 }
 
+/** QEMU resolves a relative path against its own working directory, which is nobody's choice. */
 export function checkAbsolute(field: string, value: string): string {
   if (!isAbsolute(value) || value.includes('\0')) throw new ValidationError(field, value, 'an absolute path');
   return value;
