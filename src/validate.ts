@@ -72,3 +72,11 @@ export function join(field: string, key: string | number): string {
   if (typeof key === 'number') return `${field}[${key}]`;
   return field ? `${field}.${key}` : key;
 }
+
+/** An object's optional fields as `exactOptionalPropertyTypes` wants them: absent, never `undefined`. */
+export type Defined<T> = { [K in keyof T as undefined extends T[K] ? never : K]: T[K] } & { [K in keyof T as undefined extends T[K] ? K : never]?: Exclude<T[K], undefined> };
+
+/** The object without its `undefined` fields. */
+export function defined<T extends object>(value: T): Defined<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, field]) => field !== undefined)) as Defined<T>;
+}

@@ -5,7 +5,7 @@ import type { Schema } from './schema.js';
 function fieldRows(schema: Schema, prefix = ''): string[] {
   return Object.entries(schema).flatMap(([key, field]) => [
     `| \`${prefix}${key}\` | ${field.type} | ${field.optional ? 'no' : 'yes'} | ${field.doc.replace(/\|/g, '\\|')} |`,
-    ...(field.fields ? fieldRows(field.fields, `${prefix}${key}[].`) : []),
+    ...(field.fields ? fieldRows(field.fields, `${prefix}${key}${field.list ? '[]' : ''}.`) : []),
   ]);
 }
 

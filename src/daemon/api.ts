@@ -14,8 +14,10 @@ import { FINAL } from '../migration/source.js';
 import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
 import { socketOwner } from '../host/socket-owner.js';
+import { checkVmSpec } from '../vm/check.js';
 import { attachRunning } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
+import { deviceModel, diskOptions } from './device-model.js';
 import { BODIES, ENDPOINTS, type EndpointName } from './endpoints.js';
 import { renderMetrics, type MetricsInput } from './metrics.js';
 import { parseObject, type Parsed, type Schema } from './schema.js';
@@ -78,7 +80,10 @@ async function readBody(req: IncomingMessage): Promise<unknown> {
   }
 }
 
-/** A VM the daemon should start: its own sockets and serial log live under the state dir. */
+/**
+ * A VM the daemon should start: its own sockets and serial log live under the state dir.
+ * @throws ValidationError naming the body's bad field
+ */
 export function parseVmBody(raw: unknown, stateDir: string): VmSpec {
   const body = parseObject(BODIES.vm, 'body', raw);
   const home = join(stateDir, 'vms', body.name);
@@ -86,17 +91,18 @@ export function parseVmBody(raw: unknown, stateDir: string): VmSpec {
 }
 
 function vmSpec(body: Parsed<typeof BODIES.vm>, qmpSocket: string, serialLog: string): VmSpec {
-  return {
+  const spec: VmSpec = {
     name: body.name,
     memoryMiB: body.memoryMiB,
-    vcpus: body.vcpus,
+    ...deviceModel(body),
     ...(body.kernel !== undefined ? { kernel: body.kernel } : {}),
     ...(body.initrd !== undefined ? { initrd: body.initrd } : {}),
     ...(body.append !== undefined ? { append: body.append } : {}),
-    disks: body.disks.map((disk, index) => ({ id: disk.id, nodeName: disk.nodeName ?? `disk${index}`, file: disk.file, format: disk.format, werror: 'stop' as const })),
+    disks: body.disks.map((disk, index) => ({ id: disk.id, nodeName: disk.nodeName ?? `disk${index}`, file: disk.file, format: disk.format, werror: 'stop' as const, ...diskOptions(disk) })),
     qmpSocket,
     serialLog,
   };
+  return checkVmSpec(spec, '');
 }
 
 /**

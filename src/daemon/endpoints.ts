@@ -3,6 +3,7 @@
  * it answers. api.ts routes by this table (TypeScript makes it give each entry a handler) and
  * scripts/api-reference.ts renders it into docs/api.md.
  */
+import { DEVICE_MODEL, DISK_OPTIONS } from './device-model.js';
 import { address, flag, integer, listOf, name, oneOf, optional, path, size, text, type Schema } from './schema.js';
 
 export interface Endpoint {
@@ -19,12 +20,14 @@ const disk = {
   file: path('The disk image on this host.'),
   nodeName: optional(name('Block node name of the image (default `disk<index>`).')),
   format: optional(oneOf('Image format (default `qcow2`).', ['qcow2', 'raw'] as const), 'qcow2'),
+  ...DISK_OPTIONS,
 };
 
 const vm = {
   name: name('VM name, unique on this host.'),
   memoryMiB: integer('Guest RAM in MiB.', 16, 1 << 22),
-  vcpus: optional(integer('Virtual CPUs (default 1).', 1, 1024), 1),
+  vcpus: optional(integer("Virtual CPUs (default: the product of `cpu`'s topology, else 1).", 1, 1024)),
+  ...DEVICE_MODEL,
   kernel: optional(path('Kernel for direct boot.')),
   initrd: optional(path('Initramfs for direct boot.')),
   append: optional(text('Kernel command line.')),

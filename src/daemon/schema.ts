@@ -18,6 +18,8 @@ export interface Field<T> {
   readonly optional: boolean;
   /** Fields of an object (or of each item of an array of objects), for the reference. */
   readonly fields?: Schema;
+  /** `fields` are those of each item of an array. */
+  readonly list?: boolean;
   parse(field: string, value: unknown): T;
 }
 
@@ -39,6 +41,9 @@ export function optional<T>(inner: Field<T>, fallback?: T): Field<T | undefined>
 export const text = (doc: string): Field<string> => field('string', doc, (name, value) => string(name, value));
 
 export const name = (doc: string): Field<string> => field('name', doc, (f, value) => checkName(f, string(f, value)));
+
+/** A string `check` accepts (it names the field in its error, and may normalise the value). */
+export const checked = (type: string, doc: string, check: (field: string, value: string) => string): Field<string> => field(type, doc, (f, value) => check(f, string(f, value)));
 
 export const path = (doc: string): Field<string> =>
   field('absolute path', doc, (f, value) => {
@@ -75,5 +80,9 @@ export function parseObject<S extends Schema>(schema: S, field: string, value: u
 }
 
 export function listOf<S extends Schema>(doc: string, schema: S, minLength: number): Field<Array<Parsed<S>>> {
-  return field(`array of objects (≥ ${minLength})`, doc, (f, value) => array(f, value, minLength).map((item, index) => parseObject(schema, `${f}[${index}]`, item)), schema);
+  return { ...field(`array of objects (≥ ${minLength})`, doc, (f, value) => array(f, value, minLength).map((item, index) => parseObject(schema, `${f}[${index}]`, item)), schema), list: true };
+}
+
+export function objectOf<S extends Schema>(doc: string, schema: S): Field<Parsed<S>> {
+  return field('object', doc, (f, value) => parseObject(schema, f, value), schema);
 }

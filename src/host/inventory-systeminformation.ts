@@ -6,11 +6,13 @@
  * (a target's preflight, choosing an accelerator), never a tick. Interface counters, read every
  * tick, come straight from sysfs instead: the library would spawn a shell `cat` chain per sample.
  */
+import { access } from 'node:fs/promises';
 import { networkInterfaces } from 'node:os';
 import { resolve, sep } from 'node:path';
 import si from 'systeminformation';
 import { orAbort } from '../abort.js';
 import { CowbufError } from '../errors.js';
+import { checkName } from '../exec/run.js';
 import { readInterfaceCounters } from './interface-counters.js';
 import type { HostInventory } from './inventory.js';
 
@@ -31,6 +33,14 @@ export const systemInventory: HostInventory = {
   },
   cpuVirtualization: async (signal) => /\b(vmx|svm)\b/.test(await orAbort(si.cpuFlags(), signal)),
   interfaceCounters: readInterfaceCounters,
+  // A bridge has a `bridge` directory in sysfs (in a namespace, the namespace's own /sys).
+  isBridge: async (name) => {
+    const dir = `/sys/class/net/${checkName('bridge', name)}/bridge`;
+    return access(dir).then(
+      () => true,
+      () => false,
+    );
+  },
   interfaceOf: (address) => {
     // IPv4-mapped IPv6 (`::ffff:10.0.0.1`) is how a dual-stack socket names an IPv4 peer.
     const plain = address.replace(/^::ffff:/, '');

@@ -1,6 +1,6 @@
 /**
  * The host-inventory port: what this host can give a guest (memory, disk, hardware
- * virtualisation) and its network interfaces' byte counters. The engine asks through this
+ * virtualisation, bridges for its NICs) and its network interfaces' byte counters. The engine asks through this
  * interface only; `systemInventory` (systeminformation) is the adapter the daemon uses, and tests
  * hand in fakes.
  */
@@ -17,6 +17,8 @@ export interface HostInventory {
   cpuVirtualization(signal?: AbortSignal): Promise<boolean>;
   /** @throws when `iface` is not an interface name or has no counters */
   interfaceCounters(iface: string): Promise<InterfaceCounters>;
+  /** Whether `name` is a Linux bridge here (a tap can be enslaved to it). */
+  isBridge(name: string, signal?: AbortSignal): Promise<boolean>;
   /** The interface holding local address `address`, if this host has it. */
   interfaceOf(address: string): Promise<string | undefined>;
 }

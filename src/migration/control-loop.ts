@@ -30,7 +30,7 @@ export interface LoopMigration {
   /** Its QEMU's events, for the early warning (`BLOCK_WRITE_THRESHOLD`); none: no early warning. */
   readonly events?: Pick<QmpClient, 'listen'>;
   readonly overlays: readonly TrackedOverlay[];
-  /** qdev paths (`<id>/virtio-backend`) of the guest drives to throttle, in the order of `overlays`. */
+  /** The guest drives to throttle (`throttleTarget()` of each disk), in the order of `overlays`. */
   readonly throttleTargets: readonly string[];
   /** Bytes still to cross the link before switchover, as last reported by the orchestrator. */
   remainingBytes: number;

@@ -21,7 +21,7 @@ import { Enrollment } from '../peer/enrollment.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
-import type { LaunchOptions } from '../vm/launcher.js';
+import { QEMU_BINARY, type LaunchOptions } from '../vm/launcher.js';
 import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import type { VmSpec } from '../vm/spec.js';
 import { StandaloneProvider } from '../vm/standalone.js';
@@ -31,6 +31,7 @@ import type { ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
 import { blackoutText, FINAL as TERMINAL, HANDOFF, runSource, type Blackout, type Phase, type Progress } from './source.js';
 import { Persistence } from './persistence.js';
+import { localFacts } from './preflight.js';
 import { afterQmpLoss, restart, type RestartHost } from './restart.js';
 import { TargetSide } from './target.js';
 
@@ -152,6 +153,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       ...(config.incomingDataset ? { zfsParent: config.incomingDataset } : {}),
       provider: this.provider,
       inventory,
+      facts: localFacts({ binary: QEMU_BINARY, ...(deps.launch?.accel ? { accel: deps.launch.accel } : {}), inventory, hasVm: (name) => this.vms.has(name) }),
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),
       onArrived: async (vm, migration) => {
         this.vms.set(vm.spec.name, vm);

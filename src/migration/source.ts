@@ -13,7 +13,6 @@ import type { ThrottlePolicy } from '../buffer/throttle/policy.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import { ControlClient } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
-import type { WireVm } from '../peer/protocol.js';
 import { proxyToPeer, type LocalProxy } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import type { IoLimits, QmpCommands } from '../qmp/commands.js';
@@ -25,6 +24,7 @@ import type { ManagedVm } from '../vm/provider.js';
 import { throttleTarget, type DiskSpec } from '../vm/spec.js';
 import type { ControlLoop, LoopMigration } from './control-loop.js';
 import { shipBases } from './base.js';
+import { wireVm } from './wire-spec.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
 import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorJob, nbdNode, overlayFileNode, overlayName, overlayNode, supportedParameters } from './qemu-steps.js';
@@ -162,9 +162,10 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       control = client;
       let prepared: Json | undefined;
       const sizes = new Map((await qmp.queryNamedBlockNodes()).map((node) => [node['node-name'], node.image['virtual-size']]));
+      const wire = await wireVm(ctx.vm.spec, ctx.vm.accel, sizes, signal);
       for (let waited = false; ; waited = true) {
         try {
-          prepared = await client.request({ method: 'prepare', migration: ctx.id, vm: wireVm(ctx.vm, sizes) });
+          prepared = await client.request({ method: 'prepare', migration: ctx.id, vm: wire });
           break;
         } catch (error) {
           if (!(error instanceof PeerRequestError) || !error.reason.startsWith('target busy')) throw error;
@@ -330,20 +331,6 @@ function adminLimits(limits: ReadonlyArray<{ readonly qdev: string; readonly lim
 
 function overlayPath(ctx: SourceContext, disk: DiskSpec): string {
   return join(ctx.bufferPath, `${overlayName(ctx.id, disk.id)}.qcow2`);
-}
-
-function wireVm(vm: ManagedVm, sizes: ReadonlyMap<string, number>): WireVm {
-  const { name, memoryMiB, vcpus, kernel, initrd, append } = vm.spec;
-  return {
-    name,
-    memoryMiB,
-    vcpus,
-    ...(kernel ? { kernel } : {}),
-    ...(initrd ? { initrd } : {}),
-    ...(append ? { append } : {}),
-    accel: vm.accel,
-    disks: vm.spec.disks.map((disk) => ({ id: disk.id, nodeName: disk.nodeName, format: disk.format, virtualSize: sizes.get(disk.nodeName) ?? 0 })),
-  };
 }
 
 /** Overlay file in the buffer, node added, made active; one undo that fits the stage reached. */

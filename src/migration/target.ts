@@ -20,10 +20,10 @@ import { QmpCommandError } from '../qmp/errors.js';
 import { zfsDestroy, zfsGet } from '../storage/zfs/zfs-commands.js';
 import type { Json } from '../validate.js';
 import type { ManagedVm, VmProvider } from '../vm/provider.js';
-import type { VmSpec } from '../vm/spec.js';
 import type { IncomingEntry } from './journal.js';
-import { preflight } from './preflight.js';
+import { preflight, preflightTimeoutMs, type TargetFacts } from './preflight.js';
 import { eventTime } from './qemu-steps.js';
+import { incomingSpec } from './wire-spec.js';
 
 interface Incoming {
   readonly id: string;
@@ -51,6 +51,8 @@ export interface TargetOptions {
   readonly provider: Pick<VmProvider, 'launchIncoming'>;
   /** What this host has to give an incoming guest, checked on `prepare`. */
   readonly inventory: HostInventory;
+  /** What else `prepare` checks: this host's QEMU, its accelerator, the VMs it already has. */
+  readonly facts: TargetFacts;
   /** The paused VM waiting for an incoming migration was started. */
   readonly onStarted: (vm: ManagedVm, migration: string) => void;
   /** A VM that arrived and runs here now: the daemon takes it over (and records the arrival). */
@@ -79,9 +81,6 @@ async function removeShipped(incoming: { readonly dir: string; readonly dataset?
 
 /** A paused QEMU is up in well under a second; a provider taking this long will not deliver. */
 const LAUNCH_TIMEOUT_MS = 60_000;
-
-/** The preflight answers from local reads and a `df`; one that takes longer is a host in trouble. */
-const PREFLIGHT_TIMEOUT_MS = 10_000;
 
 export class TargetSide {
   private readonly incoming = new Map<string, Incoming>();
@@ -139,8 +138,10 @@ export class TargetSide {
         const incoming: Incoming = { id: request.migration, peer: peer.name, wire: request.vm, dir, received: new Set(), files: new Map() };
         this.incoming.set(request.migration, incoming);
         try {
-          const signal = AbortSignal.timeout(PREFLIGHT_TIMEOUT_MS);
-          await preflight(this.options.inventory, request.vm, await this.basesAt(dir, signal), signal);
+          const signal = AbortSignal.timeout(preflightTimeoutMs(request.vm));
+          const arriving = (name: string) => [...this.incoming.values()].some((other) => other !== incoming && other.wire.name === name);
+          const facts: TargetFacts = { ...this.options.facts, hasVm: (name) => this.options.facts.hasVm(name) || arriving(name) };
+          await preflight(this.options.inventory, facts, request.vm, await this.basesAt(dir, signal), signal);
           await this.journal(incoming);
           await mkdir(dir, { recursive: true, mode: 0o700 });
         } catch (error) {
@@ -233,13 +234,7 @@ export class TargetSide {
     const missing = incoming.wire.disks.filter((disk) => !incoming.received.has(disk.id));
     if (missing.length > 0) throw new PeerError(`bases not received: ${missing.map((disk) => disk.id).join(', ')}`);
     if (incoming.vm) throw new PeerError(`target VM of ${incoming.id} already started`);
-    const spec: VmSpec = {
-      ...incoming.wire,
-      disks: incoming.wire.disks.map((disk) => ({ id: disk.id, nodeName: disk.nodeName, file: this.diskPath(incoming, disk.id), format: disk.format, werror: 'stop' })),
-      qmpSocket: join(incoming.dir, 'qmp.sock'),
-      serialLog: join(incoming.dir, 'serial.log'),
-      incoming: true,
-    };
+    const spec = await incomingSpec(incoming.wire, incoming.dir, (disk) => this.diskPath(incoming, disk));
     const vm = await this.options.provider.launchIncoming(spec, { migration: incoming.id, signal: AbortSignal.timeout(LAUNCH_TIMEOUT_MS) });
     incoming.vm = vm;
     await this.journal(incoming);

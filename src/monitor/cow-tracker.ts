@@ -116,7 +116,8 @@ async function measureVm(entries: readonly Entry[], signal: AbortSignal | undefi
       extent,
       stBlocks,
       actualSize: overlay.nodeName ? actualSizes.get(overlay.nodeName) : undefined,
-      written: overlay.qdev ? writtenBy.find(([qdev]) => qdev.includes(`/${overlay.qdev}/`))?.[1] : undefined,
+      // `/machine/peripheral/<id>/virtio-backend` for virtio-blk, `/machine/peripheral/<id>` for scsi-hd.
+      written: overlay.qdev ? writtenBy.find(([qdev]) => `${qdev}/`.includes(`/${overlay.qdev}/`))?.[1] : undefined,
     };
   });
 }

@@ -6,11 +6,12 @@
  *   with `{"ok": true}` once the target's own checksum matches (end to end);
  * - `stream`: an NBD or RAM byte stream the target daemon splices onto QEMU's local socket.
  */
-import { isAbsolute } from 'node:path';
 import { ValidationError } from '../errors.js';
 import { checkName } from '../exec/run.js';
-import { array, number, object, record, string, type Json } from '../validate.js';
-import type { Accel, DiskSpec, VmSpec } from '../vm/spec.js';
+import { number, object, record, string, type Json } from '../validate.js';
+import { parseVm, type WireVm } from './wire-vm.js';
+
+export type { WireCdrom, WireDisk, WireFirmware, WireVm } from './wire-vm.js';
 
 export type StreamKind = 'ram' | 'nbd';
 
@@ -22,15 +23,6 @@ export type Hello =
   | { readonly type: 'hello'; readonly kind: 'dataset'; readonly migration: string; readonly files: Readonly<Record<string, string>> }
   /** From a not-yet-trusted peer spending a trust token; `port` is where its own peer API listens. */
   | { readonly type: 'hello'; readonly kind: 'join'; readonly secret: string; readonly port: number };
-
-/** A disk as the target needs it: the source's spec without its local file, plus its size. */
-export type WireDisk = Pick<DiskSpec, 'id' | 'nodeName' | 'format'> & { readonly virtualSize: number };
-
-/**
- * The VM as the target must start it: the source's spec without its local sockets and files,
- * and the accelerator it runs under there (a KVM guest's state cannot be loaded into TCG).
- */
-export type WireVm = Pick<VmSpec, 'name' | 'memoryMiB' | 'vcpus' | 'kernel' | 'initrd' | 'append'> & { readonly disks: readonly WireDisk[]; readonly accel?: Accel };
 
 /** Migration capabilities the target must share with the source. */
 export interface TargetCapabilities {
@@ -49,12 +41,6 @@ const MIGRATION_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 function migrationId(field: string, value: unknown): string {
   return string(field, value, MIGRATION_ID, 'a migration id (letters, digits, `_.-`)');
-}
-
-function absolute(field: string, value: unknown): string {
-  const path = string(field, value);
-  if (!isAbsolute(path) || path.includes('\0')) throw new ValidationError(field, value, 'an absolute path');
-  return path;
 }
 
 /** @throws ValidationError naming the bad field */
@@ -96,31 +82,6 @@ export function parseHello(raw: unknown): Hello {
     return { type: 'hello', kind, secret: string('hello.secret', hello.secret, /^[0-9a-f]{64}$/, '64 hex digits'), port: number('hello.port', hello.port, { min: 1, max: 65535, integer: true }) };
   }
   throw new ValidationError('hello.kind', kind, '`control`, `base`, `dataset`, `stream` or `join`');
-}
-
-function parseVm(raw: unknown): WireVm {
-  const vm = object('vm', raw, ['name', 'memoryMiB', 'vcpus', 'disks'], ['kernel', 'initrd', 'append', 'accel']);
-  if (vm.accel !== undefined && vm.accel !== 'kvm' && vm.accel !== 'tcg') throw new ValidationError('vm.accel', vm.accel, '`kvm` or `tcg`');
-  return {
-    name: checkName('vm.name', string('vm.name', vm.name)),
-    memoryMiB: number('vm.memoryMiB', vm.memoryMiB, { min: 16, max: 1 << 22, integer: true }),
-    vcpus: number('vm.vcpus', vm.vcpus, { min: 1, max: 1024, integer: true }),
-    ...(vm.kernel !== undefined ? { kernel: absolute('vm.kernel', vm.kernel) } : {}),
-    ...(vm.initrd !== undefined ? { initrd: absolute('vm.initrd', vm.initrd) } : {}),
-    ...(vm.append !== undefined ? { append: string('vm.append', vm.append) } : {}),
-    ...(vm.accel !== undefined ? { accel: vm.accel } : {}),
-    disks: array('vm.disks', vm.disks, 1).map((entry, index) => {
-      const field = `vm.disks[${index}]`;
-      const disk = object(field, entry, ['id', 'nodeName', 'format', 'virtualSize']);
-      if (disk.format !== 'qcow2' && disk.format !== 'raw') throw new ValidationError(`${field}.format`, disk.format, '`qcow2` or `raw`');
-      return {
-        id: checkName(`${field}.id`, string(`${field}.id`, disk.id)),
-        nodeName: checkName(`${field}.nodeName`, string(`${field}.nodeName`, disk.nodeName)),
-        format: disk.format,
-        virtualSize: number(`${field}.virtualSize`, disk.virtualSize, { min: 1, integer: true }),
-      };
-    }),
-  };
 }
 
 /** @throws ValidationError naming the bad field */

@@ -1,4 +1,5 @@
-import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
 import { freemem, tmpdir, totalmem } from 'node:os';
 import { describe, expect, it } from 'vitest';
 import { mountOf, systemInventory } from '../../src/host/inventory-systeminformation.js';
@@ -44,6 +45,14 @@ describe('the systeminformation inventory of this host', () => {
     const counters = await systemInventory.interfaceCounters('lo');
     expect(counters.txBytes).toBeGreaterThanOrEqual(0);
     await expect(systemInventory.interfaceCounters('../etc')).rejects.toThrow('Expected `interface` to be a name');
+  });
+
+  it('tells a bridge from an interface that is none, or is not there', async () => {
+    const bridges = (await readdir('/sys/class/net')).filter((name) => existsSync(`/sys/class/net/${name}/bridge`));
+    for (const bridge of bridges) expect(await systemInventory.isBridge(bridge)).toBe(true);
+    expect(await systemInventory.isBridge('lo')).toBe(false);
+    expect(await systemInventory.isBridge('cowbuf-nobr')).toBe(false);
+    await expect(systemInventory.isBridge('../lo')).rejects.toThrow('Expected `bridge` to be a name');
   });
 
   it('gives up waiting when the signal aborts', async () => {

@@ -29,14 +29,14 @@ afterEach(async () => {
   }
 });
 
-/** A VM whose QMP reports `vm.extent` for its overlay's file node and `vm.written` for its drive. */
-async function vmWith(vm: { extent: number; written: number; broken?: boolean }): Promise<QmpCommands> {
+/** A VM whose QMP reports `vm.extent` for its overlay's file node and `vm.written` for its drive (`vm.qdev`). */
+async function vmWith(vm: { extent: number; written: number; broken?: boolean; qdev?: string }): Promise<QmpCommands> {
   const server = await fakeQmp((command, args) => {
     if (vm.broken) return { error: { class: 'GenericError', desc: 'the VM is gone' } };
     if (command === 'query-named-block-nodes') return { return: [{ 'node-name': 'cowbuf-ovl0', drv: 'qcow2', file: '', image: { filename: '', 'virtual-size': 64 * MiB, 'actual-size': 64 * 1024 } }] };
     if (command !== 'query-blockstats') return { error: { class: 'CommandNotFound', desc: command } };
     if ((args as { 'query-nodes'?: boolean } | undefined)?.['query-nodes']) return { return: perNode(vm.extent) };
-    return { return: [{ device: '', qdev: '/machine/peripheral/disk0/virtio-backend', 'node-name': 'cowbuf-ovl0', stats: stats(0, vm.written) }] };
+    return { return: [{ device: '', qdev: vm.qdev ?? '/machine/peripheral/disk0/virtio-backend', 'node-name': 'cowbuf-ovl0', stats: stats(0, vm.written) }] };
   });
   const client = new QmpClient({ commandTimeoutMs: 2000 });
   await client.connect(server.path, { timeoutMs: 2000 });
@@ -86,6 +86,17 @@ describe('CowTracker', () => {
       expect(reading?.allocated).toBe(i * MiB);
     }
     expect(reading?.estimate.uniqueFraction).toBeCloseTo(0.5, 6);
+  });
+
+  it('finds the guest writes of a scsi-hd disk, whose qdev path is the device itself', async () => {
+    const tracker = new CowTracker();
+    tracker.track({ id: 'a/disk1', path: await overlayFile('e.qcow2', 4096), qmp: await vmWith({ extent: MiB, written: 3 * MiB, qdev: '/machine/peripheral/disk1' }), nodeName: 'cowbuf-ovl0', qdev: 'disk1' });
+    tracker.track({ id: 'b/disk1', path: await overlayFile('f.qcow2', 4096), qmp: await vmWith({ extent: MiB, written: 3 * MiB, qdev: '/machine/peripheral/disk10' }), nodeName: 'cowbuf-ovl0', qdev: 'disk1' });
+    const { readings } = await tracker.sample(0);
+    expect(readings.map((r) => [r.id, r.written])).toEqual([
+      ['a/disk1', 3 * MiB],
+      ['b/disk1', undefined],
+    ]);
   });
 
   it('reports a VM that fails as failed and still samples the others', async () => {
