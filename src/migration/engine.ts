@@ -152,6 +152,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       maxIncoming: config.maxIncoming,
       ...(config.incomingDataset ? { zfsParent: config.incomingDataset } : {}),
       provider: this.provider,
+      log: (message) => this.emit('log', { level: 'warn', message }),
       inventory,
       facts: localFacts({ binary: QEMU_BINARY, ...(deps.launch?.accel ? { accel: deps.launch.accel } : {}), inventory, hasVm: (name) => this.vms.has(name) }),
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),

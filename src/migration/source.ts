@@ -162,7 +162,8 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       control = client;
       let prepared: Json | undefined;
       const sizes = new Map((await qmp.queryNamedBlockNodes()).map((node) => [node['node-name'], node.image['virtual-size']]));
-      const wire = await wireVm(ctx.vm.spec, ctx.vm.accel, sizes, signal);
+      const limits = adminLimits(await qmp.queryIoLimits({ signal }), disks);
+      const wire = await wireVm(ctx.vm.spec, ctx.vm.accel, sizes, limits, signal);
       for (let waited = false; ; waited = true) {
         try {
           prepared = await client.request({ method: 'prepare', migration: ctx.id, vm: wire });
@@ -182,7 +183,6 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       // What crosses the link in the base phase: the disk files as they are, not their virtual sizes.
       const baseTotal = (await Promise.all(disks.map(async (disk) => (await stat(disk.file)).size))).reduce((a, b) => a + b, 0);
       for (const [index, disk] of disks.entries()) await putOverlay(inner, qmp, disk, index, sizes.get(disk.nodeName) ?? 0, revert);
-      const limits = await qmp.queryIoLimits({ signal });
       const loopMigration: LoopMigration = {
         id: ctx.id,
         peer: ctx.peer.name,
@@ -190,7 +190,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
         events: ctx.vm.qmp,
         overlays: disks.map((disk, index) => ({ id: `${ctx.id}/${disk.id}`, path: overlayPath(ctx, disk), qmp, nodeName: overlayNode(index), fileNode: overlayFileNode(index), qdev: disk.id })),
         throttleTargets: disks.map((disk) => throttleTarget(disk)),
-        baseline: disks.map((disk) => adminLimits(limits, throttleTarget(disk))),
+        baseline: disks.map((disk) => limits.get(disk.id) ?? {}),
         remainingBytes: baseTotal + ctx.vm.spec.memoryMiB * 1024 ** 2,
         phase: 'base',
         throttleFactor: 1,
@@ -324,9 +324,18 @@ export async function runSource(ctx: SourceContext): Promise<void> {
   ctx.onPhase('completed');
 }
 
-/** What an admin set on a drive (all zeros when nothing): `query-block` names it by its full qdev path. */
-function adminLimits(limits: ReadonlyArray<{ readonly qdev: string; readonly limits: IoLimits }>, target: string): IoLimits | Record<string, never> {
-  return limits.find((entry) => entry.qdev === target || entry.qdev === `/machine/peripheral/${target}`)?.limits ?? {};
+/**
+ * The limits an admin set, by disk id, for the drives that have any: `query-block` names a drive
+ * by its full qdev path, and reports all zeros for one nobody limited.
+ */
+function adminLimits(entries: ReadonlyArray<{ readonly qdev: string; readonly limits: IoLimits }>, disks: readonly DiskSpec[]): Map<string, IoLimits> {
+  const limited = new Map<string, IoLimits>();
+  for (const disk of disks) {
+    const target = throttleTarget(disk);
+    const limits = entries.find((entry) => entry.qdev === target || entry.qdev === `/machine/peripheral/${target}`)?.limits;
+    if (limits && Object.entries(limits).some(([key, value]) => key === 'group' || value !== 0)) limited.set(disk.id, limits);
+  }
+  return limited;
 }
 
 function overlayPath(ctx: SourceContext, disk: DiskSpec): string {

@@ -20,6 +20,7 @@ import { QmpCommandError } from '../qmp/errors.js';
 import { zfsDestroy, zfsGet } from '../storage/zfs/zfs-commands.js';
 import type { Json } from '../validate.js';
 import type { ManagedVm, VmProvider } from '../vm/provider.js';
+import { throttleTarget } from '../vm/spec.js';
 import type { IncomingEntry } from './journal.js';
 import { preflight, preflightTimeoutMs, type TargetFacts } from './preflight.js';
 import { eventTime } from './qemu-steps.js';
@@ -59,6 +60,8 @@ export interface TargetOptions {
   readonly onArrived: (vm: ManagedVm, migration: string) => Promise<void>;
   /** Whether this migration arrived here already (a repeated `finish` is then answered again). */
   readonly hasArrived: (migration: string) => boolean;
+  /** What went wrong that the migration survives. */
+  readonly log?: (message: string) => void;
   /** Durable record of what is in flight, so a restarted daemon can clean it up. */
   readonly journal: { save(entry: IncomingEntry): Promise<void>; drop(id: string): Promise<void> };
 }
@@ -280,6 +283,11 @@ export class TargetSide {
     const answer = { outcome: 'running', contAt, resumedAt };
     this.answers.set(incoming.id, answer);
     await this.closeExports(incoming, running);
+    // The admin's I/O limits come back once the guest runs, off the blackout; a drive QEMU
+    // refuses them on keeps running unlimited, which the log says.
+    for (const disk of incoming.wire.disks) {
+      if (disk.limits) await running.commands.setIoThrottle(throttleTarget(disk), disk.limits).catch((error: Error) => this.options.log?.(`${incoming.id}: the I/O limits of ${disk.id} were not restored: ${error.message}`));
+    }
     return answer;
   }
 

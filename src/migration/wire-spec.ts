@@ -8,14 +8,16 @@ import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileDigest } from '../host/file-digest.js';
 import type { WireVm } from '../peer/protocol.js';
+import type { IoLimits } from '../qmp/commands.js';
 import { defined } from '../validate.js';
 import type { Accel, FirmwareSpec, VmSpec } from '../vm/spec.js';
 
 /**
  * @param sizes virtual size of each disk's format node, by node name
+ * @param limits the I/O limits an admin set, by disk id (only drives that have any)
  * @throws the file system's error when a firmware file or a cdrom cannot be read
  */
-export async function wireVm(spec: VmSpec, accel: Accel, sizes: ReadonlyMap<string, number>, signal?: AbortSignal): Promise<WireVm> {
+export async function wireVm(spec: VmSpec, accel: Accel, sizes: ReadonlyMap<string, number>, limits: ReadonlyMap<string, IoLimits>, signal?: AbortSignal): Promise<WireVm> {
   const { name, memoryMiB, vcpus, machine, cpu, kernel, initrd, append, nics, firmware, cdroms } = spec;
   return defined({
     name,
@@ -27,7 +29,7 @@ export async function wireVm(spec: VmSpec, accel: Accel, sizes: ReadonlyMap<stri
     initrd,
     append,
     accel,
-    disks: spec.disks.map((disk) => defined({ id: disk.id, nodeName: disk.nodeName, format: disk.format, bus: disk.bus, cache: disk.cache, aio: disk.aio, discard: disk.discard, virtualSize: sizes.get(disk.nodeName) ?? 0 })),
+    disks: spec.disks.map((disk) => defined({ id: disk.id, nodeName: disk.nodeName, format: disk.format, bus: disk.bus, cache: disk.cache, aio: disk.aio, discard: disk.discard, virtualSize: sizes.get(disk.nodeName) ?? 0, limits: limits.get(disk.id) })),
     cdroms: cdroms && (await Promise.all(cdroms.map(async ({ id, file, bus }) => ({ id, file, bus, ...(await fileDigest(file, signal)) })))),
     nics,
     firmware: firmware && { code: firmware.code, codeSize: (await stat(firmware.code)).size, varsBase64: (await readFile(firmware.vars, signal ? { signal } : {})).toString('base64') },

@@ -10,7 +10,25 @@ import { checkVmSpec } from '../vm/check.js';
 import { AIO, CACHE, CDROM_BUSES, DISCARD, DISK_BUSES, type Accel, type CdromSpec, type CpuSpec, type DiskSpec, type NicSpec, type VmSpec } from '../vm/spec.js';
 
 /** A disk as the target needs it: the source's spec without its local file, plus its size. */
-export type WireDisk = Pick<DiskSpec, 'id' | 'nodeName' | 'format' | 'bus' | 'cache' | 'aio' | 'discard'> & { readonly virtualSize: number };
+export type WireDisk = Pick<DiskSpec, 'id' | 'nodeName' | 'format' | 'bus' | 'cache' | 'aio' | 'discard'> & {
+  readonly virtualSize: number;
+  /** The I/O limits an admin set on the drive (`block_set_io_throttle` fields): the target puts them back. */
+  readonly limits?: Readonly<Record<string, number | string>>;
+};
+
+/** `bps`, `iops_wr_max_length`, …: every limit QEMU knows is one of these, a count ≥ 0. */
+const LIMIT = /^(bps|iops)(_rd|_wr)?(_max(_length)?)?$|^iops_size$/;
+
+function parseLimits(field: string, value: unknown): Readonly<Record<string, number | string>> {
+  const raw = object(field, value, [], Object.keys(value !== null && typeof value === 'object' ? value : {}));
+  return Object.fromEntries(
+    Object.entries(raw).map(([key, limit]) => {
+      if (key === 'group') return [key, string(`${field}.group`, limit)];
+      if (!LIMIT.test(key)) throw new ValidationError(`${field}.${key}`, limit, 'a block_set_io_throttle limit (bps…, iops…, group)');
+      return [key, number(`${field}.${key}`, limit, { min: 0, integer: true })];
+    }),
+  );
+}
 
 /** A cdrom is not shipped: the target must hold the same image at the same path, which its digest proves. */
 export interface WireCdrom extends CdromSpec {
@@ -82,7 +100,7 @@ function parseFirmware(raw: unknown): WireFirmware {
 
 function parseDisk(entry: unknown, index: number): WireDisk {
   const field = `vm.disks[${index}]`;
-  const disk = object(field, entry, ['id', 'nodeName', 'format', 'virtualSize'], ['bus', 'cache', 'aio', 'discard']);
+  const disk = object(field, entry, ['id', 'nodeName', 'format', 'virtualSize'], ['bus', 'cache', 'aio', 'discard', 'limits']);
   return defined({
     id: string(`${field}.id`, disk.id),
     nodeName: string(`${field}.nodeName`, disk.nodeName),
@@ -92,6 +110,7 @@ function parseDisk(entry: unknown, index: number): WireDisk {
     aio: optional(disk.aio, (value) => choice(`${field}.aio`, value, AIO)),
     discard: optional(disk.discard, (value) => choice(`${field}.discard`, value, DISCARD)),
     virtualSize: number(`${field}.virtualSize`, disk.virtualSize, { min: 1, integer: true }),
+    limits: optional(disk.limits, (value) => parseLimits(`${field}.limits`, value)),
   });
 }
 

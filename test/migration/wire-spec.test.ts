@@ -42,7 +42,7 @@ describe('the device model across `prepare`', () => {
       ['disk1', 1 << 20],
     ]);
 
-    const wire = await wireVm(spec, 'kvm', sizes);
+    const wire = await wireVm(spec, 'kvm', sizes, new Map());
     expect(wire.cdroms).toEqual([{ id: 'cd0', file: join(source, 'install.iso'), bus: 'virtio-scsi', size: iso.length, sha256: createHash('sha256').update(iso).digest('hex') }]);
     expect(wire.firmware).toEqual({ code: join(source, 'OVMF_CODE.fd'), codeSize: 8192, varsBase64: vars.toString('base64') });
     const request = parseRequest(JSON.parse(JSON.stringify({ id: 1, method: 'prepare', migration: 'm1', vm: wire })));
@@ -64,6 +64,6 @@ describe('the device model across `prepare`', () => {
 
   it('keeps a definition without a device model as it was (an older source)', async () => {
     const spec: VmSpec = { name: 'old', memoryMiB: 256, vcpus: 1, kernel: '/k', disks: [{ id: 'vdisk0', nodeName: 'disk0', file: '/d/a.qcow2', format: 'qcow2' }], qmpSocket: '/q', serialLog: '/s' };
-    expect(await wireVm(spec, 'tcg', new Map([['disk0', 64]]))).toEqual({ name: 'old', memoryMiB: 256, vcpus: 1, kernel: '/k', accel: 'tcg', disks: [{ id: 'vdisk0', nodeName: 'disk0', format: 'qcow2', virtualSize: 64 }] });
+    expect(await wireVm(spec, 'tcg', new Map([['disk0', 64]]), new Map())).toEqual({ name: 'old', memoryMiB: 256, vcpus: 1, kernel: '/k', accel: 'tcg', disks: [{ id: 'vdisk0', nodeName: 'disk0', format: 'qcow2', virtualSize: 64 }] });
   });
 });
