@@ -27,7 +27,7 @@
  * ConfigError (config/), AlreadyInitialisedError < StorageError (cli/commands/init.ts),
  * ApiError and MigrationNotCompleted (cli/), AlreadyRunningError (daemon/lock.ts), the API's
  * HttpError (daemon/api.ts), SocketStatsError (monitor/socket-stats.ts), VmStartError
- * (vm/launcher.ts), GuestTimeoutError (testbed/guest.ts).
+ * (vm/launcher.ts), TapError (host/tap.ts), GuestTimeoutError (testbed/guest.ts).
  */
 
 export class CowbufError extends Error {

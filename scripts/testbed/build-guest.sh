@@ -25,14 +25,26 @@ dpkg-deb -x ./*.deb kroot
 version=$(ls kroot/lib/modules)
 mkdir -p initramfs/{bin,sbin,proc,sys,dev,tmp,mods,etc,root}
 cp /bin/busybox initramfs/bin/busybox
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk; do
+# In insmod order (the guest has no modprobe): virtio-blk, virtio-net, then virtio-scsi with the
+# SCSI disk driver, so a disk on virtio-scsi shows up as /dev/sda.
+modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk
+  failover net_failover virtio_net scsi_common scsi_mod sd_mod virtio_scsi"
+loaded=" "
+for m in $modules; do
   module=$(find "kroot/lib/modules/$version" -name "$m.ko*" | head -1)
+  [ -n "$module" ] || { echo "testbed: kernel $version has no module $m" >&2; exit 1; }
   case "$module" in
     *.ko.xz) xz -dc "$module" > "initramfs/mods/$m.ko" ;;
     *.ko.zst) zstd -dcq "$module" > "initramfs/mods/$m.ko" ;;
     *) cp "$module" "initramfs/mods/$m.ko" ;;
   esac
+  # A newer kernel may split a driver further: fail here, not with an insmod error in the guest.
+  for dep in $(modinfo -F depends "initramfs/mods/$m.ko" | tr ',' ' '); do
+    case "$loaded" in *" $dep "*) ;; *) echo "testbed: module $m needs $dep, which is not loaded before it" >&2; exit 1 ;; esac
+  done
+  loaded="$loaded$m "
 done
+echo $modules > initramfs/mods/order
 install -m 0755 "$here/guest-init.sh" initramfs/init
 (cd initramfs && find . | cpio -o -H newc 2>/dev/null | gzip -1 > "$out/initrd.cpio.gz")
 cp "kroot/boot/vmlinuz-$version" "$out/vmlinuz"

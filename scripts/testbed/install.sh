@@ -2,7 +2,8 @@
 # Installs the Debian packages cowbuf's test bed and integration tests need. Idempotent: does
 # nothing (not even `apt-get update`) when everything is present. Needs root.
 set -euo pipefail
-packages=(qemu-system-x86 qemu-utils zfs-fuse iproute2 busybox-static cpio kmod openssl tmux nftables)
+# iputils-ping, not busybox's: its -D stamps replies with the host clock, which times a blackout.
+packages=(qemu-system-x86 qemu-utils zfs-fuse iproute2 busybox-static cpio kmod openssl tmux nftables iputils-ping)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CowbufError } from '../errors.js';
+import { CowbufError, ValidationError } from '../errors.js';
 import type { VmSpec } from '../vm/spec.js';
 
 /** build/guest at the repository root (two levels up from src/testbed or dist/testbed). */
@@ -24,9 +24,20 @@ export interface GuestWorkload {
   readonly verifyEvery: number;
   /** Milliseconds between `TICK` lines, which time the guest's pauses from the host (0: none). */
   readonly tickMs?: number;
+  /** eth0's address with its prefix (`10.214.0.10/24`); without it the guest has no network. */
+  readonly ip?: string;
+  /** A second disk's kernel name (`sda` for one on virtio-scsi) that gets a write ledger of its own. */
+  readonly disk2?: string;
 }
 
+/** @throws ValidationError when `ip` or `disk2` would not be one kernel parameter the guest reads */
 export function guestAppend(workload: GuestWorkload): string {
+  if (workload.ip !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(workload.ip)) {
+    throw new ValidationError('workload.ip', workload.ip, 'an IPv4 address with a prefix length, like `10.214.0.10/24`');
+  }
+  if (workload.disk2 !== undefined && !/^[a-z]+[0-9]*$/.test(workload.disk2)) {
+    throw new ValidationError('workload.disk2', workload.disk2, 'a kernel disk name, like `sda`');
+  }
   return [
     'console=ttyS0 quiet nokaslr',
     `cowbuf.disk_rate=${workload.diskRateMiB}`,
@@ -34,6 +45,8 @@ export function guestAppend(workload: GuestWorkload): string {
     `cowbuf.dirty_rate=${workload.dirtyRateMiB}`,
     `cowbuf.verify_every=${workload.verifyEvery}`,
     `cowbuf.tick_ms=${workload.tickMs ?? 100}`,
+    ...(workload.ip !== undefined ? [`cowbuf.ip=${workload.ip}`] : []),
+    ...(workload.disk2 !== undefined ? [`cowbuf.disk2=${workload.disk2}`] : []),
   ].join(' ');
 }
 
@@ -93,7 +106,10 @@ export interface Verification {
 export interface SerialReport {
   readonly ready: boolean;
   readonly heartbeats: readonly Heartbeat[];
+  /** The ledger on /dev/vda. */
   readonly verifications: readonly Verification[];
+  /** The ledger on `workload.disk2` (`VERIFY dev=<disk2> ...` lines). */
+  readonly disk2Verifications: readonly Verification[];
   /** Lines where the guest saw a write fail (it should never: drives run with werror=stop). */
   readonly ioErrors: readonly string[];
 }
@@ -101,17 +117,18 @@ export interface SerialReport {
 export function parseSerial(text: string): SerialReport {
   const heartbeats: Heartbeat[] = [];
   const verifications: Verification[] = [];
+  const disk2Verifications: Verification[] = [];
   const ioErrors: string[] = [];
   let ready = false;
   for (const line of text.split('\n')) {
     if (line.startsWith('GUEST: READY')) ready = true;
     const hb = /^HB (\d+) seq=(\d+) errors=(\d+)/.exec(line);
     if (hb) heartbeats.push({ n: Number(hb[1]), seq: Number(hb[2]), errors: Number(hb[3]) });
-    const verify = /^VERIFY n=(\d+) blocks=(\d+) lost=(\d+)/.exec(line);
-    if (verify) verifications.push({ n: Number(verify[1]), blocks: Number(verify[2]), lost: Number(verify[3]) });
+    const verify = /^VERIFY (dev=\S+ )?n=(\d+) blocks=(\d+) lost=(\d+)/.exec(line);
+    if (verify) (verify[1] ? disk2Verifications : verifications).push({ n: Number(verify[2]), blocks: Number(verify[3]), lost: Number(verify[4]) });
     if (line.startsWith('GUEST: IOERROR')) ioErrors.push(line);
   }
-  return { ready, heartbeats, verifications, ioErrors };
+  return { ready, heartbeats, verifications, disk2Verifications, ioErrors };
 }
 
 export async function readSerial(path: string): Promise<SerialReport> {

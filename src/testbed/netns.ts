@@ -3,18 +3,34 @@
  * egress shaped with `tc tbf` (the direction migration data flows). Addresses are private to the
  * pair's own namespaces, so pairs never collide and nothing outside them is ever a target.
  * Namespaces are named after the creating PID so a later run can sweep what a crashed one left.
+ *
+ * The guests' network is apart from that link, as in a data centre: a bridge in each host joined
+ * by an unshaped veth pair of its own (one L2 segment, so a guest keeps its address when it moves),
+ * and a client namespace on the source's bridge that pings the guests. Shaping or cutting the
+ * migration link never touches it.
  */
+import { ValidationError } from '../errors.js';
 import { processAlive, run } from '../exec/run.js';
 
 export interface Host {
   readonly ns: string;
   readonly ip: string;
   readonly veth: string;
+  /** The guests' bridge. Both hosts name it alike, as a VM's NIC names its bridge on either host. */
+  readonly bridge: string;
+}
+
+/** A machine on the guests' network, outside both hosts: what "the guest is reachable" means. */
+export interface Client {
+  readonly ns: string;
+  /** Its address on the guests' subnet (no prefix). */
+  readonly ip: string;
 }
 
 export interface TwoHosts {
   readonly src: Host;
   readonly dst: Host;
+  readonly client: Client;
   /** Shapes src→dst to `rate` (tc syntax, e.g. `100mbit`); replaces any earlier shaping. */
   shape(rate: string): Promise<void>;
   unshape(): Promise<void>;
@@ -32,10 +48,17 @@ export interface TwoHosts {
 }
 
 const PREFIX = 'cbt';
+const BRIDGE = 'br0';
+const GUEST_SUBNET = '10.214.0';
 let counter = 0;
 
+/** Guest `n`'s address on the guests' subnet: `ip` to ping, `cidr` for its eth0. @throws ValidationError */
+export function guestAddress(n: number): { readonly ip: string; readonly cidr: string } {
+  if (!Number.isInteger(n) || n < 1 || n > 99) throw new ValidationError('n', n, 'an integer in 1..99 (100 is the client)');
+  return { ip: `${GUEST_SUBNET}.${n}`, cidr: `${GUEST_SUBNET}.${n}/24` };
+}
 
-/** Deletes namespaces left by test-bed processes that no longer exist. */
+/** Deletes namespaces left by test-bed processes that no longer exist (a pair's client too: it shares the pair's id). */
 export async function sweepStaleHosts(): Promise<string[]> {
   const { stdout } = await run('ip', ['netns', 'list']);
   const stale = stdout
@@ -49,25 +72,42 @@ export async function sweepStaleHosts(): Promise<string[]> {
   return stale;
 }
 
+/** Creates the veth pair `a` (in namespace `nsA`) – `b` (in `nsB`). */
+async function vethPair(a: string, nsA: string, b: string, nsB: string): Promise<void> {
+  await run('ip', ['link', 'add', a, 'netns', nsA, 'type', 'veth', 'peer', 'name', b, 'netns', nsB]);
+}
+
 export async function createTwoHosts(): Promise<TwoHosts> {
+  // Interface names get at most 15 characters: the id is ≤ 12 (a base-36 pid of ≤ 5 digits, a
+  // counter of ≤ 2), suffixes ≤ 2.
   const id = `${PREFIX}${process.pid.toString(36)}x${(counter++).toString(36)}`;
-  const src: Host = { ns: `${id}s`, ip: '10.213.0.1', veth: `${id}a` };
-  const dst: Host = { ns: `${id}d`, ip: '10.213.0.2', veth: `${id}b` };
+  const src: Host = { ns: `${id}s`, ip: '10.213.0.1', veth: `${id}a`, bridge: BRIDGE };
+  const dst: Host = { ns: `${id}d`, ip: '10.213.0.2', veth: `${id}b`, bridge: BRIDGE };
+  const client: Client = { ns: `${id}c`, ip: `${GUEST_SUBNET}.100` };
   const created: string[] = [];
   const destroy = async () => {
     for (const ns of created.splice(0).reverse()) await run('ip', ['netns', 'del', ns], { okExitCodes: [1] });
   };
   try {
-    for (const host of [src, dst]) {
-      await run('ip', ['netns', 'add', host.ns]);
-      created.push(host.ns);
+    for (const ns of [src.ns, dst.ns, client.ns]) {
+      await run('ip', ['netns', 'add', ns]);
+      created.push(ns);
+      await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     }
-    await run('ip', ['link', 'add', src.veth, 'netns', src.ns, 'type', 'veth', 'peer', 'name', dst.veth, 'netns', dst.ns]);
+    await vethPair(src.veth, src.ns, dst.veth, dst.ns);
     for (const host of [src, dst]) {
       await run('ip', ['-n', host.ns, 'addr', 'add', `${host.ip}/30`, 'dev', host.veth]);
-      await run('ip', ['-n', host.ns, 'link', 'set', 'lo', 'up']);
       await run('ip', ['-n', host.ns, 'link', 'set', host.veth, 'up']);
+      await run('ip', ['-n', host.ns, 'link', 'add', host.bridge, 'type', 'bridge']);
+      await run('ip', ['-n', host.ns, 'link', 'set', host.bridge, 'up']);
     }
+    await vethPair(`${id}ga`, src.ns, `${id}gb`, dst.ns);
+    await vethPair(`${id}ca`, src.ns, `${id}cb`, client.ns);
+    for (const [ns, port] of [[src.ns, `${id}ga`], [dst.ns, `${id}gb`], [src.ns, `${id}ca`]] as const) {
+      await run('ip', ['-n', ns, 'link', 'set', port, 'master', BRIDGE, 'up']);
+    }
+    await run('ip', ['-n', client.ns, 'addr', 'add', `${client.ip}/24`, 'dev', `${id}cb`]);
+    await run('ip', ['-n', client.ns, 'link', 'set', `${id}cb`, 'up']);
   } catch (error) {
     await destroy();
     throw error;
@@ -75,6 +115,7 @@ export async function createTwoHosts(): Promise<TwoHosts> {
   return {
     src,
     dst,
+    client,
     shape: async (rate) => {
       await run('tc', ['-n', src.ns, 'qdisc', 'replace', 'dev', src.veth, 'root', 'tbf', 'rate', rate, 'burst', '64kb', 'latency', '50ms']);
     },

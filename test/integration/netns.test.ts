@@ -1,5 +1,8 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
+import { guestAddress } from '../../src/testbed/netns.js';
+import { startPing } from '../../src/testbed/ping.js';
 import { useScope, type Scope } from '../support/testbed.js';
 
 const scope = useScope('netns');
@@ -49,5 +52,23 @@ describe('two hosts on one machine', { timeout: 90_000 }, () => {
     const { stdout } = await run('ip', ['netns', 'list']);
     expect(stdout).not.toContain(hosts.src.ns);
     expect(stdout).not.toContain(hosts.dst.ns);
+    expect(stdout).not.toContain(hosts.client.ns);
+  });
+
+  it('carries the guests\' network apart from the migration link: the client reaches the target\'s bridge with that link cut', async () => {
+    const hosts = await scope().twoHosts();
+    // An address on the target's bridge stands in for a guest that has moved there.
+    const guest = guestAddress(1);
+    await run('ip', ['-n', hosts.dst.ns, 'addr', 'add', guest.cidr, 'dev', hosts.dst.bridge]);
+    await hosts.cut();
+    const ping = startPing(hosts.client.ns, guest.ip, scope().path('ping.log'));
+    await sleep(1500);
+    const report = await ping.stop();
+    expect(report.received).toBeGreaterThan(10);
+    // SIGINT may catch one request in flight.
+    expect(report.transmitted - report.received).toBeLessThanOrEqual(1);
+    expect(report.longestGapMs).toBeLessThan(500);
+    // The client has no way onto the migration link.
+    await expect(run('ping', ['-c', '1', '-W', '1', hosts.dst.ip], { netns: hosts.client.ns })).rejects.toThrow('Network is unreachable');
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ValidationError } from '../../src/errors.js';
 import { guestAppend, parseSerial } from '../../src/testbed/guest.js';
 
 describe('the guest serial console', () => {
@@ -9,8 +10,9 @@ describe('the guest serial console', () => {
         'GUEST: READY disk_rate=1 disk_span=8',
         'HB 1 seq=16 errors=0 took=470ms',
         'VERIFY n=2 blocks=32 lost=0',
-        'GUEST: IOERROR dd: error writing',
-        'HB 2 seq=32 errors=1 took=2',
+        'VERIFY dev=sda n=2 blocks=16 lost=1',
+        'GUEST: IOERROR vda dd: error writing',
+        'HB 2 seq=32 errors=1 took=2 seq2=32',
       ].join('\n'),
     );
     expect(report).toEqual({
@@ -20,7 +22,8 @@ describe('the guest serial console', () => {
         { n: 2, seq: 32, errors: 1 },
       ],
       verifications: [{ n: 2, blocks: 32, lost: 0 }],
-      ioErrors: ['GUEST: IOERROR dd: error writing'],
+      disk2Verifications: [{ n: 2, blocks: 16, lost: 1 }],
+      ioErrors: ['GUEST: IOERROR vda dd: error writing'],
     });
     expect(parseSerial('').ready).toBe(false);
   });
@@ -29,5 +32,15 @@ describe('the guest serial console', () => {
     expect(guestAppend({ diskRateMiB: 2, diskSpanMiB: 16, dirtyRateMiB: 4, verifyEvery: 3 })).toBe(
       'console=ttyS0 quiet nokaslr cowbuf.disk_rate=2 cowbuf.disk_span=16 cowbuf.dirty_rate=4 cowbuf.verify_every=3 cowbuf.tick_ms=100',
     );
+  });
+
+  it('gives the guest an address and a second ledgered disk only when asked, one parameter each', () => {
+    const workload = { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 0, verifyEvery: 2, tickMs: 0 };
+    expect(guestAppend({ ...workload, ip: '10.214.0.10/24', disk2: 'sda' })).toBe(
+      'console=ttyS0 quiet nokaslr cowbuf.disk_rate=1 cowbuf.disk_span=8 cowbuf.dirty_rate=0 cowbuf.verify_every=2 cowbuf.tick_ms=0 cowbuf.ip=10.214.0.10/24 cowbuf.disk2=sda',
+    );
+    expect(() => guestAppend({ ...workload, ip: '10.214.0.10' })).toThrow(ValidationError);
+    expect(() => guestAppend({ ...workload, ip: '10.214.0.10/24 init=/bin/sh' })).toThrow('Expected `workload.ip` to be an IPv4 address');
+    expect(() => guestAppend({ ...workload, disk2: '/dev/sda' })).toThrow('Expected `workload.disk2` to be a kernel disk name');
   });
 });
