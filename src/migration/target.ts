@@ -276,6 +276,8 @@ export class TargetSide {
     } finally {
       resumed.close();
     }
+    // The switches must learn the guest's MACs here before its peers' ARP caches time out.
+    if (incoming.wire.nics?.length) await running.commands.announceSelf().catch((error: Error) => this.options.log?.(`${incoming.id}: announce-self failed: ${error.message}`));
     incoming.events?.close();
     this.incoming.delete(incoming.id);
     await this.options.onArrived(running, incoming.id);

@@ -85,6 +85,14 @@ export class QmpCommands {
     return this.run('query-status', undefined, options);
   }
 
+  /**
+   * Gratuitous ARP/RARP from every NIC, so switches learn the guest's MACs on this port. QEMU's
+   * own defaults (50 ms first, 100 ms steps, 5 rounds).
+   */
+  announceSelf(options?: ExecuteOptions): Promise<void> {
+    return this.run('announce-self', { initial: 50, max: 550, rounds: 5, step: 100 }, options);
+  }
+
   queryKvm(options?: ExecuteOptions): Promise<{ readonly enabled: boolean; readonly present: boolean }> {
     return this.run('query-kvm', undefined, options);
   }

@@ -8,6 +8,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { OrderedWrites, readState } from '../state-file.js';
 import { attachVm, launchVm, type LaunchOptions } from './launcher.js';
+import { plugNics, unplugNics, withNics } from './network.js';
 import type { IncomingLaunch, ManagedVm, VmProvider } from './provider.js';
 import type { Accel, VmSpec } from './spec.js';
 
@@ -34,7 +35,7 @@ export class StandaloneProvider implements VmProvider {
 
   /** Starts a VM of the daemon's own. */
   async launch(spec: VmSpec): Promise<ManagedVm> {
-    const vm = await launchVm(spec, this.options.launch);
+    const vm = await this.start(spec);
     await this.keep(vm);
     return vm;
   }
@@ -50,7 +51,7 @@ export class StandaloneProvider implements VmProvider {
     const gone: VmSpec[] = [];
     for (const entry of await readState<OwnedVm[]>(this.file, [])) {
       try {
-        const vm = await attachVm(entry.spec, entry.pid, entry.accel);
+        const vm = withNics(await attachVm(entry.spec, entry.pid, entry.accel));
         this.owned.set(entry.spec.name, vm);
         running.push(vm);
         this.options.log(`reattached to VM ${entry.spec.name} (pid ${entry.pid})`);
@@ -64,7 +65,18 @@ export class StandaloneProvider implements VmProvider {
   }
 
   launchIncoming(spec: VmSpec, launch: IncomingLaunch): Promise<ManagedVm> {
-    return launchVm(spec, { ...this.options.launch, signal: launch.signal });
+    return this.start(spec, launch.signal);
+  }
+
+  /** Its taps first (QEMU opens them by name), removed again if QEMU does not start. */
+  private async start(spec: VmSpec, signal?: AbortSignal): Promise<ManagedVm> {
+    await plugNics(spec, signal);
+    try {
+      return withNics(await launchVm(spec, { ...this.options.launch, ...(signal ? { signal } : {}) }));
+    } catch (error) {
+      await unplugNics(spec);
+      throw error;
+    }
   }
 
   arrived(vm: ManagedVm): Promise<void> {
