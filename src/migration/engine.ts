@@ -26,7 +26,8 @@ import type { VmSpec } from '../vm/spec.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
-import { blackoutText, FINAL as TERMINAL, HANDOFF, runSource, type Blackout, type Phase, type Progress } from './source.js';
+import { FINAL as TERMINAL, HANDOFF, headOf, type MigrationHead, type Phase } from './record.js';
+import { blackoutText, runSource, type Blackout, type Progress } from './source.js';
 import { Persistence } from './persistence.js';
 import { afterQmpLoss, restart, type RestartHost } from './restart.js';
 import { TargetSide } from './target.js';
@@ -53,15 +54,7 @@ export interface EngineConfig {
   readonly incomingDataset?: string;
 }
 
-export interface MigrationRecord {
-  readonly id: string;
-  readonly vm: string;
-  readonly peer: string;
-  readonly policy: string;
-  phase: Phase;
-  readonly createdAt: string;
-  updatedAt: string;
-  error?: string;
+export interface MigrationRecord extends MigrationHead {
   progress: Progress;
   /** The switchover as the hosts saw it, once the guest runs on the target. */
   blackout?: Blackout;
@@ -378,8 +371,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.changed(record);
         return;
       }
-      const { id, vm: name, peer, policy, phase, createdAt, updatedAt } = record;
-      const lost = vm && vm.qmp.state === 'idle' && vm.child.running() ? await afterQmpLoss(this.restartHost(), { id, vm: name, peer, policy, phase, createdAt, updatedAt }, vm) : undefined;
+      const lost = vm && vm.qmp.state === 'idle' && vm.child.running() ? await afterQmpLoss(this.restartHost(), headOf(record), vm) : undefined;
       if (lost) this.settle(record.id, lost.phase, lost.error && `${(error as Error).message}; ${lost.error}`);
       else this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
     } finally {
@@ -467,8 +459,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   private journal(record: MigrationRecord): Promise<void> {
-    const { id, vm, peer, policy, phase, createdAt, updatedAt, error } = record;
-    return this.state.outgoing({ id, vm, peer, policy, phase, createdAt, updatedAt, ...(error ? { error } : {}) });
+    return this.state.outgoing(headOf(record));
   }
 
   /** A restart: resolve what the previous run left (restart.ts), then admit what is queued. */

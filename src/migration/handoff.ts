@@ -18,7 +18,7 @@ import { zfsDestroy } from '../storage/zfs/zfs-commands.js';
 import { parseFinish, type FinishAnswer } from '../peer/protocol.js';
 import type { MigrationInfo } from '../qmp/commands.js';
 import type { RunningVm } from '../vm/launcher.js';
-import { commitBack, ensureRunning, overlayName, overlayNode } from './qemu-steps.js';
+import { commitBack, ensureRunning, overlayName, overlayNode, RAM_FAILED } from './qemu-steps.js';
 
 export type Side = 'source' | 'target';
 
@@ -52,7 +52,7 @@ async function ask(ctx: HandoffContext, method: 'finish' | 'abort', signal: Abor
   if (!ctx.peer) throw new PeerRequestError('(untrusted)', 'the target is no longer trusted');
   const client = open ?? (await ControlClient.open(ctx.peer, ctx.identity, { timeoutMs: 10_000, signal }));
   try {
-    const result = await client.request({ method, migration: ctx.migration }, 30_000);
+    const result = await client.request({ method, migration: ctx.migration }, { timeoutMs: 30_000, signal });
     return method === 'finish' ? parseFinish(result) : undefined;
   } finally {
     client.close();
@@ -137,7 +137,7 @@ async function untilSent(vm: RunningVm, ctx: HandoffContext): Promise<MigrationI
     const info = await vm.commands.queryMigrate();
     if (info.status === 'completed') return info;
     if (info.status === undefined) return undefined;
-    if (info.status === 'failed' || info.status === 'cancelled') throw new CowbufError(`post-copy ended ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}; the guest on the target has lost the pages it had not received`);
+    if (RAM_FAILED.has(info.status)) throw new CowbufError(`post-copy ended ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}; the guest on the target has lost the pages it had not received`);
     const remaining = info.ram?.remaining ?? 0;
     if (remaining < lowest) {
       lowest = remaining;

@@ -38,7 +38,7 @@ async function askTarget(ctx: RecoveryContext, method: 'abort', migration: strin
   if (!ctx.peer) throw new Error('the target is no longer trusted');
   const client = await ControlClient.open(ctx.peer, ctx.identity, { timeoutMs: 10_000 });
   try {
-    await client.request({ method, migration }, 60_000);
+    await client.request({ method, migration }, { timeoutMs: 60_000 });
   } finally {
     client.close();
   }

@@ -9,7 +9,7 @@ import { attachVm, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { Persistence } from './persistence.js';
 import { reconcileLeftovers, recoverOutgoing, type RecoveryContext, type Recovered } from './recovery.js';
-import { FINAL, HANDOFF, type Phase } from './source.js';
+import { FINAL, HANDOFF, type Phase } from './record.js';
 import { discardIncoming, type TargetSide } from './target.js';
 import type { IncomingEntry, OutgoingEntry } from './journal.js';
 

@@ -4,6 +4,10 @@
  * authoritative: any failure or cancel unwinds in reverse (migrate_cancel, cancel the mirror,
  * drop the NBD path, abort the target, lift the throttle, commit the overlay back into the base,
  * make sure the guest runs) and the guest keeps running here with every write it made.
+ * Peer requests, QMP queries and steps whose undo reads QEMU's state take the migration's signal,
+ * so a cancel never waits out a timeout; QMP mutations whose undo must know they happened (nodes
+ * added and activated, post-copy, the switchover) do not: the local monitor answers them at once,
+ * and one given up on mid-flight would leave its undo guessing.
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -27,15 +31,8 @@ import type { ControlLoop, LoopMigration } from './control-loop.js';
 import { shipBases } from './base.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
-import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorJob, nbdNode, overlayFileNode, overlayName, overlayNode, supportedParameters } from './qemu-steps.js';
-
-export type Phase = 'queued' | 'overlay' | 'prepare' | 'base' | 'target' | 'mirror' | 'ram' | 'switchover' | 'finishing' | 'in-doubt' | 'completed' | 'rolling-back' | 'failed' | 'cancelled';
-
-/** Phases a migration never leaves. */
-export const FINAL: ReadonlySet<string> = new Set<Phase>(['completed', 'failed', 'cancelled']);
-
-/** Phases past the point of no return: the source's QEMU completed, the guest is the target's. */
-export const HANDOFF: ReadonlySet<Phase> = new Set(['finishing', 'in-doubt']);
+import type { Phase } from './record.js';
+import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorJob, nbdNode, overlayFileNode, overlayName, overlayNode, RAM_FAILED, RAM_HANDED_OVER, RAM_SETTLED, supportedParameters } from './qemu-steps.js';
 
 export interface Progress {
   readonly baseSent: number;
@@ -159,10 +156,12 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       const client = await ControlClient.open(ctx.peer, ctx.identity, { signal });
       control = client;
       let prepared: Json | undefined;
-      const sizes = new Map((await qmp.queryNamedBlockNodes()).map((node) => [node['node-name'], node.image['virtual-size']]));
+      const sizes = new Map((await qmp.queryNamedBlockNodes({ signal })).map((node) => [node['node-name'], node.image['virtual-size']]));
+      // Before the first `prepare`: one given up on by a cancel may still be carried out there.
+      revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, { timeoutMs: 30_000 })));
       for (let waited = false; ; waited = true) {
         try {
-          prepared = await client.request({ method: 'prepare', migration: ctx.id, vm: wireVm(ctx.vm, sizes) });
+          prepared = await client.request({ method: 'prepare', migration: ctx.id, vm: wireVm(ctx.vm, sizes) }, { signal });
           break;
         } catch (error) {
           if (!(error instanceof PeerRequestError) || !error.reason.startsWith('target busy')) throw error;
@@ -173,7 +172,6 @@ export async function runSource(ctx: SourceContext): Promise<void> {
           await sleep(2000, undefined, { signal });
         }
       }
-      revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, 30_000)));
 
       enter('overlay');
       // What crosses the link in the base phase: the disk files as they are, not their virtual sizes.
@@ -213,12 +211,15 @@ export async function runSource(ctx: SourceContext): Promise<void> {
 
       enter('target');
       const setup = migrationSetup(ctx.convergence, ctx.vm.spec.memoryMiB * 1024 ** 2, baseTotal, ctx.links.estimate(ctx.peer.name)?.rate ?? 0);
-      await client.request({
-        method: 'start-target',
-        migration: ctx.id,
-        capabilities: { 'postcopy-ram': setup.capabilities['postcopy-ram'] ?? false, multifd: setup.capabilities.multifd ?? false },
-        ...(setup.parameters['multifd-channels'] ? { multifdChannels: setup.parameters['multifd-channels'] } : {}),
-      });
+      await client.request(
+        {
+          method: 'start-target',
+          migration: ctx.id,
+          capabilities: { 'postcopy-ram': setup.capabilities['postcopy-ram'] ?? false, multifd: setup.capabilities.multifd ?? false },
+          ...(setup.parameters['multifd-channels'] ? { multifdChannels: setup.parameters['multifd-channels'] } : {}),
+        },
+        { signal },
+      );
 
       enter('mirror');
       for (const stream of ['nbd', 'ram'] as const) {
@@ -238,15 +239,15 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       loopMigration.phase = 'ram';
       const multifdChannels = setup.parameters['multifd-channels'];
       ctx.onDecision(`RAM migration: ${multifdChannels ? `multifd with ${multifdChannels} channels` : 'one stream'}, auto-converge ${setup.capabilities['auto-converge'] ? `only if dirtying outpaces the link (${ctx.convergence.throttleTriggerPercent} %)` : 'off'}, post-copy ${setup.capabilities['postcopy-ram'] ? 'allowed' : 'off'}`);
-      await qmp.migrateSetCapabilities(setup.capabilities);
-      const { known, unknown } = supportedParameters(setup.parameters, await qmp.queryMigrateParameters());
+      await qmp.migrateSetCapabilities(setup.capabilities, { signal });
+      const { known, unknown } = supportedParameters(setup.parameters, await qmp.queryMigrateParameters({ signal }));
       if (unknown.length > 0) ctx.onDecision(`this QEMU has no migration parameter ${unknown.join(', ')}: left at its default`);
-      await qmp.migrateSetParameters(known);
+      await qmp.migrateSetParameters(known, { signal });
       // One listener for the whole RAM phase, made before `migrate`: no event can slip past.
       const watch = ctx.vm.qmp.listen('MIGRATION', 'STOP', 'BLOCK_JOB_ERROR', 'JOB_STATUS_CHANGE');
       revert.add(() => watch.close());
       revert.add(() => cancelMigration(qmp));
-      await qmp.migrate(`unix:${(proxies[1] as LocalProxy).path}`);
+      await qmp.migrate(`unix:${(proxies[1] as LocalProxy).path}`, { signal });
       const stopped = await convergeUntilPaused(inner, qmp, setup, loopMigration, watch);
 
       enter('switchover');
@@ -258,9 +259,9 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       await qmp.migrateContinue('pre-switchover');
       // After a post-copy switch QEMU reports postcopy-active, not completed: the guest must run
       // on the target from then on (its pages follow on demand), so that too is the point of no return.
-      const done = await watch.waitFor((e) => e.event === 'MIGRATION' && ['completed', 'postcopy-active', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal });
+      const done = await watch.waitFor((e) => e.event === 'MIGRATION' && RAM_SETTLED.has(String(e.data.status)), { timeoutMs: 120_000, signal });
       watch.close();
-      if (done.data.status !== 'completed' && done.data.status !== 'postcopy-active') throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
+      if (!RAM_HANDED_OVER.has(String(done.data.status))) throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
       if (done.data.status === 'postcopy-active') ctx.onDecision('post-copy: the guest resumes on the target; the RAM it has not received yet follows as it faults');
       return { stoppedAt: stopped, mirrorsDoneAt, completedAt: eventTime(done) };
     });
@@ -360,14 +361,14 @@ async function putOverlay(ctx: SourceContext, qmp: QmpCommands, disk: DiskSpec, 
 async function mirrorUntilReady(ctx: SourceContext, qmp: QmpCommands, count: number, migration: LoopMigration): Promise<void> {
   const start = async (mode: 'background' | 'write-blocking') => {
     for (let index = 0; index < count; index += 1) {
-      await qmp.blockdevMirror({ jobId: mirrorJob(index), device: overlayNode(index), target: nbdNode(index), sync: 'top', copyMode: mode });
+      await qmp.blockdevMirror({ jobId: mirrorJob(index), device: overlayNode(index), target: nbdNode(index), sync: 'top', copyMode: mode }, { signal: ctx.signal });
     }
   };
   const ready = async (seconds: number): Promise<boolean> => {
     const deadline = Date.now() + seconds * 1000;
     while (Date.now() < deadline) {
       ctx.signal.throwIfAborted();
-      const jobs = (await qmp.queryBlockJobs()).filter((job) => job.device.startsWith('cowbuf-mirror'));
+      const jobs = (await qmp.queryBlockJobs({ signal: ctx.signal })).filter((job) => job.device.startsWith('cowbuf-mirror'));
       const failed = jobs.find((job) => job.status === 'concluded' || job.status === 'aborting');
       if (failed) throw new CowbufError(`mirror ${failed.device} stopped (${failed.status})`);
       const remaining = jobs.reduce((sum, job) => sum + Math.max(0, job.len - job.offset), 0);
@@ -405,9 +406,9 @@ async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: 
   for (let sampleAt = 0; ; ) {
     if (Date.now() >= sampleAt) {
       sampleAt = Date.now() + 500;
-      const info = await qmp.queryMigrate();
+      const info = await qmp.queryMigrate({ signal: ctx.signal });
       if (info.status === 'pre-switchover') return stoppedAt ?? Date.now();
-      if (info.status === 'failed' || info.status === 'cancelled') throw new CowbufError(`RAM migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
+      if (RAM_FAILED.has(info.status ?? '')) throw new CowbufError(`RAM migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
       throttled = Math.max(throttled, info['cpu-throttle-percentage'] ?? 0);
       // Only a running pass counts bytes: in `setup` QEMU reports no `ram` at all, and reading
       // that as 0 remaining would make the stall detector fire on a migration just starting.
@@ -420,7 +421,7 @@ async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: 
         for (const action of step.actions) {
           if (action.kind === 'set-downtime') {
             ctx.onDecision(`downtime limit raised to ${action.ms} ms`);
-            await qmp.migrateSetParameters({ 'downtime-limit': action.ms });
+            await qmp.migrateSetParameters({ 'downtime-limit': action.ms }, { signal: ctx.signal });
           } else if (action.kind === 'cpu-throttle') {
             // QEMU steps its own throttle (auto-converge is on); the log says when it should have.
             ctx.onDecision(`RAM dirtied faster than the link carried it: auto-converge throttles the guest CPU to ${action.percent} %`);
@@ -441,7 +442,7 @@ async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: 
     if (!event) continue;
     if (event.event === 'STOP') stoppedAt = eventTime(event);
     else if (event.event === 'MIGRATION' && event.data.status === 'pre-switchover') return stoppedAt ?? Date.now();
-    else if (event.event === 'MIGRATION' && (event.data.status === 'failed' || event.data.status === 'cancelled')) sampleAt = 0;
+    else if (event.event === 'MIGRATION' && RAM_FAILED.has(String(event.data.status))) sampleAt = 0;
     else mirrorFailure(event);
   }
 }

@@ -23,7 +23,7 @@ import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js'
 import type { VmSpec } from '../vm/spec.js';
 import type { IncomingEntry } from './journal.js';
 import { preflight } from './preflight.js';
-import { eventTime } from './qemu-steps.js';
+import { eventTime, RAM_HANDED_OVER, RAM_SETTLED } from './qemu-steps.js';
 
 interface Incoming {
   readonly id: string;
@@ -121,6 +121,17 @@ export class TargetSide {
     return incoming;
   }
 
+  /**
+   * A source that gave up waiting (its migration was cancelled) sends `abort` while its request
+   * may still be under way here: what that request goes on to make must not outlive the abort.
+   * @throws PeerError when the migration was aborted meanwhile (after stopping `vm`)
+   */
+  private async stillIncoming(incoming: Incoming, vm?: RunningVm): Promise<void> {
+    if (this.incoming.get(incoming.id) === incoming) return;
+    await vm?.stop();
+    throw new PeerError(`migration ${incoming.id} was aborted meanwhile`);
+  }
+
   private diskPath(incoming: Incoming, disk: string): string {
     return incoming.files.get(disk) ?? join(incoming.dir, `${disk}.img`);
   }
@@ -137,6 +148,7 @@ export class TargetSide {
         try {
           const signal = AbortSignal.timeout(PREFLIGHT_TIMEOUT_MS);
           await preflight(this.options.inventory, request.vm, await this.basesAt(dir, signal), signal);
+          await this.stillIncoming(incoming);
           await this.journal(incoming);
           await mkdir(dir, { recursive: true, mode: 0o700 });
         } catch (error) {
@@ -237,6 +249,7 @@ export class TargetSide {
       incoming: true,
     };
     const vm = await launchVm(spec, this.options.launch);
+    await this.stillIncoming(incoming, vm);
     incoming.vm = vm;
     await this.journal(incoming);
     this.options.onStarted(vm, incoming.id);
@@ -259,7 +272,7 @@ export class TargetSide {
     const vm = incoming.vm;
     const status = vm && vm.child.running() ? await this.incomingStatus(incoming, vm) : 'gone';
     // In post-copy the guest must run here before its RAM is all here: it faults the rest in.
-    if (status !== 'completed' && status !== 'postcopy-active') {
+    if (!RAM_HANDED_OVER.has(status)) {
       await this.discard(incoming);
       return { outcome: 'not-run', reason: `the incoming migration is ${status}` };
     }
@@ -286,10 +299,9 @@ export class TargetSide {
 
   /** `completed` (or `postcopy-active`), or why not, after waiting (bounded) for the device state to load. */
   private async incomingStatus(incoming: Incoming, vm: RunningVm): Promise<string> {
-    const settled = ['completed', 'postcopy-active', 'failed', 'cancelled'];
     const status = (await vm.commands.queryMigrate()).status ?? 'unknown';
-    if (settled.includes(status) || !incoming.events) return status;
-    const done = await incoming.events.waitFor((event) => settled.includes(String(event.data.status)), { timeoutMs: 20_000 }).catch(() => undefined);
+    if (RAM_SETTLED.has(status) || !incoming.events) return status;
+    const done = await incoming.events.waitFor((event) => RAM_SETTLED.has(String(event.data.status)), { timeoutMs: 20_000 }).catch(() => undefined);
     if (!done) throw new PeerError(`incoming migration ${incoming.id} is still ${status}: ask again`);
     return String(done.data.status);
   }

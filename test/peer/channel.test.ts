@@ -59,7 +59,7 @@ describe('the peer channel (mutual TLS, pinned certificates)', () => {
     await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
     const peer = await stranger.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
     const client = await ControlClient.open(peer, stranger.identity);
-    await expect(client.request({ method: 'abort', migration: 'm1' }, 5000)).rejects.toBeInstanceOf(PeerRequestError);
+    await expect(client.request({ method: 'abort', migration: 'm1' }, { timeoutMs: 5000 })).rejects.toBeInstanceOf(PeerRequestError);
     expect(h.rejections[0]).toMatch(/^untrusted or expired certificate /);
   });
 
@@ -138,6 +138,23 @@ describe('the peer channel (mutual TLS, pinned certificates)', () => {
     local.destroy();
     await proxy.close();
     echo.close();
+  });
+
+  it('stops waiting for an answer the moment its signal aborts, and answers later requests', async () => {
+    const [source, target] = [await daemon(), await daemon()];
+    const port = await serve(target, handlers({ control: (_peer, request) => (request.method === 'prepare' ? new Promise(() => undefined) : Promise.resolve({ echo: request.method })) }));
+    await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
+    const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
+    const client = await ControlClient.open(peer, source.identity);
+    const controller = new AbortController();
+    const vm = { name: 'g1', memoryMiB: 64, vcpus: 1, disks: [{ id: 'd0', nodeName: 'n0', format: 'raw' as const, virtualSize: 1 }] };
+    const started = Date.now();
+    const prepare = client.request({ method: 'prepare', migration: 'm1', vm }, { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error('cancelled by request')), 50);
+    await expect(prepare).rejects.toThrow('cancelled by request');
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(await client.request({ method: 'abort', migration: 'm1' })).toEqual({ echo: 'abort' });
+    client.close();
   });
 
   it('reports a refusal from the peer as a PeerError with its reason', async () => {
