@@ -20,6 +20,8 @@ import { listenPeer, type PeerListener } from '../peer/channel.js';
 import { Enrollment } from '../peer/enrollment.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustStore } from '../peer/trust.js';
+import { openShipping } from '../storage/registry.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { BufferVolume } from '../storage/volume.js';
 import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
@@ -77,6 +79,8 @@ export interface EngineDeps {
   readonly identity: Identity;
   readonly trust: TrustStore;
   readonly volume: BufferVolume;
+  /** How bases leave and land; by default chosen from the volume's driver and `incomingDataset` (storage/registry.ts). */
+  readonly shipping?: DiskShipping;
   readonly launch?: LaunchOptions;
   /** What this host has (memory, disk, CPU, interfaces); the real host's when absent. */
   readonly inventory?: HostInventory;
@@ -102,11 +106,13 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** One-time trust tokens: issue, join, answer joins. */
   readonly enrollment: Enrollment;
   private readonly state: Persistence;
+  private readonly shipping: DiskShipping;
 
   constructor(private readonly deps: EngineDeps) {
     super();
     const { config } = deps;
     const inventory = deps.inventory ?? systemInventory;
+    this.shipping = deps.shipping ?? openShipping({ driver: deps.volume.driver, incomingDataset: config.incomingDataset });
     this.links = new LinkTracker({ interfaces: inventory });
     this.state = new Persistence(join(config.stateDir, 'journal'));
     this.enrollment = new Enrollment({
@@ -134,7 +140,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.target = new TargetSide({
       stateDir: config.stateDir,
       maxIncoming: config.maxIncoming,
-      ...(config.incomingDataset ? { zfsParent: config.incomingDataset } : {}),
+      shipping: this.shipping,
       ...(deps.launch ? { launch: deps.launch } : {}),
       inventory,
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),
@@ -335,6 +341,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         identity: this.deps.identity,
         bufferPath: this.deps.volume.mountpoint,
         runDir: this.deps.config.runDir,
+        shipping: this.shipping,
         loop: this.loop,
         links: this.links,
         convergence: this.deps.config.convergence,
@@ -414,6 +421,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         migration: id,
         peer: this.deps.trust.get(record.peer),
         identity: this.deps.identity,
+        shipping: this.shipping,
         signal: controller.signal,
         decided: this.decision(id),
         onDoubt: (reason) => this.emit('log', { level: 'warn', migration: id, message: `in doubt after the restart: ${reason}` }),
@@ -473,8 +481,9 @@ export class Engine extends EventEmitter<EngineEvents> {
     return {
       state: this.state,
       target: this.target,
+      shipping: this.shipping,
       bufferPath: this.deps.volume.mountpoint,
-      context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
+      context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, shipping: this.shipping, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
       adopt: (vm) => this.vms.set(vm.spec.name, vm),
       vm: (name) => this.vms.get(name),
       restore: (entry) => this.records.set(entry.id, { ...entry, progress: { ...EMPTY_PROGRESS }, decisions: [] }),

@@ -14,14 +14,15 @@ import { ControlClient } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import { overlayPath, removeOverlay } from '../storage/overlays.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { RunningVm } from '../vm/launcher.js';
 import { throttleTarget, type VmSpec } from '../vm/spec.js';
-import { destroySnapshots } from './handoff.js';
 import type { OutgoingEntry } from './journal.js';
 import { cancelMigration, cancelMirrors, commitBack, ensureRunning, nbdNode, overlayName, overlayNode } from './qemu-steps.js';
 
 export interface RecoveryContext {
   readonly bufferPath: string;
+  readonly shipping: Pick<DiskShipping, 'abandon'>;
   readonly identity: Identity;
   /** The migration's target, if it is still trusted. */
   readonly peer: TrustedPeer | undefined;
@@ -96,7 +97,7 @@ export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: Ru
   if (vm) await rollBackLive(vm);
   else await commitOffline(spec, ctx, entry.id);
   for (const disk of spec.disks) await removeOverlay(ctx.bufferPath, overlayName(entry.id, disk.id));
-  await destroySnapshots(entry.id);
+  await ctx.shipping.abandon(entry.id);
   await askTarget(ctx, 'abort', entry.id).catch((error: Error) => ctx.log(`${entry.id}: could not abort on ${entry.peer}: ${error.message}`));
   return { phase: 'failed', error: `${interrupted}: rolled back, ${vm ? 'the VM runs here' : 'its QEMU had died; overlays committed into the bases'}` };
 }

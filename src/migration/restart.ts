@@ -6,6 +6,7 @@
  */
 import { processAlive } from '../exec/run.js';
 import { attachVm, type RunningVm } from '../vm/launcher.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { Persistence } from './persistence.js';
 import { reconcileLeftovers, recoverOutgoing, type RecoveryContext, type Recovered } from './recovery.js';
@@ -16,6 +17,7 @@ import type { IncomingEntry, OutgoingEntry } from './journal.js';
 export interface RestartHost {
   readonly state: Persistence;
   readonly target: TargetSide;
+  readonly shipping: Pick<DiskShipping, 'discard'>;
   readonly bufferPath: string;
   /** The recovery context for a migration to this peer, logging under that migration. */
   context(migration: string, peer: string): RecoveryContext;
@@ -55,7 +57,7 @@ export async function restart(host: RestartHost): Promise<void> {
       host.log(`incoming migration ${entry.id} was cut short by the restart: its target VM and files are removed`, entry.id);
       // A paused incoming VM is nobody's only copy: discardIncoming kills it.
       await vm?.qmp.disconnect().catch(() => undefined);
-      await discardIncoming(entry);
+      await discardIncoming(entry, host.shipping);
       await host.state.journal.dropIncoming(entry.id);
     }
   }

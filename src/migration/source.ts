@@ -24,6 +24,7 @@ import type { QmpCommands } from '../qmp/commands.js';
 import type { EventListener, QmpEvent } from '../qmp/events.js';
 import { Revert } from '../revert.js';
 import { createOverlay, removeOverlay } from '../storage/overlays.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { Json } from '../validate.js';
 import type { RunningVm } from '../vm/launcher.js';
 import { throttleTarget, type DiskSpec } from '../vm/spec.js';
@@ -88,6 +89,8 @@ export interface SourceContext {
   readonly identity: Identity;
   readonly bufferPath: string;
   readonly runDir: string;
+  /** How the bases leave this host's storage (raw files, a ZFS dataset). */
+  readonly shipping: DiskShipping;
   readonly loop: ControlLoop;
   readonly links: LinkTracker;
   readonly convergence: ConvergenceConfig;
@@ -174,8 +177,9 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       }
 
       enter('overlay');
-      // What crosses the link in the base phase: the disk files as they are, not their virtual sizes.
-      const baseTotal = (await Promise.all(disks.map(async (disk) => (await stat(disk.file)).size))).reduce((a, b) => a + b, 0);
+      // What crosses the link in the base phase: the disk files' data, not their holes or virtual sizes.
+      const allocated = await Promise.all(disks.map(async (disk) => stat(disk.file)));
+      const baseTotal = allocated.reduce((sum, { size, blocks }) => sum + Math.min(size, blocks * 512), 0);
       for (const [index, disk] of disks.entries()) await putOverlay(inner, qmp, disk, index, sizes.get(disk.nodeName) ?? 0, revert);
       const loopMigration: LoopMigration = {
         id: ctx.id,
@@ -283,6 +287,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       migration: ctx.id,
       peer: ctx.peer,
       identity: ctx.identity,
+      shipping: ctx.shipping,
       signal: ctx.signal,
       decided: ctx.decided,
       ...(control ? { client: control } : {}),

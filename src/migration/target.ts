@@ -13,11 +13,11 @@ import { PeerError } from '../errors.js';
 import { processAlive } from '../exec/run.js';
 import type { HostInventory } from '../host/inventory.js';
 import type { Hello, PeerRequest, WireVm } from '../peer/protocol.js';
-import { receiveBase, receiveDataset, shippedSnapshot, spliceToLocal } from '../peer/transfer.js';
+import { receiveStream, spliceToLocal } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import type { EventListener } from '../qmp/events.js';
 import { QmpCommandError } from '../qmp/errors.js';
-import { zfsDestroy, zfsGet } from '../storage/zfs/zfs-commands.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { Json } from '../validate.js';
 import { launchVm, type LaunchOptions, type RunningVm } from '../vm/launcher.js';
 import type { VmSpec } from '../vm/spec.js';
@@ -45,8 +45,8 @@ interface Incoming {
 export interface TargetOptions {
   readonly stateDir: string;
   readonly maxIncoming: number;
-  /** Parent dataset under which disks shipped by `zfs send` are received; none: files only. */
-  readonly zfsParent?: string;
+  /** How shipped bases land in this host's storage (files, or datasets too). */
+  readonly shipping: DiskShipping;
   readonly launch?: LaunchOptions;
   /** What this host has to give an incoming guest, checked on `prepare`. */
   readonly inventory: HostInventory;
@@ -61,18 +61,18 @@ export interface TargetOptions {
 }
 
 /** Cleans up what an incoming migration left when the daemon died before it arrived or was aborted. */
-export async function discardIncoming(entry: IncomingEntry): Promise<void> {
+export async function discardIncoming(entry: IncomingEntry, shipping: Pick<DiskShipping, 'discard'>): Promise<void> {
   if (entry.pid !== undefined && processAlive(entry.pid)) {
     // A paused VM waiting for its RAM: nothing in it is anyone's only copy.
     process.kill(entry.pid, 'SIGKILL');
     for (let i = 0; i < 100 && processAlive(entry.pid); i += 1) await sleep(50);
   }
-  await removeShipped(entry);
+  await removeShipped(entry, shipping);
 }
 
 /** What was shipped for an incoming migration: its directory, and its dataset if it came by ZFS. */
-async function removeShipped(incoming: { readonly dir: string; readonly dataset?: string | undefined }): Promise<void> {
-  if (incoming.dataset) await zfsDestroy(incoming.dataset, { recursive: true }).catch(() => undefined);
+async function removeShipped(incoming: { readonly dir: string; readonly dataset?: string | undefined }, shipping: Pick<DiskShipping, 'discard'>): Promise<void> {
+  if (incoming.dataset) await shipping.discard(incoming.dataset);
   await rm(incoming.dir, { recursive: true, force: true });
 }
 
@@ -147,7 +147,7 @@ export class TargetSide {
         this.incoming.set(request.migration, incoming);
         try {
           const signal = AbortSignal.timeout(PREFLIGHT_TIMEOUT_MS);
-          await preflight(this.options.inventory, request.vm, await this.basesAt(dir, signal), signal);
+          await preflight(this.options.inventory, request.vm, await this.options.shipping.landing(dir, { signal }), signal);
           await this.stillIncoming(incoming);
           await this.journal(incoming);
           await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -156,7 +156,7 @@ export class TargetSide {
           throw error;
         }
         // The source may ship its disks' dataset with `zfs send` when we can receive one.
-        return { zfs: this.options.zfsParent !== undefined };
+        return { zfs: this.options.shipping.receivesDatasets };
       }
       case 'start-target':
         return this.startTarget(this.lookup(peer, request.migration), request);
@@ -178,14 +178,6 @@ export class TargetSide {
     }
   }
 
-  /** Where an incoming migration's bases will be written: its received dataset's parent, or its directory. */
-  private async basesAt(dir: string, signal: AbortSignal): Promise<string> {
-    if (this.options.zfsParent === undefined) return dir;
-    const mountpoint = (await zfsGet(this.options.zfsParent, ['mountpoint'], { signal }))?.get('mountpoint');
-    if (!mountpoint?.startsWith('/')) throw new PeerError(`incoming dataset parent ${this.options.zfsParent} is not mounted (mountpoint ${mountpoint ?? 'unknown'})`);
-    return mountpoint;
-  }
-
   base(peer: TrustedPeer, hello: Extract<Hello, { kind: 'base' }>, socket: TLSSocket): void {
     let incoming: Incoming;
     try {
@@ -195,10 +187,8 @@ export class TargetSide {
       socket.end(`${JSON.stringify({ ok: false, error: (error as Error).message })}\n`);
       return;
     }
-    receiveBase(hello, socket, this.diskPath(incoming, hello.disk)).then(
-      () => incoming.received.add(hello.disk),
-      () => undefined,
-    );
+    const path = this.diskPath(incoming, hello.disk);
+    receiveStream(socket, `base of ${hello.disk}`, () => this.options.shipping.receiveFile(path, hello.size), { size: hello.size, onLanded: () => void incoming.received.add(hello.disk) }).catch(() => undefined);
   }
 
   dataset(peer: TrustedPeer, hello: Extract<Hello, { kind: 'dataset' }>, socket: TLSSocket): void {
@@ -206,25 +196,23 @@ export class TargetSide {
     let dataset: string;
     try {
       incoming = this.lookup(peer, hello.migration);
-      if (this.options.zfsParent === undefined) throw new PeerError('this host receives no ZFS datasets');
       const missing = incoming.wire.disks.filter((disk) => hello.files[disk.id] === undefined);
       if (missing.length > 0 || Object.keys(hello.files).length !== incoming.wire.disks.length) throw new PeerError(`the dataset must hold exactly the disks of ${incoming.id}`);
       if (incoming.dataset) throw new PeerError(`migration ${incoming.id} already has a dataset`);
-      dataset = `${this.options.zfsParent}/${hello.migration}`;
+      dataset = this.options.shipping.datasetFor(hello.migration);
       incoming.dataset = dataset;
       void this.journal(incoming);
     } catch (error) {
       socket.end(`${JSON.stringify({ ok: false, error: (error as Error).message })}\n`);
       return;
     }
-    receiveDataset(socket, dataset, async () => {
-      const mountpoint = (await zfsGet(dataset, ['mountpoint']))?.get('mountpoint');
-      if (!mountpoint) throw new PeerError(`received ${dataset} has no mountpoint`);
+    const landed = (mountpoint: string) => {
       for (const [disk, file] of Object.entries(hello.files)) {
         incoming.files.set(disk, join(mountpoint, file));
         incoming.received.add(disk);
       }
-    }).catch(() => undefined);
+    };
+    receiveStream(socket, `dataset ${dataset}`, () => this.options.shipping.receiveDataset(dataset), { onLanded: landed }).catch(() => undefined);
   }
 
   stream(peer: TrustedPeer, hello: Extract<Hello, { kind: 'stream' }>, socket: TLSSocket): void {
@@ -323,8 +311,8 @@ export class TargetSide {
       }
     }
     await vm.commands.nbdServerStop();
-    // The dataset is the VM's now; the snapshot it arrived as has served its purpose.
-    if (incoming.dataset) await zfsDestroy(`${incoming.dataset}@${shippedSnapshot(incoming.id)}`).catch(() => undefined);
+    // The dataset is the VM's home now; the snapshot it arrived as has served its purpose.
+    if (incoming.dataset) await this.options.shipping.arrived(incoming.dataset, incoming.id).catch(() => undefined);
   }
 
   /**
@@ -344,7 +332,7 @@ export class TargetSide {
     this.incoming.delete(incoming.id);
     incoming.events?.close();
     await incoming.vm?.stop();
-    await removeShipped(incoming);
+    await removeShipped(incoming, this.options.shipping);
     await this.options.journal.drop(incoming.id);
   }
 

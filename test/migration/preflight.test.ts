@@ -7,6 +7,7 @@ import type { IncomingEntry } from '../../src/migration/journal.js';
 import { TargetSide } from '../../src/migration/target.js';
 import type { WireVm } from '../../src/peer/protocol.js';
 import type { TrustedPeer } from '../../src/peer/trust.js';
+import { RawShipping } from '../../src/storage/raw/shipping-raw.js';
 import { useTempDir } from '../support/temp-dir.js';
 
 const tempDir = useTempDir('preflight');
@@ -31,6 +32,7 @@ function target(inventory: HostInventory, saved: IncomingEntry[]): TargetSide {
   return new TargetSide({
     stateDir: tempDir(),
     maxIncoming: 1,
+    shipping: new RawShipping(),
     inventory,
     onStarted: () => undefined,
     onArrived: () => Promise.resolve(),
