@@ -30,16 +30,16 @@ export interface Shipped {
   readonly sha256: string;
 }
 
-type Shipping = Extract<Hello, { kind: 'base' | 'dataset' }>;
+type ShippingHello = Extract<Hello, { kind: 'base' | 'dataset' }>;
 
-const label = (hello: Shipping) => (hello.kind === 'base' ? `base of ${hello.disk}` : `dataset of ${hello.migration}`);
+const label = (hello: ShippingHello) => (hello.kind === 'base' ? `base of ${hello.disk}` : `dataset of ${hello.migration}`);
 
 /**
  * Ships `extents` on a connection opened with `hello` (a `base` of `hello.size` bytes, or a
  * `dataset` as long as its stream); resolves once the target confirmed the checksum.
  * @throws PeerError (the target refused, or disagreed on the checksum), the signal's reason
  */
-export async function sendStream(peer: TrustedPeer, identity: Identity, hello: Shipping, extents: AsyncIterable<Extent>, options: SendOptions = {}): Promise<Shipped> {
+export async function sendStream(peer: TrustedPeer, identity: Identity, hello: ShippingHello, extents: AsyncIterable<Extent>, options: SendOptions = {}): Promise<Shipped> {
   const connection = await dialPeer(peer, identity, hello, options.signal ? { signal: options.signal } : {});
   options.onSocket?.(connection);
   const shipment = new Shipment(connection.tls, label(hello), options.signal);
