@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
 import type { Engine, MigrationRecord } from '../migration/engine.js';
-import { FINAL } from '../migration/source.js';
+import { FINAL } from '../migration/record.js';
 import type { TrustStore } from '../peer/trust.js';
 import type { BufferVolume } from '../storage/volume.js';
 import { socketOwner } from '../host/socket-owner.js';

@@ -16,7 +16,7 @@ import { CowbufError } from '../errors.js';
 import { run } from '../exec/run.js';
 import type { TickTrace } from '../migration/control-loop.js';
 import { Engine } from '../migration/engine.js';
-import { FINAL } from '../migration/source.js';
+import { FINAL } from '../migration/record.js';
 import { ensureIdentity, type Identity } from '../peer/identity.js';
 import { TrustStore } from '../peer/trust.js';
 import { openVolume } from '../storage/registry.js';

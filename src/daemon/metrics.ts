@@ -2,7 +2,7 @@
 import { usedBytes, type Partition } from '../buffer/partition.js';
 import type { TickTrace } from '../migration/control-loop.js';
 import type { MigrationRecord } from '../migration/engine.js';
-import { FINAL } from '../migration/source.js';
+import { FINAL } from '../migration/record.js';
 
 export interface MetricsInput {
   readonly partition: Partition;

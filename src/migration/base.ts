@@ -1,17 +1,16 @@
 /**
- * The base phase: the frozen bases of a VM's disks cross to the target. When the disks live in
- * one ZFS dataset (mounted at their directory) and the target receives datasets, the dataset is
- * snapshotted and shipped as a `zfs send` stream; otherwise each file goes as a raw stream.
- * Both carry an end-to-end SHA-256.
+ * The base phase: the frozen bases of a VM's disks cross to the target, the way the disk
+ * shipping port (storage/shipping.ts) says they leave: the one dataset holding exactly the
+ * VM's disks as a `zfs send` stream when the target receives datasets, otherwise each file's
+ * data extents. Every stream carries an end-to-end SHA-256.
  */
-import { basename, dirname } from 'node:path';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import type { PeerSocket } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
-import { sendBase, sendDataset, shippedSnapshot } from '../peer/transfer.js';
+import { sendStream } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import type { Revert } from '../revert.js';
-import { zfsDatasetMountedAt, zfsDestroy, zfsSnapshot } from '../storage/zfs/zfs-commands.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { DiskSpec } from '../vm/spec.js';
 
 export interface BaseShipping {
@@ -19,6 +18,7 @@ export interface BaseShipping {
   readonly peer: TrustedPeer;
   readonly identity: Identity;
   readonly links: LinkTracker;
+  readonly shipping: DiskShipping;
   readonly signal: AbortSignal;
   /** The target said it can `zfs receive`. */
   readonly targetTakesDatasets: boolean;
@@ -26,38 +26,20 @@ export interface BaseShipping {
   readonly onDecision: (message: string) => void;
 }
 
-const FILE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-
-/** The dataset that holds exactly these disks' directory, if they can travel as one. */
-async function datasetOf(disks: readonly DiskSpec[], signal: AbortSignal): Promise<string | undefined> {
-  const dirs = new Set(disks.map((disk) => dirname(disk.file)));
-  const names = disks.map((disk) => basename(disk.file));
-  if (dirs.size !== 1 || new Set(names).size !== names.length || !names.every((name) => FILE_NAME.test(name))) return undefined;
-  return zfsDatasetMountedAt([...dirs][0] as string, { signal });
-}
-
-/**
- * Ships every disk's base. @returns the snapshot left to destroy once the migration completed
- * (the revert stack destroys it if the migration fails).
- */
-export async function shipBases(ctx: BaseShipping, disks: readonly DiskSpec[], revert: Revert): Promise<string | undefined> {
-  const onSocket = (label: string) => (socket: PeerSocket) => ctx.links.track(ctx.peer.name, socket.raw, label, socket.tls);
-  const dataset = ctx.targetTakesDatasets ? await datasetOf(disks, ctx.signal) : undefined;
-  if (dataset) {
-    const snapshot = `${dataset}@${shippedSnapshot(ctx.id)}`;
-    await zfsSnapshot(snapshot, { signal: ctx.signal });
-    revert.add(() => zfsDestroy(snapshot));
-    const files = Object.fromEntries(disks.map((disk) => [disk.id, basename(disk.file)]));
-    const shipped = await sendDataset(ctx.peer, ctx.identity, ctx.id, snapshot, files, { signal: ctx.signal, onSocket: onSocket('base-dataset') });
-    ctx.onShipped(shipped.bytes);
-    ctx.onDecision(`bases shipped as a zfs send stream of ${snapshot} (${shipped.bytes} bytes, sha256 ${shipped.sha256.slice(0, 12)}…)`);
-    return snapshot;
+/** Ships every disk's base; what shipping froze for it is undone on `revert` if the migration fails. */
+export async function shipBases(ctx: BaseShipping, disks: readonly DiskSpec[], revert: Revert): Promise<void> {
+  const { streams, note } = await ctx.shipping.outgoing(ctx.id, disks, ctx.targetTakesDatasets, revert, { signal: ctx.signal });
+  let bytes = 0;
+  let size = 0;
+  for (const stream of streams) {
+    const track = `base-${stream.kind === 'file' ? stream.disk : 'dataset'}`;
+    const options = { signal: ctx.signal, onSocket: (socket: PeerSocket) => ctx.links.track(ctx.peer.name, socket.raw, track, socket.tls) };
+    const hello = stream.kind === 'file' ? { type: 'hello' as const, kind: 'base' as const, migration: ctx.id, disk: stream.disk, size: stream.size } : { type: 'hello' as const, kind: 'dataset' as const, migration: ctx.id, files: stream.files };
+    const shipped = await sendStream(ctx.peer, ctx.identity, hello, stream.extents, options);
+    bytes += shipped.bytes;
+    size += shipped.size;
+    ctx.onShipped(bytes);
+    if (stream.kind === 'dataset') ctx.onDecision(`bases shipped as a zfs send stream of ${stream.snapshot} (${shipped.bytes} bytes, sha256 ${shipped.sha256.slice(0, 12)}…)`);
   }
-  let sent = 0;
-  for (const disk of disks) {
-    const shipped = await sendBase(ctx.peer, ctx.identity, ctx.id, disk.id, disk.file, { signal: ctx.signal, onSocket: onSocket(`base-${disk.id}`) });
-    sent += shipped.bytes;
-    ctx.onShipped(sent);
-  }
-  return undefined;
+  if (note) ctx.onDecision(`bases shipped as raw files (${bytes} bytes of data in ${size}): ${note}`);
 }

@@ -20,6 +20,8 @@ import { listenPeer, type PeerListener } from '../peer/channel.js';
 import { Enrollment } from '../peer/enrollment.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustStore } from '../peer/trust.js';
+import { openShipping } from '../storage/registry.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { BufferVolume } from '../storage/volume.js';
 import { QEMU_BINARY, type LaunchOptions } from '../vm/launcher.js';
 import type { ManagedVm, VmProvider } from '../vm/provider.js';
@@ -29,7 +31,8 @@ import { checkAdoptable } from '../vm/adoptable.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
-import { blackoutText, FINAL as TERMINAL, HANDOFF, runSource, type Blackout, type Phase, type Progress } from './source.js';
+import { FINAL as TERMINAL, HANDOFF, headOf, type MigrationHead, type Phase } from './record.js';
+import { blackoutText, runSource, type Blackout, type Progress } from './source.js';
 import { Persistence } from './persistence.js';
 import { localFacts } from './preflight.js';
 import { afterQmpLoss, restart, type RestartHost } from './restart.js';
@@ -57,15 +60,7 @@ export interface EngineConfig {
   readonly incomingDataset?: string;
 }
 
-export interface MigrationRecord {
-  readonly id: string;
-  readonly vm: string;
-  readonly peer: string;
-  readonly policy: string;
-  phase: Phase;
-  readonly createdAt: string;
-  updatedAt: string;
-  error?: string;
+export interface MigrationRecord extends MigrationHead {
   progress: Progress;
   /** The switchover as the hosts saw it, once the guest runs on the target. */
   blackout?: Blackout;
@@ -90,6 +85,8 @@ export interface EngineDeps {
   readonly volume: BufferVolume;
   /** Who starts and quits this host's VMs; cowbuf's own (standalone) when absent. */
   readonly provider?: VmProvider;
+  /** How bases leave and land; by default chosen from the volume's driver and `incomingDataset` (storage/registry.ts). */
+  readonly shipping?: DiskShipping;
   /** How the standalone provider starts QEMU (ignored with a provider of one's own). */
   readonly launch?: LaunchOptions;
   /** What this host has (memory, disk, CPU, interfaces); the real host's when absent. */
@@ -117,12 +114,14 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** One-time trust tokens: issue, join, answer joins. */
   readonly enrollment: Enrollment;
   private readonly state: Persistence;
+  private readonly shipping: DiskShipping;
 
   constructor(private readonly deps: EngineDeps) {
     super();
     const { config } = deps;
     const inventory = deps.inventory ?? systemInventory;
     this.provider = deps.provider ?? new StandaloneProvider({ stateDir: config.stateDir, ...(deps.launch ? { launch: deps.launch } : {}), log: (message) => this.emit('log', { level: 'info', message }) });
+    this.shipping = deps.shipping ?? openShipping({ driver: deps.volume.driver, incomingDataset: config.incomingDataset });
     this.links = new LinkTracker({ interfaces: inventory });
     this.state = new Persistence(join(config.stateDir, 'journal'));
     this.enrollment = new Enrollment({
@@ -150,7 +149,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.target = new TargetSide({
       stateDir: config.stateDir,
       maxIncoming: config.maxIncoming,
-      ...(config.incomingDataset ? { zfsParent: config.incomingDataset } : {}),
+      shipping: this.shipping,
       provider: this.provider,
       log: (message) => this.emit('log', { level: 'warn', message }),
       inventory,
@@ -369,6 +368,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         identity: this.deps.identity,
         bufferPath: this.deps.volume.mountpoint,
         runDir: this.deps.config.runDir,
+        shipping: this.shipping,
         loop: this.loop,
         links: this.links,
         convergence: this.deps.config.convergence,
@@ -406,8 +406,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.changed(record);
         return;
       }
-      const { id, vm: name, peer, policy, phase, createdAt, updatedAt } = record;
-      const lost = vm && vm.qmp.state === 'idle' && vm.running() ? await afterQmpLoss(this.restartHost(), { id, vm: name, peer, policy, phase, createdAt, updatedAt }, vm) : undefined;
+      const lost = vm && vm.qmp.state === 'idle' && vm.running() ? await afterQmpLoss(this.restartHost(), headOf(record), vm) : undefined;
       if (lost) this.settle(record.id, lost.phase, lost.error && `${(error as Error).message}; ${lost.error}`);
       else this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
     } finally {
@@ -450,6 +449,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         migration: id,
         peer: this.deps.trust.get(record.peer),
         identity: this.deps.identity,
+        shipping: this.shipping,
         signal: controller.signal,
         decided: this.decision(id),
         onDoubt: (reason) => this.emit('log', { level: 'warn', migration: id, message: `in doubt after the restart: ${reason}` }),
@@ -489,8 +489,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   private journal(record: MigrationRecord): Promise<void> {
-    const { id, vm, peer, policy, phase, createdAt, updatedAt, error } = record;
-    return this.state.outgoing({ id, vm, peer, policy, phase, createdAt, updatedAt, ...(error ? { error } : {}) });
+    return this.state.outgoing(headOf(record));
   }
 
   /** A restart: resolve what the previous run left (restart.ts), then admit what is queued. */
@@ -505,8 +504,9 @@ export class Engine extends EventEmitter<EngineEvents> {
       state: this.state,
       provider: this.provider,
       target: this.target,
+      shipping: this.shipping,
       bufferPath: this.deps.volume.mountpoint,
-      context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
+      context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, shipping: this.shipping, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
       adopt: (vm) => {
         this.vms.set(vm.spec.name, vm);
         void this.provider.attached?.(vm);

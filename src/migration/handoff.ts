@@ -8,17 +8,15 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CowbufError, InDoubtError, PeerRequestError } from '../errors.js';
-import { run } from '../exec/run.js';
 import { ControlClient } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
-import { shippedSnapshot } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import { removeOverlay } from '../storage/overlays.js';
-import { zfsDestroy } from '../storage/zfs/zfs-commands.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import { parseFinish, type FinishAnswer } from '../peer/protocol.js';
 import type { MigrationInfo } from '../qmp/commands.js';
 import type { ManagedVm } from '../vm/provider.js';
-import { commitBack, ensureRunning, overlayName, overlayNode } from './qemu-steps.js';
+import { commitBack, ensureRunning, overlayName, overlayNode, RAM_FAILED } from './qemu-steps.js';
 
 export type Side = 'source' | 'target';
 
@@ -34,6 +32,8 @@ export interface HandoffContext {
   readonly migration: string;
   readonly peer: TrustedPeer | undefined;
   readonly identity: Identity;
+  /** What shipping the bases left on this host goes with the guest, or stays with it. */
+  readonly shipping: Pick<DiskShipping, 'release' | 'abandon'>;
   /** Daemon shutdown: stop asking; the journal keeps the migration in doubt for the next start. */
   readonly signal: AbortSignal;
   /** Settles when an admin names the side to resume (`cowbuf resolve`). */
@@ -54,7 +54,7 @@ async function ask(ctx: HandoffContext, method: 'finish' | 'abort', signal: Abor
   if (!ctx.peer) throw new PeerRequestError('(untrusted)', 'the target is no longer trusted');
   const client = open ?? (await ControlClient.open(ctx.peer, ctx.identity, { timeoutMs: 10_000, signal }));
   try {
-    const result = await client.request({ method, migration: ctx.migration }, 30_000);
+    const result = await client.request({ method, migration: ctx.migration }, { timeoutMs: 30_000, signal });
     return method === 'finish' ? parseFinish(result) : undefined;
   } finally {
     client.close();
@@ -116,13 +116,13 @@ export async function completeHandoff(ctx: HandoffContext, vm: ManagedVm | undef
   const handoff = await handOff(ctx);
   if (handoff.side === 'source') {
     if (!vm) throw new CowbufError(`${handoff.reason}, and the source's QEMU is gone: the guest runs nowhere; its overlays are kept in the buffer`);
-    await takeBack(vm, ctx.migration, bufferPath);
+    await takeBack(vm, ctx, bufferPath);
     return handoff;
   }
   const sent = vm ? await untilSent(vm, ctx) : undefined;
   if (vm) await ctx.departed(vm);
   for (const disk of disks) await removeOverlay(bufferPath, overlayName(ctx.migration, disk));
-  await destroySnapshots(ctx.migration);
+  await ctx.shipping.release(ctx.migration);
   return sent ? { ...handoff, sent } : handoff;
 }
 
@@ -139,7 +139,7 @@ async function untilSent(vm: ManagedVm, ctx: HandoffContext): Promise<MigrationI
     const info = await vm.commands.queryMigrate();
     if (info.status === 'completed') return info;
     if (info.status === undefined) return undefined;
-    if (info.status === 'failed' || info.status === 'cancelled') throw new CowbufError(`post-copy ended ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}; the guest on the target has lost the pages it had not received`);
+    if (RAM_FAILED.has(info.status)) throw new CowbufError(`post-copy ended ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}; the guest on the target has lost the pages it had not received`);
     const remaining = info.ram?.remaining ?? 0;
     if (remaining < lowest) {
       lowest = remaining;
@@ -153,18 +153,13 @@ async function untilSent(vm: ManagedVm, ctx: HandoffContext): Promise<MigrationI
   }
 }
 
-/** Snapshots a zfs-shipped migration left (none without ZFS). */
-export async function destroySnapshots(migration: string): Promise<void> {
-  const listed = await run('zfs', ['list', '-H', '-o', 'name', '-t', 'snapshot']).catch(() => ({ stdout: '' }));
-  for (const name of listed.stdout.split('\n').filter((line) => line.endsWith(`@${shippedSnapshot(migration)}`))) await zfsDestroy(name);
-}
-
 /**
  * The target's copy never ran, so the source takes its guest back after RAM completed. QEMU
  * inactivated the images at `completed`: `cont` re-activates them before the overlays are
  * committed down, and the guest runs again whatever else fails.
  */
-async function takeBack(vm: ManagedVm, migration: string, bufferPath: string): Promise<void> {
+async function takeBack(vm: ManagedVm, ctx: HandoffContext, bufferPath: string): Promise<void> {
+  const { migration } = ctx;
   const qmp = vm.commands;
   try {
     await ensureRunning(qmp);
@@ -175,7 +170,7 @@ async function takeBack(vm: ManagedVm, migration: string, bufferPath: string): P
       await qmp.blockdevDel(overlayNode(index));
       await removeOverlay(bufferPath, overlayName(migration, disk.id));
     }
-    await destroySnapshots(migration);
+    await ctx.shipping.abandon(migration);
   } finally {
     await ensureRunning(qmp);
   }

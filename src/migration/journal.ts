@@ -11,18 +11,9 @@ import { CowbufError } from '../errors.js';
 import { OrderedWrites, readState } from '../state-file.js';
 import type { Accel, VmSpec } from '../vm/spec.js';
 import type { WireVm } from '../peer/protocol.js';
-import type { Phase } from './source.js';
+import type { MigrationHead } from './record.js';
 
-export interface OutgoingEntry {
-  readonly id: string;
-  readonly vm: string;
-  readonly peer: string;
-  readonly policy: string;
-  readonly phase: Phase;
-  readonly createdAt: string;
-  readonly updatedAt: string;
-  readonly error?: string;
-}
+export type OutgoingEntry = Readonly<MigrationHead>;
 
 export interface IncomingEntry {
   readonly id: string;

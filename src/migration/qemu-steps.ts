@@ -35,17 +35,28 @@ export async function commitBack(qmp: QmpCommands, node: string, index: number):
   await qmp.jobDismiss(job);
 }
 
+/** `query-migrate` statuses of a RAM migration under way, which `migrate_cancel` stops. */
+const RAM_RUNNING: ReadonlySet<string> = new Set(['setup', 'active', 'device', 'pre-switchover']);
+/** Statuses of a RAM migration that ended without handing the guest over. */
+export const RAM_FAILED: ReadonlySet<string> = new Set(['failed', 'cancelled']);
+/** Statuses after which the guest is the target's: all of it crossed, or post-copy runs it there. */
+export const RAM_HANDED_OVER: ReadonlySet<string> = new Set(['completed', 'postcopy-active']);
+/** Statuses a RAM migration reaches that it does not leave on its own. */
+export const RAM_SETTLED: ReadonlySet<string> = new Set([...RAM_HANDED_OVER, ...RAM_FAILED]);
+
 export async function ensureRunning(qmp: QmpCommands): Promise<void> {
   const status = await qmp.queryStatus();
   if (!status.running) await qmp.cont();
 }
 
 export async function cancelMigration(qmp: QmpCommands): Promise<void> {
-  const status = (await qmp.queryMigrate()).status;
-  if (status === 'active' || status === 'pre-switchover' || status === 'setup' || status === 'device') {
-    await qmp.migrateCancel();
-    for (let i = 0; i < 100 && ['active', 'pre-switchover', 'setup', 'device', 'cancelling'].includes((await qmp.queryMigrate()).status ?? ''); i += 1) await sleep(100);
-  }
+  const running = async () => {
+    const status = (await qmp.queryMigrate()).status ?? '';
+    return RAM_RUNNING.has(status) || status === 'cancelling';
+  };
+  if (!RAM_RUNNING.has((await qmp.queryMigrate()).status ?? '')) return;
+  await qmp.migrateCancel();
+  for (let i = 0; i < 100 && (await running()); i += 1) await sleep(100);
 }
 
 export async function cancelMirrors(qmp: QmpCommands, count: number): Promise<void> {

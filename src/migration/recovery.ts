@@ -14,14 +14,15 @@ import { ControlClient } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import { overlayPath, removeOverlay } from '../storage/overlays.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { ManagedVm } from '../vm/provider.js';
 import { throttleTarget, type VmSpec } from '../vm/spec.js';
-import { destroySnapshots } from './handoff.js';
 import type { OutgoingEntry } from './journal.js';
 import { cancelMigration, cancelMirrors, commitBack, ensureRunning, nbdNode, overlayName, overlayNode } from './qemu-steps.js';
 
 export interface RecoveryContext {
   readonly bufferPath: string;
+  readonly shipping: Pick<DiskShipping, 'abandon'>;
   readonly identity: Identity;
   /** The migration's target, if it is still trusted. */
   readonly peer: TrustedPeer | undefined;
@@ -38,7 +39,7 @@ async function askTarget(ctx: RecoveryContext, method: 'abort', migration: strin
   if (!ctx.peer) throw new Error('the target is no longer trusted');
   const client = await ControlClient.open(ctx.peer, ctx.identity, { timeoutMs: 10_000 });
   try {
-    await client.request({ method, migration }, 60_000);
+    await client.request({ method, migration }, { timeoutMs: 60_000 });
   } finally {
     client.close();
   }
@@ -96,7 +97,7 @@ export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: Ma
   if (vm) await rollBackLive(vm);
   else await commitOffline(spec, ctx, entry.id);
   for (const disk of spec.disks) await removeOverlay(ctx.bufferPath, overlayName(entry.id, disk.id));
-  await destroySnapshots(entry.id);
+  await ctx.shipping.abandon(entry.id);
   await askTarget(ctx, 'abort', entry.id).catch((error: Error) => ctx.log(`${entry.id}: could not abort on ${entry.peer}: ${error.message}`));
   return { phase: 'failed', error: `${interrupted}: rolled back, ${vm ? 'the VM runs here' : 'its QEMU had died; overlays committed into the bases'}` };
 }

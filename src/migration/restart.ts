@@ -6,12 +6,13 @@
  */
 import { CowbufError } from '../errors.js';
 import { processAlive } from '../exec/run.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import { attachVm } from '../vm/launcher.js';
 import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import type { VmSpec } from '../vm/spec.js';
 import type { Persistence } from './persistence.js';
 import { reconcileLeftovers, recoverOutgoing, type RecoveryContext, type Recovered } from './recovery.js';
-import { FINAL, HANDOFF, type Phase } from './source.js';
+import { FINAL, HANDOFF, type Phase } from './record.js';
 import { discardIncoming, type TargetSide } from './target.js';
 import type { IncomingEntry, OutgoingEntry } from './journal.js';
 
@@ -19,6 +20,7 @@ export interface RestartHost {
   readonly state: Persistence;
   readonly provider: Pick<VmProvider, 'vms'>;
   readonly target: TargetSide;
+  readonly shipping: Pick<DiskShipping, 'discard'>;
   readonly bufferPath: string;
   /** The recovery context for a migration to this peer, logging under that migration. */
   context(migration: string, peer: string): RecoveryContext;
@@ -59,7 +61,7 @@ export async function restart(host: RestartHost): Promise<void> {
       host.log(`incoming migration ${entry.id} was cut short by the restart: its target VM and files are removed`, entry.id);
       // A paused incoming VM is nobody's only copy: discardIncoming kills it.
       await vm?.qmp.disconnect().catch(() => undefined);
-      await discardIncoming(entry);
+      await discardIncoming(entry, host.shipping);
       await host.state.journal.dropIncoming(entry.id);
     }
   }

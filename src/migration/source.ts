@@ -4,6 +4,10 @@
  * authoritative: any failure or cancel unwinds in reverse (migrate_cancel, cancel the mirror,
  * drop the NBD path, abort the target, lift the throttle, commit the overlay back into the base,
  * make sure the guest runs) and the guest keeps running here with every write it made.
+ * Peer requests, QMP queries and steps whose undo reads QEMU's state take the migration's signal,
+ * so a cancel never waits out a timeout; QMP mutations whose undo must know they happened (nodes
+ * added and activated, post-copy, the switchover) do not: the local monitor answers them at once,
+ * and one given up on mid-flight would leave its undo guessing.
  */
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -19,6 +23,7 @@ import type { IoLimits, QmpCommands } from '../qmp/commands.js';
 import type { EventListener, QmpEvent } from '../qmp/events.js';
 import { Revert } from '../revert.js';
 import { createOverlay, removeOverlay } from '../storage/overlays.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { Json } from '../validate.js';
 import type { ManagedVm } from '../vm/provider.js';
 import { throttleTarget, type DiskSpec } from '../vm/spec.js';
@@ -27,15 +32,8 @@ import { shipBases } from './base.js';
 import { wireVm } from './wire-spec.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
-import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorJob, nbdNode, overlayFileNode, overlayName, overlayNode, supportedParameters } from './qemu-steps.js';
-
-export type Phase = 'queued' | 'overlay' | 'prepare' | 'base' | 'target' | 'mirror' | 'ram' | 'switchover' | 'finishing' | 'in-doubt' | 'completed' | 'rolling-back' | 'failed' | 'cancelled';
-
-/** Phases a migration never leaves. */
-export const FINAL: ReadonlySet<string> = new Set<Phase>(['completed', 'failed', 'cancelled']);
-
-/** Phases past the point of no return: the source's QEMU completed, the guest is the target's. */
-export const HANDOFF: ReadonlySet<Phase> = new Set(['finishing', 'in-doubt']);
+import type { Phase } from './record.js';
+import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorJob, nbdNode, overlayFileNode, overlayName, overlayNode, RAM_FAILED, RAM_HANDED_OVER, RAM_SETTLED, supportedParameters } from './qemu-steps.js';
 
 export interface Progress {
   readonly baseSent: number;
@@ -91,6 +89,8 @@ export interface SourceContext {
   readonly identity: Identity;
   readonly bufferPath: string;
   readonly runDir: string;
+  /** How the bases leave this host's storage (raw files, a ZFS dataset). */
+  readonly shipping: DiskShipping;
   readonly loop: ControlLoop;
   readonly links: LinkTracker;
   readonly convergence: ConvergenceConfig;
@@ -161,12 +161,14 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       const client = await ControlClient.open(ctx.peer, ctx.identity, { signal });
       control = client;
       let prepared: Json | undefined;
-      const sizes = new Map((await qmp.queryNamedBlockNodes()).map((node) => [node['node-name'], node.image['virtual-size']]));
+      const sizes = new Map((await qmp.queryNamedBlockNodes({ signal })).map((node) => [node['node-name'], node.image['virtual-size']]));
       const limits = adminLimits(await qmp.queryIoLimits({ signal }), disks);
       const wire = await wireVm(ctx.vm.spec, ctx.vm.accel, sizes, limits, signal);
+      // Before the first `prepare`: one given up on by a cancel may still be carried out there.
+      revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, { timeoutMs: 30_000 })));
       for (let waited = false; ; waited = true) {
         try {
-          prepared = await client.request({ method: 'prepare', migration: ctx.id, vm: wire });
+          prepared = await client.request({ method: 'prepare', migration: ctx.id, vm: wire }, { signal });
           break;
         } catch (error) {
           if (!(error instanceof PeerRequestError) || !error.reason.startsWith('target busy')) throw error;
@@ -177,11 +179,11 @@ export async function runSource(ctx: SourceContext): Promise<void> {
           await sleep(2000, undefined, { signal });
         }
       }
-      revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, 30_000)));
 
       enter('overlay');
-      // What crosses the link in the base phase: the disk files as they are, not their virtual sizes.
-      const baseTotal = (await Promise.all(disks.map(async (disk) => (await stat(disk.file)).size))).reduce((a, b) => a + b, 0);
+      // What crosses the link in the base phase: the disk files' data, not their holes or virtual sizes.
+      const allocated = await Promise.all(disks.map(async (disk) => stat(disk.file)));
+      const baseTotal = allocated.reduce((sum, { size, blocks }) => sum + Math.min(size, blocks * 512), 0);
       for (const [index, disk] of disks.entries()) await putOverlay(inner, qmp, disk, index, sizes.get(disk.nodeName) ?? 0, revert);
       const loopMigration: LoopMigration = {
         id: ctx.id,
@@ -218,12 +220,15 @@ export async function runSource(ctx: SourceContext): Promise<void> {
 
       enter('target');
       const setup = migrationSetup(ctx.convergence, ctx.vm.spec.memoryMiB * 1024 ** 2, baseTotal, ctx.links.estimate(ctx.peer.name)?.rate ?? 0);
-      await client.request({
-        method: 'start-target',
-        migration: ctx.id,
-        capabilities: { 'postcopy-ram': setup.capabilities['postcopy-ram'] ?? false, multifd: setup.capabilities.multifd ?? false },
-        ...(setup.parameters['multifd-channels'] ? { multifdChannels: setup.parameters['multifd-channels'] } : {}),
-      });
+      await client.request(
+        {
+          method: 'start-target',
+          migration: ctx.id,
+          capabilities: { 'postcopy-ram': setup.capabilities['postcopy-ram'] ?? false, multifd: setup.capabilities.multifd ?? false },
+          ...(setup.parameters['multifd-channels'] ? { multifdChannels: setup.parameters['multifd-channels'] } : {}),
+        },
+        { signal },
+      );
 
       enter('mirror');
       for (const stream of ['nbd', 'ram'] as const) {
@@ -243,15 +248,15 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       loopMigration.phase = 'ram';
       const multifdChannels = setup.parameters['multifd-channels'];
       ctx.onDecision(`RAM migration: ${multifdChannels ? `multifd with ${multifdChannels} channels` : 'one stream'}, auto-converge ${setup.capabilities['auto-converge'] ? `only if dirtying outpaces the link (${ctx.convergence.throttleTriggerPercent} %)` : 'off'}, post-copy ${setup.capabilities['postcopy-ram'] ? 'allowed' : 'off'}`);
-      await qmp.migrateSetCapabilities(setup.capabilities);
-      const { known, unknown } = supportedParameters(setup.parameters, await qmp.queryMigrateParameters());
+      await qmp.migrateSetCapabilities(setup.capabilities, { signal });
+      const { known, unknown } = supportedParameters(setup.parameters, await qmp.queryMigrateParameters({ signal }));
       if (unknown.length > 0) ctx.onDecision(`this QEMU has no migration parameter ${unknown.join(', ')}: left at its default`);
-      await qmp.migrateSetParameters(known);
+      await qmp.migrateSetParameters(known, { signal });
       // One listener for the whole RAM phase, made before `migrate`: no event can slip past.
       const watch = ctx.vm.qmp.listen('MIGRATION', 'STOP', 'BLOCK_JOB_ERROR', 'JOB_STATUS_CHANGE');
       revert.add(() => watch.close());
       revert.add(() => cancelMigration(qmp));
-      await qmp.migrate(`unix:${(proxies[1] as LocalProxy).path}`);
+      await qmp.migrate(`unix:${(proxies[1] as LocalProxy).path}`, { signal });
       const stopped = await convergeUntilPaused(inner, qmp, setup, loopMigration, watch);
 
       enter('switchover');
@@ -263,9 +268,9 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       await qmp.migrateContinue('pre-switchover');
       // After a post-copy switch QEMU reports postcopy-active, not completed: the guest must run
       // on the target from then on (its pages follow on demand), so that too is the point of no return.
-      const done = await watch.waitFor((e) => e.event === 'MIGRATION' && ['completed', 'postcopy-active', 'failed', 'cancelled'].includes(String(e.data.status)), { timeoutMs: 120_000, signal });
+      const done = await watch.waitFor((e) => e.event === 'MIGRATION' && RAM_SETTLED.has(String(e.data.status)), { timeoutMs: 120_000, signal });
       watch.close();
-      if (done.data.status !== 'completed' && done.data.status !== 'postcopy-active') throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
+      if (!RAM_HANDED_OVER.has(String(done.data.status))) throw new CowbufError(`RAM migration ended ${String(done.data.status)}`);
       if (done.data.status === 'postcopy-active') ctx.onDecision('post-copy: the guest resumes on the target; the RAM it has not received yet follows as it faults');
       return { stoppedAt: stopped, mirrorsDoneAt, completedAt: eventTime(done) };
     });
@@ -287,6 +292,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       migration: ctx.id,
       peer: ctx.peer,
       identity: ctx.identity,
+      shipping: ctx.shipping,
       signal: ctx.signal,
       decided: ctx.decided,
       ...(control ? { client: control } : {}),
@@ -366,14 +372,14 @@ async function putOverlay(ctx: SourceContext, qmp: QmpCommands, disk: DiskSpec, 
 async function mirrorUntilReady(ctx: SourceContext, qmp: QmpCommands, count: number, migration: LoopMigration): Promise<void> {
   const start = async (mode: 'background' | 'write-blocking') => {
     for (let index = 0; index < count; index += 1) {
-      await qmp.blockdevMirror({ jobId: mirrorJob(index), device: overlayNode(index), target: nbdNode(index), sync: 'top', copyMode: mode });
+      await qmp.blockdevMirror({ jobId: mirrorJob(index), device: overlayNode(index), target: nbdNode(index), sync: 'top', copyMode: mode }, { signal: ctx.signal });
     }
   };
   const ready = async (seconds: number): Promise<boolean> => {
     const deadline = Date.now() + seconds * 1000;
     while (Date.now() < deadline) {
       ctx.signal.throwIfAborted();
-      const jobs = (await qmp.queryBlockJobs()).filter((job) => job.device.startsWith('cowbuf-mirror'));
+      const jobs = (await qmp.queryBlockJobs({ signal: ctx.signal })).filter((job) => job.device.startsWith('cowbuf-mirror'));
       const failed = jobs.find((job) => job.status === 'concluded' || job.status === 'aborting');
       if (failed) throw new CowbufError(`mirror ${failed.device} stopped (${failed.status})`);
       const remaining = jobs.reduce((sum, job) => sum + Math.max(0, job.len - job.offset), 0);
@@ -411,9 +417,9 @@ async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: 
   for (let sampleAt = 0; ; ) {
     if (Date.now() >= sampleAt) {
       sampleAt = Date.now() + 500;
-      const info = await qmp.queryMigrate();
+      const info = await qmp.queryMigrate({ signal: ctx.signal });
       if (info.status === 'pre-switchover') return stoppedAt ?? Date.now();
-      if (info.status === 'failed' || info.status === 'cancelled') throw new CowbufError(`RAM migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
+      if (RAM_FAILED.has(info.status ?? '')) throw new CowbufError(`RAM migration ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}`);
       throttled = Math.max(throttled, info['cpu-throttle-percentage'] ?? 0);
       // Only a running pass counts bytes: in `setup` QEMU reports no `ram` at all, and reading
       // that as 0 remaining would make the stall detector fire on a migration just starting.
@@ -426,7 +432,7 @@ async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: 
         for (const action of step.actions) {
           if (action.kind === 'set-downtime') {
             ctx.onDecision(`downtime limit raised to ${action.ms} ms`);
-            await qmp.migrateSetParameters({ 'downtime-limit': action.ms });
+            await qmp.migrateSetParameters({ 'downtime-limit': action.ms }, { signal: ctx.signal });
           } else if (action.kind === 'cpu-throttle') {
             // QEMU steps its own throttle (auto-converge is on); the log says when it should have.
             ctx.onDecision(`RAM dirtied faster than the link carried it: auto-converge throttles the guest CPU to ${action.percent} %`);
@@ -447,7 +453,7 @@ async function convergeUntilPaused(ctx: SourceContext, qmp: QmpCommands, setup: 
     if (!event) continue;
     if (event.event === 'STOP') stoppedAt = eventTime(event);
     else if (event.event === 'MIGRATION' && event.data.status === 'pre-switchover') return stoppedAt ?? Date.now();
-    else if (event.event === 'MIGRATION' && (event.data.status === 'failed' || event.data.status === 'cancelled')) sampleAt = 0;
+    else if (event.event === 'MIGRATION' && RAM_FAILED.has(String(event.data.status))) sampleAt = 0;
     else mirrorFailure(event);
   }
 }

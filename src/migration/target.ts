@@ -13,17 +13,17 @@ import { PeerError } from '../errors.js';
 import { processAlive } from '../exec/run.js';
 import type { HostInventory } from '../host/inventory.js';
 import type { Hello, PeerRequest, WireVm } from '../peer/protocol.js';
-import { receiveBase, receiveDataset, shippedSnapshot, spliceToLocal } from '../peer/transfer.js';
+import { receiveStream, spliceToLocal } from '../peer/transfer.js';
 import type { TrustedPeer } from '../peer/trust.js';
 import type { EventListener } from '../qmp/events.js';
 import { QmpCommandError } from '../qmp/errors.js';
-import { zfsDestroy, zfsGet } from '../storage/zfs/zfs-commands.js';
+import type { DiskShipping } from '../storage/shipping.js';
 import type { Json } from '../validate.js';
 import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import { throttleTarget } from '../vm/spec.js';
 import type { IncomingEntry } from './journal.js';
 import { preflight, preflightTimeoutMs, type TargetFacts } from './preflight.js';
-import { eventTime } from './qemu-steps.js';
+import { eventTime, RAM_HANDED_OVER, RAM_SETTLED } from './qemu-steps.js';
 import { incomingSpec } from './wire-spec.js';
 
 interface Incoming {
@@ -46,8 +46,8 @@ interface Incoming {
 export interface TargetOptions {
   readonly stateDir: string;
   readonly maxIncoming: number;
-  /** Parent dataset under which disks shipped by `zfs send` are received; none: files only. */
-  readonly zfsParent?: string;
+  /** How shipped bases land in this host's storage (files, or datasets too). */
+  readonly shipping: DiskShipping;
   /** Starts the paused copy of each incoming guest. */
   readonly provider: Pick<VmProvider, 'launchIncoming'>;
   /** What this host has to give an incoming guest, checked on `prepare`. */
@@ -67,18 +67,18 @@ export interface TargetOptions {
 }
 
 /** Cleans up what an incoming migration left when the daemon died before it arrived or was aborted. */
-export async function discardIncoming(entry: IncomingEntry): Promise<void> {
+export async function discardIncoming(entry: IncomingEntry, shipping: Pick<DiskShipping, 'discard'>): Promise<void> {
   if (entry.pid !== undefined && processAlive(entry.pid)) {
     // A paused VM waiting for its RAM: nothing in it is anyone's only copy.
     process.kill(entry.pid, 'SIGKILL');
     for (let i = 0; i < 100 && processAlive(entry.pid); i += 1) await sleep(50);
   }
-  await removeShipped(entry);
+  await removeShipped(entry, shipping);
 }
 
 /** What was shipped for an incoming migration: its directory, and its dataset if it came by ZFS. */
-async function removeShipped(incoming: { readonly dir: string; readonly dataset?: string | undefined }): Promise<void> {
-  if (incoming.dataset) await zfsDestroy(incoming.dataset, { recursive: true }).catch(() => undefined);
+async function removeShipped(incoming: { readonly dir: string; readonly dataset?: string | undefined }, shipping: Pick<DiskShipping, 'discard'>): Promise<void> {
+  if (incoming.dataset) await shipping.discard(incoming.dataset);
   await rm(incoming.dir, { recursive: true, force: true });
 }
 
@@ -127,6 +127,17 @@ export class TargetSide {
     return incoming;
   }
 
+  /**
+   * A source that gave up waiting (its migration was cancelled) sends `abort` while its request
+   * may still be under way here: what that request goes on to make must not outlive the abort.
+   * @throws PeerError when the migration was aborted meanwhile (after stopping `vm`)
+   */
+  private async stillIncoming(incoming: Incoming, vm?: ManagedVm): Promise<void> {
+    if (this.incoming.get(incoming.id) === incoming) return;
+    await vm?.stop();
+    throw new PeerError(`migration ${incoming.id} was aborted meanwhile`);
+  }
+
   private diskPath(incoming: Incoming, disk: string): string {
     return incoming.files.get(disk) ?? join(incoming.dir, `${disk}.img`);
   }
@@ -144,7 +155,8 @@ export class TargetSide {
           const signal = AbortSignal.timeout(preflightTimeoutMs(request.vm));
           const arriving = (name: string) => [...this.incoming.values()].some((other) => other !== incoming && other.wire.name === name);
           const facts: TargetFacts = { ...this.options.facts, hasVm: (name) => this.options.facts.hasVm(name) || arriving(name) };
-          await preflight(this.options.inventory, facts, request.vm, await this.basesAt(dir, signal), signal);
+          await preflight(this.options.inventory, facts, request.vm, await this.options.shipping.landing(dir, { signal }), signal);
+          await this.stillIncoming(incoming);
           await this.journal(incoming);
           await mkdir(dir, { recursive: true, mode: 0o700 });
         } catch (error) {
@@ -152,7 +164,7 @@ export class TargetSide {
           throw error;
         }
         // The source may ship its disks' dataset with `zfs send` when we can receive one.
-        return { zfs: this.options.zfsParent !== undefined };
+        return { zfs: this.options.shipping.receivesDatasets };
       }
       case 'start-target':
         return this.startTarget(this.lookup(peer, request.migration), request);
@@ -174,14 +186,6 @@ export class TargetSide {
     }
   }
 
-  /** Where an incoming migration's bases will be written: its received dataset's parent, or its directory. */
-  private async basesAt(dir: string, signal: AbortSignal): Promise<string> {
-    if (this.options.zfsParent === undefined) return dir;
-    const mountpoint = (await zfsGet(this.options.zfsParent, ['mountpoint'], { signal }))?.get('mountpoint');
-    if (!mountpoint?.startsWith('/')) throw new PeerError(`incoming dataset parent ${this.options.zfsParent} is not mounted (mountpoint ${mountpoint ?? 'unknown'})`);
-    return mountpoint;
-  }
-
   base(peer: TrustedPeer, hello: Extract<Hello, { kind: 'base' }>, socket: TLSSocket): void {
     let incoming: Incoming;
     try {
@@ -191,10 +195,8 @@ export class TargetSide {
       socket.end(`${JSON.stringify({ ok: false, error: (error as Error).message })}\n`);
       return;
     }
-    receiveBase(hello, socket, this.diskPath(incoming, hello.disk)).then(
-      () => incoming.received.add(hello.disk),
-      () => undefined,
-    );
+    const path = this.diskPath(incoming, hello.disk);
+    receiveStream(socket, `base of ${hello.disk}`, () => this.options.shipping.receiveFile(path, hello.size), { size: hello.size, onLanded: () => void incoming.received.add(hello.disk) }).catch(() => undefined);
   }
 
   dataset(peer: TrustedPeer, hello: Extract<Hello, { kind: 'dataset' }>, socket: TLSSocket): void {
@@ -202,25 +204,23 @@ export class TargetSide {
     let dataset: string;
     try {
       incoming = this.lookup(peer, hello.migration);
-      if (this.options.zfsParent === undefined) throw new PeerError('this host receives no ZFS datasets');
       const missing = incoming.wire.disks.filter((disk) => hello.files[disk.id] === undefined);
       if (missing.length > 0 || Object.keys(hello.files).length !== incoming.wire.disks.length) throw new PeerError(`the dataset must hold exactly the disks of ${incoming.id}`);
       if (incoming.dataset) throw new PeerError(`migration ${incoming.id} already has a dataset`);
-      dataset = `${this.options.zfsParent}/${hello.migration}`;
+      dataset = this.options.shipping.datasetFor(hello.migration);
       incoming.dataset = dataset;
       void this.journal(incoming);
     } catch (error) {
       socket.end(`${JSON.stringify({ ok: false, error: (error as Error).message })}\n`);
       return;
     }
-    receiveDataset(socket, dataset, async () => {
-      const mountpoint = (await zfsGet(dataset, ['mountpoint']))?.get('mountpoint');
-      if (!mountpoint) throw new PeerError(`received ${dataset} has no mountpoint`);
+    const landed = (mountpoint: string) => {
       for (const [disk, file] of Object.entries(hello.files)) {
         incoming.files.set(disk, join(mountpoint, file));
         incoming.received.add(disk);
       }
-    }).catch(() => undefined);
+    };
+    receiveStream(socket, `dataset ${dataset}`, () => this.options.shipping.receiveDataset(dataset), { onLanded: landed }).catch(() => undefined);
   }
 
   stream(peer: TrustedPeer, hello: Extract<Hello, { kind: 'stream' }>, socket: TLSSocket): void {
@@ -239,6 +239,7 @@ export class TargetSide {
     if (incoming.vm) throw new PeerError(`target VM of ${incoming.id} already started`);
     const spec = await incomingSpec(incoming.wire, incoming.dir, (disk) => this.diskPath(incoming, disk));
     const vm = await this.options.provider.launchIncoming(spec, { migration: incoming.id, signal: AbortSignal.timeout(LAUNCH_TIMEOUT_MS) });
+    await this.stillIncoming(incoming, vm);
     incoming.vm = vm;
     await this.journal(incoming);
     this.options.onStarted(vm, incoming.id);
@@ -261,7 +262,7 @@ export class TargetSide {
     const vm = incoming.vm;
     const status = vm && vm.running() ? await this.incomingStatus(incoming, vm) : 'gone';
     // In post-copy the guest must run here before its RAM is all here: it faults the rest in.
-    if (status !== 'completed' && status !== 'postcopy-active') {
+    if (!RAM_HANDED_OVER.has(status)) {
       await this.discard(incoming);
       return { outcome: 'not-run', reason: `the incoming migration is ${status}` };
     }
@@ -295,10 +296,9 @@ export class TargetSide {
 
   /** `completed` (or `postcopy-active`), or why not, after waiting (bounded) for the device state to load. */
   private async incomingStatus(incoming: Incoming, vm: ManagedVm): Promise<string> {
-    const settled = ['completed', 'postcopy-active', 'failed', 'cancelled'];
     const status = (await vm.commands.queryMigrate()).status ?? 'unknown';
-    if (settled.includes(status) || !incoming.events) return status;
-    const done = await incoming.events.waitFor((event) => settled.includes(String(event.data.status)), { timeoutMs: 20_000 }).catch(() => undefined);
+    if (RAM_SETTLED.has(status) || !incoming.events) return status;
+    const done = await incoming.events.waitFor((event) => RAM_SETTLED.has(String(event.data.status)), { timeoutMs: 20_000 }).catch(() => undefined);
     if (!done) throw new PeerError(`incoming migration ${incoming.id} is still ${status}: ask again`);
     return String(done.data.status);
   }
@@ -320,8 +320,8 @@ export class TargetSide {
       }
     }
     await vm.commands.nbdServerStop();
-    // The dataset is the VM's now; the snapshot it arrived as has served its purpose.
-    if (incoming.dataset) await zfsDestroy(`${incoming.dataset}@${shippedSnapshot(incoming.id)}`).catch(() => undefined);
+    // The dataset is the VM's home now; the snapshot it arrived as has served its purpose.
+    if (incoming.dataset) await this.options.shipping.arrived(incoming.dataset, incoming.id).catch(() => undefined);
   }
 
   /**
@@ -341,7 +341,7 @@ export class TargetSide {
     this.incoming.delete(incoming.id);
     incoming.events?.close();
     await incoming.vm?.stop();
-    await removeShipped(incoming);
+    await removeShipped(incoming, this.options.shipping);
     await this.options.journal.drop(incoming.id);
   }
 

@@ -1,12 +1,12 @@
 /**
- * The one module that owns native calls (koffi; ffi-napi no longer installs on Node 20):
- * `getsockopt(TCP_INFO)` and `ioctl(SIOCOUTQ / SIOCOUTQNSD)` on the daemon's own TCP sockets.
+ * `getsockopt(TCP_INFO)` and `ioctl(SIOCOUTQ / SIOCOUTQNSD)` on the daemon's own TCP sockets,
+ * through the native-call module (native/libc.ts).
  * `struct tcp_info` is read from a raw buffer by offset (Linux uapi layout, stable and only ever
  * appended to), 64-bit counters as BigInt so nothing loses precision.
  */
 import type { Socket } from 'node:net';
-import koffi from 'koffi';
 import { CowbufError } from '../errors.js';
+import { errno, libc, type Libc } from '../native/libc.js';
 
 export class SocketStatsError extends CowbufError {
   override readonly name: string = 'SocketStatsError';
@@ -47,23 +47,9 @@ const TCP_INFO_SIZE = 232;
 /** Everything read below lies within the first 216 bytes (up to tcpi_bytes_retrans). */
 const TCP_INFO_NEEDED = 216;
 
-interface Native {
-  getsockopt(fd: number, level: number, name: number, value: Buffer, length: number[]): number;
-  ioctl(fd: number, request: number, type: string, value: Buffer): number;
-}
-
-let native: Native | undefined;
-
-function load(): Native {
+function load(): Libc {
   if (process.platform !== 'linux') throw new SocketStatsError(`socket statistics need Linux (TCP_INFO, SIOCOUTQ); this is ${process.platform}`);
-  if (!native) {
-    const libc = koffi.load('libc.so.6');
-    native = {
-      getsockopt: libc.func('int getsockopt(int fd, int level, int name, _Out_ uint8_t *value, _Inout_ uint32_t *length)') as Native['getsockopt'],
-      ioctl: libc.func('int ioctl(int fd, unsigned long request, ...)') as Native['ioctl'],
-    };
-  }
-  return native;
+  return libc();
 }
 
 /** The kernel descriptor behind a connected Node TCP socket. */
@@ -78,7 +64,7 @@ export function tcpInfo(socket: Socket): TcpInfo {
   const { getsockopt } = load();
   const buffer = Buffer.alloc(TCP_INFO_SIZE);
   const length = [TCP_INFO_SIZE];
-  if (getsockopt(socketFd(socket), SOL_TCP, TCP_INFO, buffer, length) !== 0) throw new SocketStatsError(`getsockopt(TCP_INFO) failed: errno ${koffi.errno()}`);
+  if (getsockopt(socketFd(socket), SOL_TCP, TCP_INFO, buffer, length) !== 0) throw new SocketStatsError(`getsockopt(TCP_INFO) failed: errno ${errno()}`);
   if ((length[0] ?? 0) < TCP_INFO_NEEDED) throw new SocketStatsError(`kernel returned a ${length[0]}-byte tcp_info, need ${TCP_INFO_NEEDED}`);
   return {
     state: buffer.readUInt8(0),
@@ -104,7 +90,7 @@ export function sendQueue(socket: Socket): SendQueue {
   const fd = socketFd(socket);
   const read = (request: number, name: string) => {
     const value = Buffer.alloc(4);
-    if (ioctl(fd, request, 'void *', value) !== 0) throw new SocketStatsError(`ioctl(${name}) failed: errno ${koffi.errno()}`);
+    if (ioctl(fd, request, 'void *', value) !== 0) throw new SocketStatsError(`ioctl(${name}) failed: errno ${errno()}`);
     return value.readInt32LE(0);
   };
   return { queued: read(SIOCOUTQ, 'SIOCOUTQ'), notSent: read(SIOCOUTQNSD, 'SIOCOUTQNSD') };

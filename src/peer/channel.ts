@@ -9,6 +9,7 @@ import type { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect, createServer, type TLSSocket } from 'node:tls';
 import { FrameDecoder, encodeLine, type JsonObject } from '../jsonl.js';
 import { PeerRequestError, TrustError, ValidationError } from '../errors.js';
+import { PendingCalls } from '../rpc/pending.js';
 import { object, type Json } from '../validate.js';
 import type { Identity } from './identity.js';
 import { parseHello, parseRequest, parseResponse, type Hello, type PeerRequest, type PeerResponse } from './protocol.js';
@@ -249,10 +250,16 @@ export async function joinPeer(token: Token, identity: Identity, ownPort: number
 /** `Omit` that keeps each member of a union apart. */
 type WithoutId<T> = T extends unknown ? Omit<T, 'id'> : never;
 
-/** Requests over one control connection, answered in any order. */
+export interface RequestOptions {
+  readonly timeoutMs?: number;
+  /** A cancelled migration stops waiting at once; the target's answer, if it comes, is dropped. */
+  readonly signal?: AbortSignal;
+}
+
+/** Requests over one control connection, answered in any order (the request core, rpc/pending.ts). */
 export class ControlClient {
   private nextId = 0;
-  private readonly pending = new Map<number, { resolve: (value: Json | undefined) => void; reject: (error: Error) => void }>();
+  private readonly pending = new PendingCalls<number, PeerResponse>();
 
   private constructor(
     readonly peer: TrustedPeer,
@@ -263,19 +270,13 @@ export class ControlClient {
       try {
         for (const message of decoder.push(chunk)) {
           const response = parseResponse(message);
-          const waiter = this.pending.get(response.id);
-          this.pending.delete(response.id);
-          if (response.ok) waiter?.resolve(response.result);
-          else waiter?.reject(new PeerRequestError(peer.name, response.error, true));
+          this.pending.resolve(response.id, response);
         }
       } catch (error) {
         socket.destroy(error as Error);
       }
     });
-    socket.on('close', () => {
-      for (const waiter of this.pending.values()) waiter.reject(new PeerRequestError(peer.name, 'connection closed'));
-      this.pending.clear();
-    });
+    socket.on('close', () => this.pending.failAll(() => new PeerRequestError(peer.name, 'connection closed')));
     socket.on('error', () => undefined);
   }
 
@@ -284,21 +285,21 @@ export class ControlClient {
     return new ControlClient(peer, tls);
   }
 
-  /** @throws PeerRequestError (refused, timed out or disconnected) */
-  request(request: WithoutId<PeerRequest>, timeoutMs = 120_000): Promise<Json | undefined> {
+  /** @throws PeerRequestError (refused, timed out or disconnected), or the signal's reason */
+  async request(request: WithoutId<PeerRequest>, options: RequestOptions = {}): Promise<Json | undefined> {
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new PeerRequestError(this.peer.name, `\`${request.method}\` got no answer within ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pending.set(id, {
-        resolve: (value) => (clearTimeout(timer), resolve(value)),
-        reject: (error) => (clearTimeout(timer), reject(error)),
-      });
-      if (this.socket.destroyed) this.pending.get(id)?.reject(new PeerRequestError(this.peer.name, 'connection closed'));
-      else this.socket.write(encodeLine({ ...request, id } as unknown as JsonObject));
+    const timeoutMs = options.timeoutMs ?? 120_000;
+    const send = () => {
+      if (this.socket.destroyed) throw new PeerRequestError(this.peer.name, 'connection closed');
+      this.socket.write(encodeLine({ ...request, id } as unknown as JsonObject));
+    };
+    const response = await this.pending.call(id, request.method, send, {
+      timeoutMs,
+      signal: options.signal,
+      timedOut: () => new PeerRequestError(this.peer.name, `\`${request.method}\` got no answer within ${timeoutMs} ms`),
     });
+    if (!response.ok) throw new PeerRequestError(this.peer.name, response.error, true);
+    return response.result;
   }
 
   close(): void {

@@ -1,90 +1,109 @@
 /**
- * Bytes between the daemons: the frozen base of a disk (with an end-to-end SHA-256: the target
- * hashes what it wrote and must agree with what the source read), and the NBD and RAM streams,
- * spliced between QEMU's local unix sockets and the peer channel so guest data is encrypted on
- * the wire and every byte crosses sockets the link tracker measures.
+ * Bytes between the daemons: the frozen bases of a VM's disks, as streams of extents (a disk's
+ * data, a `zfs send`; framing and checksum in extents.ts) with an end-to-end SHA-256 the target
+ * must agree with, and the NBD and RAM streams, spliced between QEMU's local unix sockets and
+ * the peer channel so guest data is encrypted on the wire and every byte crosses sockets the
+ * link tracker measures. Where a stream's bytes come from and land is storage's (shipping.ts).
  */
-import { createHash, type Hash } from 'node:crypto';
-import { constants } from 'node:os';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { rm, stat } from 'node:fs/promises';
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
+import { rm } from 'node:fs/promises';
 import type { TLSSocket } from 'node:tls';
 import { PeerError, TrustError } from '../errors.js';
-import { zfsDestroy, zfsReceive, zfsSend } from '../storage/zfs/zfs-commands.js';
-import { ChunkDecoder, chunkHeader, END_OF_CHUNKS, MAX_CHUNK } from './chunks.js';
+import type { Extent, ExtentSink } from '../storage/shipping.js';
+import { ExtentDecoder, ExtentEncoder } from './extents.js';
 import type { Identity } from './identity.js';
 import { dialPeer, readLine, type PeerSocket } from './channel.js';
 import type { Hello, StreamKind } from './protocol.js';
 import type { TrustedPeer } from './trust.js';
 
-export interface SendBaseOptions {
+export interface SendOptions {
   readonly signal?: AbortSignal;
   /** Called with the connection's TCP socket so the link tracker can count it. */
   readonly onSocket?: (socket: PeerSocket) => void;
 }
 
-/** Ships `path` as disk `disk` of `migration`; resolves once the target confirmed the checksum. */
-export async function sendBase(peer: TrustedPeer, identity: Identity, migration: string, disk: string, path: string, options: SendBaseOptions = {}): Promise<{ bytes: number; sha256: string }> {
-  const size = (await stat(path)).size;
-  const connection = await dialPeer(peer, identity, { type: 'hello', kind: 'base', migration, disk, size }, options.signal ? { signal: options.signal } : {});
+export interface Shipped {
+  /** Data bytes that crossed (a sparse disk's holes do not). */
+  readonly bytes: number;
+  /** The stream's whole length, holes included. */
+  readonly size: number;
+  readonly sha256: string;
+}
+
+type ShippingHello = Extract<Hello, { kind: 'base' | 'dataset' }>;
+
+const label = (hello: ShippingHello) => (hello.kind === 'base' ? `base of ${hello.disk}` : `dataset of ${hello.migration}`);
+
+/**
+ * Ships `extents` on a connection opened with `hello` (a `base` of `hello.size` bytes, or a
+ * `dataset` as long as its stream); resolves once the target confirmed the checksum.
+ * @throws PeerError (the target refused, or disagreed on the checksum), the signal's reason
+ */
+export async function sendStream(peer: TrustedPeer, identity: Identity, hello: ShippingHello, extents: AsyncIterable<Extent>, options: SendOptions = {}): Promise<Shipped> {
+  const connection = await dialPeer(peer, identity, hello, options.signal ? { signal: options.signal } : {});
   options.onSocket?.(connection);
-  const shipment = new Shipment(connection.tls, `base of ${disk}`);
+  const shipment = new Shipment(connection.tls, label(hello), options.signal);
+  const encoder = new ExtentEncoder();
+  let bytes = 0;
   try {
-    const source = createReadStream(path);
-    const abort = () => source.destroy(new PeerError('base shipping aborted'));
-    options.signal?.addEventListener('abort', abort, { once: true });
-    for await (const chunk of source) {
-      shipment.update(chunk as Buffer);
-      await shipment.write(chunk as Buffer);
+    for await (const extent of extents) {
+      await shipment.write(encoder.encode(extent));
+      bytes += extent.data.length;
     }
-    options.signal?.removeEventListener('abort', abort);
-    return { bytes: size, sha256: await shipment.finish() };
+    const { end, size, sha256 } = encoder.finish(hello.kind === 'base' ? hello.size : undefined);
+    await shipment.write([end]);
+    await shipment.finish(sha256);
+    return { bytes, size, sha256 };
   } finally {
+    shipment.close();
     connection.tls.destroy();
   }
 }
 
 /**
- * The sending half of a shipped stream: hashes what it writes, honours backpressure, and
- * listens for the target's verdict from the start, since a target that cannot take the stream
- * (no space, bad dataset) answers at once rather than at the end.
+ * The sending half of a shipped stream: honours backpressure and the signal, and listens for
+ * the target's verdict from the start, since a target that cannot take the stream (no space,
+ * bad dataset) answers at once rather than at the end.
  */
 class Shipment {
-  private readonly hash = createHash('sha256');
   private readonly answer: Promise<string>;
-  private readonly refused: Promise<never>;
+  private readonly stopped: Promise<never>;
+  private readonly onAbort: () => void;
 
   constructor(
     private readonly tls: TLSSocket,
     private readonly what: string,
+    private readonly signal: AbortSignal | undefined,
   ) {
     this.answer = readLine(tls);
     this.answer.catch(() => undefined);
-    this.refused = this.answer.then((line) => {
+    const refused = this.answer.then((line) => {
       verdict(line, what);
       throw new PeerError(`target answered before the end of ${what}`);
     });
-    this.refused.catch(() => undefined);
+    let abort: (reason: unknown) => void = () => undefined;
+    const aborted = new Promise<never>((_, reject) => (abort = reject));
+    this.onAbort = () => abort(signal?.reason);
+    if (signal?.aborted) this.onAbort();
+    else signal?.addEventListener('abort', this.onAbort, { once: true });
+    this.stopped = Promise.race([refused, aborted]);
+    this.stopped.catch(() => undefined);
   }
 
-  async write(...parts: Buffer[]): Promise<void> {
+  close(): void {
+    this.signal?.removeEventListener('abort', this.onAbort);
+  }
+
+  async write(parts: readonly Buffer[]): Promise<void> {
     let flushed = true;
     for (const part of parts) flushed = this.tls.write(part) && flushed;
-    if (!flushed) await Promise.race([new Promise((resolve) => this.tls.once('drain', resolve)), this.refused]);
-  }
-
-  /** Hashes only the payload: framing passed to write() beside it is not part of the data. */
-  update(payload: Buffer): void {
-    this.hash.update(payload);
+    if (!flushed) await Promise.race([new Promise((resolve) => this.tls.once('drain', resolve)), this.stopped]);
   }
 
   /** Sends the checksum trailer and waits for the target to agree. @throws PeerError */
-  async finish(): Promise<string> {
-    const sha256 = this.hash.digest('hex');
+  async finish(sha256: string): Promise<void> {
     this.tls.write(`${JSON.stringify({ sha256 })}\n`);
-    verdict(await this.answer, this.what);
-    return sha256;
+    verdict(await Promise.race([this.answer, this.stopped]), this.what);
   }
 }
 
@@ -95,14 +114,13 @@ function verdict(line: string, what: string): void {
 }
 
 /** Target side of `Shipment.finish`. @throws PeerError when the sender's checksum is not ours */
-function checkTrailer(trailer: string, hash: Hash, what: string): void {
+function checkTrailer(trailer: string, ours: string, what: string): void {
   let sent: unknown;
   try {
     sent = (JSON.parse(trailer) as { sha256?: unknown }).sha256;
   } catch {
     throw new PeerError(`bad checksum trailer for ${what}`);
   }
-  const ours = hash.digest('hex');
   if (sent !== ours) throw new PeerError(`checksum mismatch for ${what}: sent ${String(sent)}, received ${ours}`);
 }
 
@@ -115,137 +133,54 @@ function answer(socket: TLSSocket, error?: Error): void {
   socket.resume();
 }
 
-/** The snapshot a migration ships its disks' dataset as (the same name arrives on the target). */
-export const shippedSnapshot = (migration: string) => `cowbuf-${migration}`;
+const TRAILER_MAX_BYTES = 4096;
+
+export interface ReceiveOptions<T> {
+  /** The announced size (a base's), which the stream must keep to. */
+  readonly size?: number;
+  /** After the stream landed and before the sender is told so (a failure here refuses it). */
+  readonly onLanded?: (landed: T) => Promise<void> | void;
+}
 
 /**
- * Ships a ZFS snapshot holding the VM's disks (`files`: disk id → file name in the dataset) as
- * a `zfs send` stream in chunks, with the same end-to-end SHA-256 as a base file.
+ * Target side of `sendStream`: writes each extent into the sink `open` gives (one that cannot
+ * be opened is a refusal too), checks the trailer, then answers. Whatever fails, the sink is
+ * discarded and the sender told why.
+ * @returns what the sink's `finish` gave
  */
-export async function sendDataset(peer: TrustedPeer, identity: Identity, migration: string, snapshot: string, files: Readonly<Record<string, string>>, options: SendBaseOptions = {}): Promise<{ bytes: number; sha256: string }> {
-  const connection = await dialPeer(peer, identity, { type: 'hello', kind: 'dataset', migration, files }, options.signal ? { signal: options.signal } : {});
-  options.onSocket?.(connection);
-  const send = zfsSend(snapshot, options.signal ? { signal: options.signal } : {});
-  const shipment = new Shipment(connection.tls, `dataset ${snapshot}`);
-  let bytes = 0;
+export async function receiveStream<T>(socket: TLSSocket, what: string, open: () => Promise<ExtentSink<T>>, options: ReceiveOptions<T> = {}): Promise<T> {
+  let sink: ExtentSink<T> | undefined;
   try {
-    for await (const data of send.stdout) {
-      for (let offset = 0; offset < (data as Buffer).length; offset += MAX_CHUNK) {
-        const chunk = (data as Buffer).subarray(offset, offset + MAX_CHUNK);
-        shipment.update(chunk);
-        bytes += chunk.length;
-        await shipment.write(chunkHeader(chunk.length), chunk);
+    sink = await open();
+    const decoder = new ExtentDecoder(options.size);
+    let end: { readonly size: number; readonly sha256: string } | undefined;
+    let tail = Buffer.alloc(0);
+    let trailer: string | undefined;
+    // Pulled, not pushed: the next bytes are read only once the sink took the last ones.
+    for await (const data of socket.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+      const decoded = decoder.push(data);
+      for (const extent of decoded.extents) await sink.write(extent);
+      end ??= decoded.end;
+      if (!decoded.rest) continue;
+      tail = Buffer.concat([tail, decoded.rest]);
+      const newline = tail.indexOf(0x0a);
+      if (newline >= 0) {
+        trailer = tail.subarray(0, newline).toString('utf8');
+        break;
       }
+      if (tail.length > TRAILER_MAX_BYTES) throw new PeerError(`${what}: checksum trailer too long`);
     }
-    await send.done;
-    await shipment.write(END_OF_CHUNKS);
-    return { bytes, sha256: await shipment.finish() };
-  } finally {
-    send.stdout.destroy();
-    await send.done.catch(() => undefined);
-    connection.tls.destroy();
-  }
-}
-
-/**
- * Target side of `sendDataset`: `zfs receive` into `dataset`, then `onReceived` before the
- * sender is told it arrived; the dataset is destroyed again on any failure.
- */
-export async function receiveDataset(socket: TLSSocket, dataset: string, onReceived: () => Promise<void>): Promise<void> {
-  const hash = createHash('sha256');
-  const receive = zfsReceive(dataset);
-  const decoder = new ChunkDecoder();
-  try {
-    const trailer = new Promise<string>((resolve, reject) => {
-      let tail: Buffer | undefined;
-      socket.on('data', (data: Buffer) => {
-        let decoded: ReturnType<ChunkDecoder['push']>;
-        try {
-          decoded = tail ? { payload: [], rest: data } : decoder.push(data);
-        } catch (error) {
-          reject(error as Error);
-          return;
-        }
-        for (const part of decoded.payload) {
-          hash.update(part);
-          if (!receive.stdin.write(part)) {
-            socket.pause();
-            receive.stdin.once('drain', () => socket.resume());
-          }
-        }
-        if (!decoded.rest) return;
-        tail = Buffer.concat([tail ?? Buffer.alloc(0), decoded.rest]);
-        const newline = tail.indexOf(0x0a);
-        if (newline >= 0) resolve(tail.subarray(0, newline).toString('utf8'));
-        else if (tail.length > 4096) reject(new PeerError('dataset trailer too long'));
-      });
-      socket.once('end', () => reject(new PeerError(`dataset stream for ${dataset} ended early`)));
-      socket.once('error', reject);
-      socket.resume();
-    });
-    // zfs receive failing (no such parent, no space) must end the wait too.
-    const line = await Promise.race([trailer, receive.done.then(() => new Promise<string>(() => undefined))]);
-    receive.stdin.end();
-    await receive.done;
-    checkTrailer(line, hash, `dataset ${dataset}`);
-    await onReceived();
+    if (!end || trailer === undefined) throw new PeerError(`${what} ended early`);
+    checkTrailer(trailer, end.sha256, what);
+    const landed = await sink.finish(end.size);
+    await options.onLanded?.(landed);
     answer(socket);
+    return landed;
   } catch (error) {
-    receive.stdin.destroy();
-    await receive.done.catch(() => undefined);
-    await zfsDestroy(dataset, { recursive: true }).catch(() => undefined);
+    await sink?.discard();
     answer(socket, error as Error);
     throw error;
   }
-}
-
-/** Target side of `sendBase`: writes exactly `hello.size` bytes to `path`, then checks the trailer. */
-export async function receiveBase(hello: Extract<Hello, { kind: 'base' }>, socket: TLSSocket, path: string): Promise<void> {
-  const hash = createHash('sha256');
-  const file = createWriteStream(path, { mode: 0o600 });
-  try {
-    const trailer = await new Promise<string>((resolve, reject) => {
-      let left = hello.size;
-      let tail = Buffer.alloc(0);
-      socket.on('data', (chunk: Buffer) => {
-        if (file.errored) return;
-        if (left > 0) {
-          const part = chunk.subarray(0, Math.min(left, chunk.length));
-          hash.update(part);
-          left -= part.length;
-          chunk = chunk.subarray(part.length);
-          if (!file.write(part)) {
-            socket.pause();
-            file.once('drain', () => socket.resume());
-          }
-        }
-        if (left === 0 && chunk.length > 0) {
-          tail = Buffer.concat([tail, chunk]);
-          const newline = tail.indexOf(0x0a);
-          if (newline >= 0) resolve(tail.subarray(0, newline).toString('utf8'));
-          else if (tail.length > 4096) reject(new PeerError('base trailer too long'));
-        }
-      });
-      socket.once('end', () => reject(new PeerError(`base stream of ${hello.disk} ended early`)));
-      socket.once('error', reject);
-      // Out of space or quota on the target: refuse now, naming the errno (Node has no name for EDQUOT).
-      file.on('error', (error: NodeJS.ErrnoException) => reject(new PeerError(`cannot write ${path}: ${errnoName(error)}`)));
-      socket.resume();
-    });
-    await new Promise<void>((resolve, reject) => file.end((error?: Error | null) => (error ? reject(error) : resolve())));
-    checkTrailer(trailer, hash, hello.disk);
-    answer(socket);
-  } catch (error) {
-    file.destroy();
-    await rm(path, { force: true });
-    answer(socket, error as Error);
-    throw error;
-  }
-}
-
-function errnoName(error: NodeJS.ErrnoException): string {
-  const name = Object.entries(constants.errno).find(([, value]) => value === -(error.errno ?? 0))?.[0];
-  return name ? `${name} (${error.syscall ?? 'write'})` : error.message;
 }
 
 /** Joins two duplex sockets; either side closing or failing closes both. */

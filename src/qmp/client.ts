@@ -1,12 +1,14 @@
 /**
  * A QMP client in the shape of QEMU's own (python/qemu/qmp): a run-state machine
  * (idle → connecting → running → disconnecting → idle), a greeting and capability negotiation,
- * message ids owned by the client (`cowbuf-N`), a timeout per command, and every pending call
- * rejected with `QmpDisconnectedError` when the connection goes away. Replies with unknown ids
+ * message ids owned by the client (`cowbuf-N`), a timeout and an `AbortSignal` per command, and
+ * every pending call rejected with `QmpDisconnectedError` when the connection goes away (the
+ * request core, rpc/pending.ts, which the peer channel shares). Replies with unknown ids
  * (late replies to timed-out calls) are reported to `onUnexpected` and dropped.
  */
 import { connect as netConnect, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PendingCalls } from '../rpc/pending.js';
 import { QmpCommandError, QmpDisconnectedError, QmpProtocolError, QmpStateError, QmpTimeoutError } from './errors.js';
 import { EventListener, type QmpEvent } from './events.js';
 import { FrameDecoder, encode, type QmpMessage } from './protocol.js';
@@ -35,11 +37,8 @@ export interface Greeting {
   readonly capabilities: readonly string[];
 }
 
-interface Pending {
-  readonly command: string;
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: unknown) => void;
-}
+/** The greeting waits in the pending table like a call, so a close before it fails it the same way. */
+const GREETING = Symbol('greeting');
 
 const RETRYABLE = new Set(['ENOENT', 'ECONNREFUSED', 'EAGAIN']);
 
@@ -48,9 +47,8 @@ export class QmpClient {
   private socket: Socket | undefined;
   private socketPath = '';
   private nextId = 0;
-  private readonly pending = new Map<string, Pending>();
+  private readonly pending = new PendingCalls<string | typeof GREETING, QmpMessage>();
   private readonly listeners = new Set<EventListener>();
-  private greetingWaiter: ((greeting: QmpMessage) => void) | undefined;
   private closedWaiters: Array<() => void> = [];
   greeting: Greeting | undefined;
 
@@ -91,42 +89,19 @@ export class QmpClient {
    * Runs one command and resolves to its `return` value.
    * @throws QmpCommandError (QEMU said no), QmpTimeoutError, QmpDisconnectedError, QmpStateError
    */
-  execute<T = unknown>(command: string, args?: Readonly<Record<string, unknown>>, options: ExecuteOptions = {}): Promise<T> {
-    if (this.runState !== 'running') return Promise.reject(new QmpStateError(`execute \`${command}\``, this.runState, 'running'));
+  async execute<T = unknown>(command: string, args?: Readonly<Record<string, unknown>>, options: ExecuteOptions = {}): Promise<T> {
+    if (this.runState !== 'running') throw new QmpStateError(`execute \`${command}\``, this.runState, 'running');
     const id = `cowbuf-${++this.nextId}`;
     const timeoutMs = options.timeoutMs ?? this.options.commandTimeoutMs ?? 30_000;
-    return new Promise<T>((resolve, reject) => {
-      const done = () => {
-        clearTimeout(timer);
-        options.signal?.removeEventListener('abort', onAbort);
-        this.pending.delete(id);
-      };
-      const onAbort = () => {
-        done();
-        reject(options.signal?.reason);
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new QmpTimeoutError(`\`${command}\``, timeoutMs));
-      }, timeoutMs);
-      if (options.signal?.aborted) return onAbort();
-      options.signal?.addEventListener('abort', onAbort, { once: true });
-      this.pending.set(id, {
-        command,
-        resolve: (reply) => {
-          done();
-          const message = reply as QmpMessage;
-          const error = message.error as { class?: string; desc?: string } | undefined;
-          if (error) reject(new QmpCommandError(command, args, error.class ?? 'GenericError', error.desc ?? '', message));
-          else resolve(message.return as T);
-        },
-        reject: (error) => {
-          done();
-          reject(error);
-        },
-      });
-      this.socket?.write(encode(args === undefined ? { execute: command, id } : { execute: command, arguments: args, id }));
+    const message = args === undefined ? { execute: command, id } : { execute: command, arguments: args, id };
+    const reply = await this.pending.call(id, command, () => this.socket?.write(encode(message)), {
+      timeoutMs,
+      signal: options.signal,
+      timedOut: () => new QmpTimeoutError(`\`${command}\``, timeoutMs),
     });
+    const error = reply.error as { class?: string; desc?: string } | undefined;
+    if (error) throw new QmpCommandError(command, args, error.class ?? 'GenericError', error.desc ?? '', reply);
+    return reply.return as T;
   }
 
   /** A listener for the named events (all events if none). Close it when done. */
@@ -198,45 +173,26 @@ export class QmpClient {
   }
 
   private dispatch(message: QmpMessage): void {
-    if ('QMP' in message && this.greetingWaiter) {
-      this.greetingWaiter(message);
+    if ('QMP' in message) {
+      if (!this.pending.resolve(GREETING, message)) this.options.onUnexpected?.(message);
     } else if (typeof message.event === 'string') {
       const event = message as unknown as QmpEvent;
       for (const listener of this.listeners) listener.deliver(event);
-    } else if (typeof message.id === 'string' && this.pending.has(message.id)) {
-      this.pending.get(message.id)?.resolve(message);
-    } else {
+    } else if (typeof message.id !== 'string' || !this.pending.resolve(message.id, message)) {
       this.options.onUnexpected?.(message);
     }
   }
 
-  private waitGreeting(timeoutMs: number, signal: AbortSignal | undefined): Promise<Greeting> {
-    return new Promise<Greeting>((resolve, reject) => {
-      const timer = setTimeout(() => finish(new QmpTimeoutError('the QMP greeting', timeoutMs)), timeoutMs);
-      const onAbort = () => finish(signal?.reason);
-      const finish = (error: unknown, greeting?: Greeting) => {
-        clearTimeout(timer);
-        signal?.removeEventListener('abort', onAbort);
-        this.greetingWaiter = undefined;
-        this.pending.delete('greeting');
-        if (greeting) resolve(greeting);
-        else reject(error);
-      };
-      signal?.addEventListener('abort', onAbort, { once: true });
-      // A close before the greeting rejects through the pending table like any call.
-      this.pending.set('greeting', { command: 'greeting', resolve: () => undefined, reject: (error) => finish(error) });
-      this.greetingWaiter = (message) => {
-        const body = message.QMP as Greeting | undefined;
-        if (!body || typeof body !== 'object' || !body.version) finish(new QmpProtocolError('malformed greeting', JSON.stringify(message)));
-        else finish(undefined, body);
-      };
-    });
+  private async waitGreeting(timeoutMs: number, signal: AbortSignal | undefined): Promise<Greeting> {
+    const message = await this.pending.call(GREETING, 'greeting', () => undefined, { timeoutMs, signal, timedOut: () => new QmpTimeoutError('the QMP greeting', timeoutMs) });
+    const body = message.QMP as Greeting | undefined;
+    if (!body || typeof body !== 'object' || !body.version) throw new QmpProtocolError('malformed greeting', JSON.stringify(message));
+    return body;
   }
 
   private teardown(cause: unknown): void {
     if (this.runState === 'idle' && !this.socket) return;
-    for (const [, pending] of this.pending) pending.reject(new QmpDisconnectedError(pending.command, this.socketPath, cause ? { cause } : undefined));
-    this.pending.clear();
+    this.pending.failAll((command) => new QmpDisconnectedError(command, this.socketPath, cause ? { cause } : undefined));
     const gone = new QmpDisconnectedError(undefined, this.socketPath, cause ? { cause } : undefined);
     for (const listener of this.listeners) listener.fail(gone);
     this.listeners.clear();

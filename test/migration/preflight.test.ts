@@ -9,6 +9,7 @@ import { preflightTimeoutMs, type TargetFacts } from '../../src/migration/prefli
 import { TargetSide } from '../../src/migration/target.js';
 import type { WireVm } from '../../src/peer/protocol.js';
 import type { TrustedPeer } from '../../src/peer/trust.js';
+import { RawShipping } from '../../src/storage/raw/shipping-raw.js';
 import type { Accel } from '../../src/vm/spec.js';
 import { useTempDir } from '../support/temp-dir.js';
 
@@ -63,6 +64,7 @@ function target(inventory: HostInventory, saved: IncomingEntry[], known: TargetF
   return new TargetSide({
     stateDir: tempDir(),
     maxIncoming,
+    shipping: new RawShipping(),
     provider: { launchIncoming: () => Promise.reject(new Error('no VM is started in this test')) },
     inventory,
     facts: known,

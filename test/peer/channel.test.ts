@@ -1,52 +1,17 @@
 import { X509Certificate } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PeerError, PeerRequestError, TrustError } from '../../src/errors.js';
-import { ControlClient, dialPeer, listenPeer, type PeerHandlers, type PeerListener } from '../../src/peer/channel.js';
-import { ensureIdentity, type Identity } from '../../src/peer/identity.js';
-import { proxyToPeer, receiveBase, sendBase, spliceToLocal } from '../../src/peer/transfer.js';
-import { TrustStore } from '../../src/peer/trust.js';
-import { useTempDir } from '../support/temp-dir.js';
+import { ControlClient, dialPeer } from '../../src/peer/channel.js';
+import { proxyToPeer, spliceToLocal } from '../../src/peer/transfer.js';
+import { handlers, usePeers } from '../support/peers.js';
 
-const tempDir = useTempDir('peer');
-const listeners: PeerListener[] = [];
-afterEach(async () => {
-  for (const listener of listeners.splice(0)) await listener.close();
-});
-
-let counter = 0;
-async function daemon(): Promise<{ identity: Identity; trust: TrustStore; dir: string }> {
-  const dir = join(tempDir(), `d${counter++}`);
-  return { identity: await ensureIdentity(dir, 'test'), trust: await TrustStore.open(join(dir, 'trust.json')), dir };
-}
-
-function handlers(overrides: Partial<PeerHandlers> = {}): PeerHandlers & { rejections: string[] } {
-  const rejections: string[] = [];
-  return {
-    rejections,
-    control: async (peer, request) => ({ echo: request.method, from: peer.name }),
-    base: () => undefined,
-    dataset: () => undefined,
-    stream: () => undefined,
-    rejected: (reason) => rejections.push(reason),
-    ...overrides,
-  };
-}
-
-async function serve(target: Awaited<ReturnType<typeof daemon>>, h: PeerHandlers): Promise<number> {
-  const listener = await listenPeer(target.identity, target.trust, '127.0.0.1', 0, h);
-  listeners.push(listener);
-  return listener.port;
-}
+const { daemon, serve, pair } = usePeers('peer');
 
 describe('the peer channel (mutual TLS, pinned certificates)', () => {
   it('answers control requests between two peers that trust each other', async () => {
-    const [source, target] = [await daemon(), await daemon()];
-    const port = await serve(target, handlers());
-    await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
-    const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
+    const { source, peer } = await pair(handlers());
     const client = await ControlClient.open(peer, source.identity);
     expect(await client.request({ method: 'abort', migration: 'm1' })).toEqual({ echo: 'abort', from: 'src' });
     client.close();
@@ -59,7 +24,7 @@ describe('the peer channel (mutual TLS, pinned certificates)', () => {
     await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
     const peer = await stranger.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
     const client = await ControlClient.open(peer, stranger.identity);
-    await expect(client.request({ method: 'abort', migration: 'm1' }, 5000)).rejects.toBeInstanceOf(PeerRequestError);
+    await expect(client.request({ method: 'abort', migration: 'm1' }, { timeoutMs: 5000 })).rejects.toBeInstanceOf(PeerRequestError);
     expect(h.rejections[0]).toMatch(/^untrusted or expired certificate /);
   });
 
@@ -82,32 +47,6 @@ describe('the peer channel (mutual TLS, pinned certificates)', () => {
     await expect(source.trust.add('bad', 'not a certificate', '127.0.0.1:2')).rejects.toThrow('Expected `certificate` to be a PEM certificate');
     await expect(source.trust.add('x y', target.identity.cert, '127.0.0.1:2')).rejects.toThrow('Expected `name`');
     await expect(source.trust.add('z', target.identity.cert, 'nohost')).rejects.toThrow('Expected `address` to be a `host:port` address, got `nohost`');
-  });
-
-  it('ships a base with an end-to-end checksum, and the target refuses a mismatch', async () => {
-    const [source, target] = [await daemon(), await daemon()];
-    const received = join(target.dir, 'base.img');
-    const done: Array<Promise<void>> = [];
-    const port = await serve(target, handlers({ base: (_peer, hello, socket) => void done.push(receiveBase(hello, socket, received).catch(() => undefined)) }));
-    await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
-    const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
-    const file = join(source.dir, 'base.img');
-    const data = Buffer.alloc(5 * 1024 * 1024 + 123);
-    for (let i = 0; i < data.length; i += 4096) data[i] = i % 251;
-    await writeFile(file, data);
-    const result = await sendBase(peer, source.identity, 'm1', 'disk0', file);
-    await Promise.all(done);
-    expect(result.bytes).toBe(data.length);
-    expect((await readFile(received)).equals(data)).toBe(true);
-
-    // A sender whose trailer does not match what it sent.
-    const { tls } = await dialPeer(peer, source.identity, { type: 'hello', kind: 'base', migration: 'm2', disk: 'disk0', size: 4 });
-    tls.write('abcd');
-    tls.write(`${JSON.stringify({ sha256: '00' })}\n`);
-    const answer = await new Promise<string>((resolve) => tls.once('data', (chunk: Buffer) => resolve(chunk.toString())));
-    expect(answer).toMatch(/"ok":false,"error":"checksum mismatch for disk0/);
-    await Promise.all(done);
-    await expect(readFile(received)).rejects.toMatchObject({ code: 'ENOENT' });
   });
 
   it('splices a local stream through the channel to a unix socket on the target', async () => {
@@ -140,11 +79,22 @@ describe('the peer channel (mutual TLS, pinned certificates)', () => {
     echo.close();
   });
 
+  it('stops waiting for an answer the moment its signal aborts, and answers later requests', async () => {
+    const { source, peer } = await pair(handlers({ control: (_peer, request) => (request.method === 'prepare' ? new Promise(() => undefined) : Promise.resolve({ echo: request.method })) }));
+    const client = await ControlClient.open(peer, source.identity);
+    const controller = new AbortController();
+    const vm = { name: 'g1', memoryMiB: 64, vcpus: 1, disks: [{ id: 'd0', nodeName: 'n0', format: 'raw' as const, virtualSize: 1 }] };
+    const started = Date.now();
+    const prepare = client.request({ method: 'prepare', migration: 'm1', vm }, { signal: controller.signal });
+    setTimeout(() => controller.abort(new Error('cancelled by request')), 50);
+    await expect(prepare).rejects.toThrow('cancelled by request');
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(await client.request({ method: 'abort', migration: 'm1' })).toEqual({ echo: 'abort' });
+    client.close();
+  });
+
   it('reports a refusal from the peer as a PeerError with its reason', async () => {
-    const [source, target] = [await daemon(), await daemon()];
-    const port = await serve(target, handlers({ control: async () => { throw new Error('unknown migration m9'); } }));
-    await target.trust.add('src', source.identity.cert, '127.0.0.1:1');
-    const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
+    const { source, peer } = await pair(handlers({ control: async () => { throw new Error('unknown migration m9'); } }));
     const client = await ControlClient.open(peer, source.identity);
     const error = await client.request({ method: 'finish', migration: 'm9' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PeerError);

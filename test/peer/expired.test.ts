@@ -51,7 +51,7 @@ describe('an expired certificate, even a pinned one, fails the real TLS handshak
     listeners.push(listener);
     const { peer } = await storePinning('server', server.cert, `127.0.0.1:${listener.port}`);
     const client = await ControlClient.open(peer, old);
-    await expect(client.request({ method: 'abort', migration: 'm' }, 5000)).rejects.toBeInstanceOf(PeerRequestError);
+    await expect(client.request({ method: 'abort', migration: 'm' }, { timeoutMs: 5000 })).rejects.toBeInstanceOf(PeerRequestError);
     client.close();
     expect(rejections).toEqual([`untrusted or expired certificate ${old.fingerprint}`]);
   });

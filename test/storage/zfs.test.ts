@@ -1,32 +1,16 @@
-import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { StorageError, ValidationError } from '../../src/errors.js';
 import { ZfsVolume } from '../../src/storage/zfs/driver-zfs.js';
 import { checkDataset, zfsGet } from '../../src/storage/zfs/zfs-commands.js';
 import { detectZfsFeatures } from '../../src/storage/zfs/zfs-features.js';
-import { createTestPool, type TestPool } from '../../src/testbed/zfs.js';
+import { usePools } from '../support/pools.js';
 import { report } from '../support/report.js';
 import { volumeContract } from './contract.js';
 
 const MiB = 1024 ** 2;
-const ROOT = new URL('../../build/test-runs/', import.meta.url).pathname;
-const pools: TestPool[] = [];
-
-afterAll(async () => {
-  for (const pool of pools) {
-    await pool.destroy();
-    await rm(pool.dir, { recursive: true, force: true });
-  }
-});
-
-async function freshPool(): Promise<{ pool: TestPool; scratch: string }> {
-  await mkdir(ROOT, { recursive: true });
-  const scratch = await mkdtemp(join(ROOT, 'zfs-'));
-  const pool = await createTestPool(scratch, 512 * MiB);
-  pools.push(pool);
-  return { pool, scratch };
-}
+const freshPool = usePools(512 * MiB);
 
 volumeContract('zfs (zfs-fuse on a sparse file)', async () => {
   const { pool, scratch } = await freshPool();

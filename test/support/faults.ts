@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 import { run } from '../../src/exec/run.js';
 import type { MigrationRecord } from '../../src/migration/engine.js';
-import { FINAL } from '../../src/migration/source.js';
+import { FINAL } from '../../src/migration/record.js';
 import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
 import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { qemuImg, type Scope } from './testbed.js';

@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { CowbufError } from '../../errors.js';
 import type { MigrationRecord } from '../../migration/engine.js';
-import { FINAL } from '../../migration/source.js';
+import { FINAL } from '../../migration/record.js';
 import { formatBytes } from '../../units.js';
 import { ApiClient } from '../client.js';
 import { parseFormat, render, table } from '../format.js';

@@ -90,6 +90,12 @@ export async function zfsSnapshot(snapshot: string, options: CallOptions = {}): 
   await zfsRun('zfs', ['snapshot', checkSnapshot('snapshot', snapshot)], options);
 }
 
+/** Every snapshot on the host, `dataset@name`. */
+export async function zfsSnapshots(options: CallOptions = {}): Promise<string[]> {
+  const { stdout } = await zfsRun('zfs', ['list', '-H', '-o', 'name', '-t', 'snapshot'], options);
+  return stdout.split('\n').filter(Boolean);
+}
+
 /** The filesystem dataset mounted exactly at `dir`, if any (no pool answering means none). */
 export async function zfsDatasetMountedAt(dir: string, options: CallOptions = {}): Promise<string | undefined> {
   let stdout: string;
