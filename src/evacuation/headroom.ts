@@ -77,21 +77,25 @@ export interface HeadroomInputs {
 }
 
 export function computeHeadroom(inputs: HeadroomInputs): Headroom {
-  const { partition, minBinBytes } = inputs;
-  const size = partition.capacity;
-  // Unplaced bytes are part of their migration's cowBytes: counted once.
-  const committed = viewMigrations(partition).reduce((sum, view) => sum + Math.max(view.cowBytes, minBinBytes), 0);
   const incomingMemory = inputs.incoming.reduce((sum, guest) => sum + guest.memoryBytes, 0);
   const incomingDisk = inputs.incoming.reduce((sum, guest) => sum + guest.diskBytes, 0);
   return {
     host: inputs.host,
-    buffer: { size, used: usedBytes(partition), committed, free: Math.max(0, size - committed) },
+    buffer: bufferHeadroom(inputs.partition, inputs.minBinBytes),
     outgoing: inputs.outgoing,
     incoming: { used: inputs.incoming.length, limit: inputs.maxIncoming },
     memoryFree: Math.max(0, inputs.availableMemory - incomingMemory),
     diskFree: Math.max(0, inputs.availableDisk - incomingDisk),
     links: [...inputs.links].map(([peer, estimate]) => ({ peer, rate: estimate?.rate ?? 0, phase: estimate?.phase ?? 'unknown' })),
   };
+}
+
+/** The buffer part alone: what the evacuation planner re-reads as migrations come and go. */
+export function bufferHeadroom(partition: Partition, minBinBytes: number): BufferHeadroom {
+  const size = partition.capacity;
+  // Unplaced bytes are part of their migration's cowBytes: counted once.
+  const committed = viewMigrations(partition).reduce((sum, view) => sum + Math.max(view.cowBytes, minBinBytes), 0);
+  return { size, used: usedBytes(partition), committed, free: Math.max(0, size - committed) };
 }
 
 const LINK_PHASES: readonly LinkPhase[] = ['unknown', 'transient', 'steady'];

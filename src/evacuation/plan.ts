@@ -4,11 +4,13 @@
  * daemon gathers the inputs, starts what `nextStarts` returns and calls it again whenever one of
  * the batch's migrations ends. The plan is plain data, so it can be journaled with the batch.
  *
- * Placement (`planEvacuation`): longest first (disk + memory bytes), each VM onto the target
- * that would be done soonest with what it was given ((bytes placed there + this VM's) ÷ the rate
- * measured to it), among the targets with the VM's memory (plus QEMU's margin) and disk still
- * free after what was placed there before; targets with a free incoming slot first. A VM no
- * target can take is reported with why; the others still go.
+ * Placement (`planEvacuation`): longest first (disk + memory bytes), each VM onto one of the
+ * targets with its memory (plus QEMU's margin) and disk still free after what was placed there
+ * before: one with a free incoming slot first; then one whose link carries what it was given,
+ * this VM included, within the batch's own floor (all bytes over the uplink, or over all the
+ * targets' links if slower), so no target becomes the batch's tail; among those the one with
+ * the most memory left, which spreads the load and favours hosts just emptied; failing that,
+ * the one done soonest. A VM no target can take is reported with why; the others still go.
  *
  * Concurrency (`nextStarts`): a VM starts beside the running ones only if, with it,
  * - an outgoing slot is free (the host's limit, less migrations outside the batch);
@@ -125,7 +127,7 @@ export function planEvacuation(source: Headroom, vms: readonly EvacuationVm[], t
     incomingUsed: target.incoming.used,
     incomingLimit: target.incoming.limit,
   }));
-  const placed = place(vms, candidates, planned);
+  const placed = place(vms, candidates, planned, options.uplink);
   const plan: EvacuationPlan = {
     source: source.host,
     uplink: options.uplink,
@@ -158,7 +160,7 @@ export function nextStarts(plan: EvacuationPlan, state: EvacuationState): Starts
     if (flights.length + others >= plan.outgoingLimit) return { start, boundBy: 'outgoing' };
     const target = targets.get(placement.target) as PlannedTarget;
     const there = flights.filter((flight) => flight.placement.target === target.name).length;
-    const candidate: Flight = { placement, cowBytes: 0, remainingBytes: placement.vm.diskBytes + placement.vm.memoryBytes };
+    const candidate: Flight = { placement, cowBytes: 0, remainingBytes: bytesOf(placement.vm) };
     const refusal =
       target.incomingUsed + there >= target.incomingLimit
         ? 'target-slots'
@@ -224,7 +226,7 @@ interface Room {
   bytes: number;
 }
 
-function place(vms: readonly EvacuationVm[], candidates: readonly Headroom[], planned: readonly PlannedTarget[]): Pick<EvacuationPlan, 'placements' | 'unplaced'> {
+function place(vms: readonly EvacuationVm[], candidates: readonly Headroom[], planned: readonly PlannedTarget[], uplink: number): Pick<EvacuationPlan, 'placements' | 'unplaced'> {
   const rooms = planned
     .filter((target) => target.incomingLimit > 0)
     .map((target): Room => {
@@ -233,31 +235,38 @@ function place(vms: readonly EvacuationVm[], candidates: readonly Headroom[], pl
     });
   const placements: Placement[] = [];
   const unplaced: Unplaced[] = [];
-  const longestFirst = [...vms].sort((a, b) => b.diskBytes + b.memoryBytes - (a.diskBytes + a.memoryBytes) || a.name.localeCompare(b.name));
+  const batchSeconds = sum(vms.map(bytesOf)) / Math.min(uplink, sum(rooms.map((room) => room.target.rate)));
+  const longestFirst = [...vms].sort((a, b) => bytesOf(b) - bytesOf(a) || a.name.localeCompare(b.name));
   for (const vm of longestFirst) {
     const memory = vm.memoryBytes + MEMORY_MARGIN;
     const fitting = rooms.filter((room) => room.memory >= memory && room.disk >= vm.diskBytes);
-    const best = fitting.sort(byPreference(vm))[0];
+    const best = fitting.sort(byPreference(vm, batchSeconds))[0];
     if (!best) {
       unplaced.push(whyNot(vm, memory, planned.length, rooms));
       continue;
     }
     best.memory -= memory;
     best.disk -= vm.diskBytes;
-    best.bytes += vm.diskBytes + vm.memoryBytes;
+    best.bytes += bytesOf(vm);
     placements.push({ vm, target: best.target.name });
   }
   return { placements, unplaced };
 }
 
-/**
- * Orders the targets for `vm`: one with a free incoming slot first, then the one that would be
- * done soonest with what it got, this VM included; then the most memory left, then by name.
- */
-function byPreference(vm: EvacuationVm): (a: Room, b: Room) => number {
-  const free = (room: Room) => (room.target.incomingUsed < room.target.incomingLimit ? 0 : 1);
-  const seconds = (room: Room) => (room.bytes + vm.diskBytes + vm.memoryBytes) / room.target.rate;
-  return (a, b) => free(a) - free(b) || seconds(a) - seconds(b) || b.memory - a.memory || a.target.name.localeCompare(b.target.name);
+/** Orders the targets for `vm` as the module comment says. */
+function byPreference(vm: EvacuationVm, batchSeconds: number): (a: Room, b: Room) => number {
+  const busy = (room: Room) => (room.target.incomingUsed < room.target.incomingLimit ? 0 : 1);
+  const seconds = (room: Room) => (room.bytes + bytesOf(vm)) / room.target.rate;
+  const late = (room: Room) => (seconds(room) <= batchSeconds ? 0 : 1);
+  return (a, b) =>
+    busy(a) - busy(b) ||
+    late(a) - late(b) ||
+    (late(a) === 0 ? b.memory - a.memory : seconds(a) - seconds(b)) ||
+    a.target.name.localeCompare(b.target.name);
+}
+
+function bytesOf(vm: EvacuationVm): number {
+  return vm.diskBytes + vm.memoryBytes;
 }
 
 function whyNot(vm: EvacuationVm, memory: number, candidates: number, rooms: readonly Room[]): Unplaced {

@@ -43,8 +43,9 @@ export class HostSim {
    * Advances every active run at its share, holds the overlays to the disk, records the sample
    * and, on control ticks, lets the daemon decide; what no bin can hold fails.
    * @param granted bytes/s the runs were given in all: using less of it marks the sample app-limited
+   * @returns bytes the runs put on the link
    */
-  advanceAll(t: number, dt: number, active: readonly Run[], shareOf: (run: Run) => number, granted: number): void {
+  advanceAll(t: number, dt: number, active: readonly Run[], shareOf: (run: Run) => number, granted: number): number {
     const { control } = this;
     let sent = 0;
     let onDisk = active.reduce((sum, run) => sum + run.cow, 0);
@@ -75,6 +76,7 @@ export class HostSim {
       if (mustFail.length > 0) overflowed = true;
     }
     if (overflowed) this.overflowEvents += 1;
+    return sent;
   }
 
   /** End of a tick: the runs of `active` that ended give their bins back. */
