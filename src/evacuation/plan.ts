@@ -28,6 +28,7 @@
 import { ValidationError } from '../errors.js';
 import { MEMORY_MARGIN } from '../migration/preflight.js';
 import { formatBytes } from '../units.js';
+import { number } from '../validate.js';
 import type { Headroom } from './headroom.js';
 import { maxMinRates } from './shares.js';
 
@@ -117,8 +118,12 @@ export interface Starts {
 /**
  * @param source this host's headroom (its links give the rate to each target)
  * @param targets the candidates' headrooms; this host's own is ignored if among them
+ * @throws ValidationError for an option that is not a positive number
  */
 export function planEvacuation(source: Headroom, vms: readonly EvacuationVm[], targets: readonly Headroom[], options: PlanOptions): EvacuationPlan {
+  for (const key of ['uplink', 'minBinBytes', 'assumedLinkRate', 'minShare'] as const) {
+    if (options[key] !== undefined) number(key, options[key], { min: 0, positive: true });
+  }
   const candidates = targets.filter((target) => target.host !== source.host);
   const measured = new Map(source.links.map((link) => [link.peer, link.rate]));
   const planned = candidates.map((target): PlannedTarget => ({

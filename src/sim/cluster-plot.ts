@@ -12,16 +12,19 @@ export interface ClusterRun {
 }
 
 export function renderClusterPlot(runs: readonly ClusterRun[]): string {
-  const tMax = Math.max(1, ...runs.flatMap((run) => run.samples.map((sample) => sample.t)));
+  // A rolling maintenance has tens of thousands of samples: too many to spread into Math.max.
+  const most = (of: (sample: ClusterSample) => number) => runs.reduce((top, run) => run.samples.reduce((inRun, sample) => Math.max(inRun, of(sample)), top), 1);
+  const tMax = most((sample) => sample.t);
   const x = (t: number) => LEFT + ((WIDTH - LEFT - RIGHT) * t) / tMax;
   const panels = panelsTitled(['migrations in flight', 'sent by the draining host(s)', 'their buffers: overlay bytes ÷ size']);
   const [flying, sending, filling] = panels;
-  const runningMax = Math.max(1, ...runs.flatMap((run) => run.samples.map((sample) => sample.running)));
-  const rateMax = Math.max(1, ...runs.flatMap((run) => run.samples.map((sample) => sample.rate)));
+  const runningMax = most((sample) => sample.running);
+  const rateMax = most((sample) => sample.rate);
   const parts: string[] = [];
   const line = (panel: Panel, max: number, of: (sample: ClusterSample) => number) => (run: ClusterRun, index: number) => {
     const points = downsample(run.samples).map((sample) => `${x(sample.t).toFixed(1)},${(panel.top + PANEL - (PANEL * of(sample)) / max).toFixed(1)}`);
-    parts.push(polyline(points, COLORS[index % COLORS.length] as string));
+    // Dashed every other rule: two rules that behave alike stay visible on top of each other.
+    parts.push(polyline(points, COLORS[index % COLORS.length] as string, index % 2 === 1 ? '6 4' : undefined));
   };
   runs.forEach(line(flying, runningMax, (sample) => sample.running));
   runs.forEach(line(sending, rateMax, (sample) => sample.rate));

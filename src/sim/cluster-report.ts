@@ -79,7 +79,7 @@ export function comparisonTable(results: readonly ClusterResult[]): string {
     String(r.leftBehind.length),
     `${r.cold} (${r.coldDowntimeSeconds.toFixed(0)})`,
     r.makespanSeconds.toFixed(0),
-    r.floorSeconds > 0 ? (r.makespanSeconds / r.floorSeconds).toFixed(2) : '–',
+    r.floorSeconds > 0 && r.leftBehind.length === 0 ? (r.makespanSeconds / r.floorSeconds).toFixed(2) : '–',
     r.starvedSeconds.toFixed(0),
     `${(r.retainedWriteFraction * 100).toFixed(1)} %`,
     `${r.peakOutgoing} / ${r.peakIncoming}`,

@@ -17,6 +17,7 @@ import type { ClusterHost, ClusterScenario, ClusterVm } from './cluster-scenario
 import type { ClusterMigration, ClusterResult, ClusterSample, LeftBehind } from './cluster-report.js';
 import { HostSim } from './host.js';
 import type { SimPolicy } from './policies.js';
+import { statusCounts } from './report.js';
 import { end, isOpen, newRun, reportedRemaining, type Run } from './run.js';
 import { fits, memoryFree, type ClusterView, type Decision, type Drainer, type HostView, type Strategy } from './strategies.js';
 
@@ -48,6 +49,8 @@ interface Drain {
   flights: Flight[];
   readonly ended: string[];
   readonly failed: string[];
+  /** When its last migration ended or its last refusal came. */
+  lastEvent: number;
   /** Something ended since the rule was last asked. */
   dirty: boolean;
 }
@@ -76,6 +79,7 @@ export function simulateCluster(scenario: ClusterScenario, strategy: Strategy, p
   let peakIncoming = 0;
   let makespan = 0;
   const dt = scenario.tickSeconds;
+  let tick = 0;
   let t = 0;
 
   const cluster = (): ClusterView => ({
@@ -102,7 +106,8 @@ export function simulateCluster(scenario: ClusterScenario, strategy: Strategy, p
     });
   };
 
-  const settle = (flight: Flight) => {
+  const settle = (drain: Drain, flight: Flight) => {
+    drain.lastEvent = Math.max(drain.lastEvent, flight.run.endedAt);
     flight.target.incoming.delete(flight.vm);
     flight.source.outgoing -= 1;
     if (flight.run.phase === 'completed') {
@@ -131,7 +136,7 @@ export function simulateCluster(scenario: ClusterScenario, strategy: Strategy, p
       end(run, 'failed', t, short);
       drain.ended.push(vm.id);
       drain.failed.push(vm.id);
-      settle(flight);
+      settle(drain, flight);
       return;
     }
     drain.flights.push(flight);
@@ -159,19 +164,20 @@ export function simulateCluster(scenario: ClusterScenario, strategy: Strategy, p
         start(drain, decision);
       } else {
         drain.pending.splice(drain.pending.indexOf(decision.vm), 1);
+        drain.lastEvent = Math.max(drain.lastEvent, t);
         leftBehind.push({ vm: decision.vm.id, host: drain.source.spec.name, why: 'refused', reason: decision.reason, ...(decision.detail === undefined ? {} : { detail: decision.detail }) });
       }
     }
   };
 
-  for (; t < scenario.maxSeconds && (drains.length > 0 || queue.length > 0); t += dt) {
+  for (; t < scenario.maxSeconds && (drains.length > 0 || queue.length > 0); tick += 1, t = tick * dt) {
     if (drains.length === 0) {
       drains = (queue.shift() as readonly string[]).map((name) => {
         const source = hosts.get(name) as HostState;
         source.status = 'draining';
         const sim = new HostSim(source.spec.buffer, policy, scenario.control);
         sims.push(sim);
-        return { source, sim, drainer: strategy.drain(), pending: [...source.guests], flights: [], ended: [], failed: [], dirty: true };
+        return { source, sim, drainer: strategy.drain(), pending: [...source.guests], flights: [], ended: [], failed: [], lastEvent: t, dirty: true };
       });
     }
     for (const drain of drains) if (drain.dirty) decide(drain);
@@ -189,12 +195,12 @@ export function simulateCluster(scenario: ClusterScenario, strategy: Strategy, p
       for (const flight of closed) {
         drain.ended.push(flight.vm.id);
         if (flight.run.phase === 'failed') drain.failed.push(flight.vm.id);
-        settle(flight);
+        settle(drain, flight);
       }
     }
-    if (options.onSample && Math.round(t / dt) % Math.max(1, Math.round(SAMPLE_SECONDS / dt)) === 0) options.onSample(sample(t, dt, drains, sent));
+    if (options.onSample && tick % Math.max(1, Math.round(SAMPLE_SECONDS / dt)) === 0) options.onSample(sample(t, dt, drains, sent));
     for (const drain of drains.filter((d) => d.pending.length === 0 && d.flights.length === 0)) {
-      makespan = Math.max(makespan, t + dt);
+      makespan = Math.max(makespan, drain.lastEvent);
       finish(drain, leftBehind, scenario.maintenance.kind === 'rolling' ? 'up' : 'maintenance');
     }
     drains = drains.filter((d) => d.source.status === 'draining');
@@ -266,8 +272,8 @@ function finish(drain: Drain, leftBehind: LeftBehind[], status: HostState['statu
   const told = new Set(leftBehind.filter((left) => left.host === host).map((left) => left.vm));
   for (const vm of drain.source.guests) {
     if (told.has(vm.id)) continue;
-    const moving = drain.flights.some((flight) => flight.vm === vm);
-    leftBehind.push(moving ? { vm: vm.id, host, why: 'unfinished', reason: 'still moving at maxSeconds' } : { vm: vm.id, host, why: 'failed', reason: 'its migration failed' });
+    if (drain.failed.includes(vm.id)) leftBehind.push({ vm: vm.id, host, why: 'failed', reason: 'its migration failed' });
+    else leftBehind.push({ vm: vm.id, host, why: 'unfinished', reason: drain.flights.some((flight) => flight.vm === vm) ? 'still moving at maxSeconds' : 'not started by maxSeconds' });
   }
   drain.source.status = status;
 }
@@ -306,9 +312,7 @@ function summarize(scenario: ClusterScenario, strategy: Strategy, policy: SimPol
     strategy: strategy.name,
     rule: strategy.rule,
     policy: policy.name,
-    completed: migrations.filter((m) => m.status === 'completed').length,
-    failed: migrations.filter((m) => m.status === 'failed').length,
-    unfinished: migrations.filter((m) => m.status === 'unfinished').length,
+    ...statusCounts(migrations),
     cold: cold.length,
     coldDowntimeSeconds: cold.reduce((sum, m) => sum + m.seconds, 0),
     leftBehind: outcome.leftBehind,

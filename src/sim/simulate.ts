@@ -16,7 +16,7 @@ import { floorSeconds, linkClock } from './link.js';
 import type { SimPolicy } from './policies.js';
 import { end, isOpen, newRun, type Run } from './run.js';
 import type { Scenario } from './scenario.js';
-import { traceLine, type MigrationStatus, type SimMigrationResult, type SimResult, type TraceLine } from './report.js';
+import { statusCounts, traceLine, type MigrationStatus, type SimMigrationResult, type SimResult, type TraceLine } from './report.js';
 
 export interface SimOptions {
   /** Called once per tick, at its end, with the daemon's last γ and its inputs. */
@@ -88,9 +88,7 @@ function summarize(scenario: Scenario, policy: SimPolicy, runs: readonly Run[], 
   return {
     scenario: scenario.name,
     policy: policy.name,
-    completed: migrations.filter((m) => m.status === 'completed').length,
-    failed: migrations.filter((m) => m.status === 'failed').length,
-    unfinished: migrations.filter((m) => m.status === 'unfinished').length,
+    ...statusCounts(migrations),
     overflowEvents: counters.overflowEvents,
     freezeEvents: counters.freezeEvents,
     shardEvents: counters.shardEvents,

@@ -121,6 +121,11 @@ describe('concurrency', () => {
     expect(started).toEqual(plan.placements.map((p) => p.vm.name));
   });
 
+  it('refuses options that are not positive rates and sizes', () => {
+    expect(() => planEvacuation(headroom({ name: 'src' }), [], [], { ...OPTIONS, uplink: 0 })).toThrow('Expected `uplink` to be a number > 0, got `0`');
+    expect(() => planEvacuation(headroom({ name: 'src' }), [], [], { ...OPTIONS, minShare: Number.NaN })).toThrow(ValidationError);
+  });
+
   it('refuses a running VM the plan does not know', () => {
     const plan = planEvacuation(headroom({ name: 'src' }), [vm('a', 1, 1)], targets(1), OPTIONS);
     expect(() => nextStarts(plan, { running: [{ vm: 'ghost', cowBytes: 0, remainingBytes: 0 }], ended: [], buffer: { size: GiB, free: GiB } })).toThrow(ValidationError);
