@@ -5,16 +5,16 @@
  */
 import type { SimResult, TraceLine } from './report.js';
 
-const WIDTH = 960;
-const PANEL = 210;
-const GAP = 48;
-const LEFT = 78;
-const RIGHT = 150;
-const TOP = 40;
+export const WIDTH = 960;
+export const PANEL = 210;
+export const GAP = 48;
+export const LEFT = 78;
+export const RIGHT = 150;
+export const TOP = 40;
 const MAX_POINTS = 800;
-const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
+export const COLORS = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b', '#e377c2', '#17becf'];
 
-interface Panel {
+export interface Panel {
   readonly top: number;
   readonly title: string;
 }
@@ -25,12 +25,8 @@ export function renderPlot(result: SimResult, trace: readonly TraceLine[]): stri
   const color = (id: string) => COLORS[ids.indexOf(id) % COLORS.length] ?? '#000';
   const tMax = Math.max(1, ...lines.map((line) => line.t));
   const x = (t: number) => LEFT + ((WIDTH - LEFT - RIGHT) * t) / tMax;
-  const panels: Panel[] = [
-    { top: TOP, title: 'buffer fill per migration (stacked), own bins dashed, ▲ frozen' },
-    { top: TOP + PANEL + GAP, title: 'write throttle γ per migration (log scale)' },
-    { top: TOP + 2 * (PANEL + GAP), title: 'link rate U and share U/N' },
-  ];
-  const [fill, gamma, link] = panels as [Panel, Panel, Panel];
+  const panels = panelsTitled(['buffer fill per migration (stacked), own bins dashed, ▲ frozen', 'write throttle γ per migration (log scale)', 'link rate U and share U/N']);
+  const [fill, gamma, link] = panels;
   const parts: string[] = [];
 
   // Panel 1: stacked overlay bytes, with each migration's own bin as a dashed line.
@@ -91,31 +87,40 @@ export function renderPlot(result: SimResult, trace: readonly TraceLine[]): stri
     (id, index) =>
       `<rect x="${WIDTH - RIGHT + 14}" y="${TOP + index * 18}" width="12" height="12" fill="${color(id)}"/><text x="${WIDTH - RIGHT + 32}" y="${TOP + index * 18 + 10}" font-size="12">${escape(id)} (${result.migrations[index]?.status ?? ''})</text>`,
   );
-  const height = TOP + 3 * PANEL + 2 * GAP + 44;
   const heading = `${escape(result.scenario)} — policy ${escape(result.policy)}: ${result.completed} completed, ${result.failed} failed, ${result.overflowEvents} overflow events, makespan ${result.makespanSeconds.toFixed(0)} s`;
+  return svgDocument(heading, panels, [...parts, ...legend, `<text x="${WIDTH - RIGHT + 14}" y="${link.top + 12}" font-size="11">— U   - - U/N</text>`]);
+}
+
+/** Three panels of PANEL height stacked under a heading (already escaped), with their titles and `parts`. */
+export function svgDocument(heading: string, panels: readonly Panel[], parts: readonly string[]): string {
+  const height = TOP + 3 * PANEL + 2 * GAP + 44;
   return [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${WIDTH}" height="${height}" viewBox="0 0 ${WIDTH} ${height}" font-family="sans-serif">`,
     `<rect width="100%" height="100%" fill="#fff"/>`,
     `<text x="${LEFT}" y="20" font-size="14" font-weight="bold">${heading}</text>`,
     ...panels.map((panel) => `<text x="${LEFT}" y="${panel.top - 6}" font-size="12">${panel.title}</text>`),
     ...parts,
-    ...legend,
-    `<text x="${WIDTH - RIGHT + 14}" y="${link.top + 12}" font-size="11">— U   - - U/N</text>`,
     '</svg>',
     '',
   ].join('\n');
 }
 
-function downsample(trace: readonly TraceLine[]): readonly TraceLine[] {
+/** The three panels' places, top to bottom. */
+export function panelsTitled(titles: readonly [string, string, string]): [Panel, Panel, Panel] {
+  return titles.map((title, index) => ({ top: TOP + index * (PANEL + GAP), title })) as [Panel, Panel, Panel];
+}
+
+/** At most MAX_POINTS of `trace`, evenly spaced, the last one kept. */
+export function downsample<T>(trace: readonly T[]): readonly T[] {
   const step = Math.max(1, Math.ceil(trace.length / MAX_POINTS));
   return trace.filter((_, index) => index % step === 0 || index === trace.length - 1);
 }
 
-function polyline(points: readonly string[], stroke: string, dash?: string): string {
+export function polyline(points: readonly string[], stroke: string, dash?: string): string {
   return `<polyline points="${points.join(' ')}" fill="none" stroke="${stroke}" stroke-width="1.4"${dash ? ` stroke-dasharray="${dash}"` : ''}/>`;
 }
 
-function axis(panel: Panel, topLabel: string, bottomLabel: string): string {
+export function axis(panel: Panel, topLabel: string, bottomLabel: string): string {
   return [
     `<rect x="${LEFT}" y="${panel.top}" width="${WIDTH - LEFT - RIGHT}" height="${PANEL}" fill="none" stroke="#888"/>`,
     `<text x="${LEFT - 6}" y="${panel.top + 10}" font-size="11" text-anchor="end">${escape(topLabel)}</text>`,
@@ -123,14 +128,14 @@ function axis(panel: Panel, topLabel: string, bottomLabel: string): string {
   ].join('\n');
 }
 
-function gib(bytes: number): string {
+export function gib(bytes: number): string {
   return (bytes / 1024 ** 3).toFixed(1);
 }
 
-function rate(bytesPerSecond: number): string {
+export function rate(bytesPerSecond: number): string {
   return bytesPerSecond >= 1e9 ? `${(bytesPerSecond / 1e9).toFixed(1)} GB/s` : bytesPerSecond >= 1e6 ? `${(bytesPerSecond / 1e6).toFixed(1)} MB/s` : `${(bytesPerSecond / 1e3).toFixed(0)} kB/s`;
 }
 
-function escape(text: string): string {
+export function escape(text: string): string {
   return text.replace(/[<>&"]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;' })[c] ?? c);
 }

@@ -11,6 +11,12 @@ import type { ScenarioMigration } from './scenario.js';
 export type Phase = CopyPhase;
 export type MigrationStatus = 'completed' | 'failed' | 'unfinished';
 
+/** How many of `migrations` ended each way, in the summaries' key order. */
+export function statusCounts(migrations: readonly { readonly status: MigrationStatus }[]): Record<MigrationStatus, number> {
+  const count = (status: MigrationStatus) => migrations.filter((m) => m.status === status).length;
+  return { completed: count('completed'), failed: count('failed'), unfinished: count('unfinished') };
+}
+
 export interface SimMigrationResult {
   readonly id: string;
   readonly status: MigrationStatus;

@@ -5,7 +5,7 @@
 import { parseConvergence } from '../config/config.js';
 import type { ConvergenceConfig } from '../migration/convergence.js';
 import { parsePositiveSize, parseRate, parseSize } from '../units.js';
-import { array, join, number, object, string } from '../validate.js';
+import { array, join, number, object, string, type Json } from '../validate.js';
 import { ValidationError } from '../errors.js';
 
 export interface LinkStep {
@@ -90,7 +90,8 @@ export function parseScenario(input: unknown): Scenario {
   };
 }
 
-function parseControl(input: unknown): ScenarioControl {
+/** The `control` section: what the daemon does; its defaults when absent. */
+export function parseControl(input: unknown): ScenarioControl {
   if (input === undefined) return { ...DEFAULT_CONTROL, convergence: parseConvergence('control.convergence', undefined) };
   const c = object('control', input, [], ['periodSeconds', 'samplingLagSeconds', 'hysteresis', 'assumedLinkRate', 'mirrorReadySeconds', 'convergence']);
   const seconds = (key: 'periodSeconds' | 'samplingLagSeconds' | 'mirrorReadySeconds', min: number) =>
@@ -106,15 +107,19 @@ function parseControl(input: unknown): ScenarioControl {
 }
 
 function parseMigration(field: string, input: unknown): ScenarioMigration {
-  const entry = object(
-    field,
-    input,
-    ['id', 'start', 'disk', 'ram', 'writeRate', 'uniqueFraction', 'ramDirtyRate'],
-    ['sizeState', 'workingSet'],
-  );
+  const entry = object(field, input, ['id', 'start', ...WORKLOAD_REQUIRED], WORKLOAD_OPTIONAL);
+  return { id: string(`${field}.id`, entry.id), start: number(`${field}.start`, entry.start, { min: 0 }), ...parseWorkload(field, entry) };
+}
+
+/** The fields of a migration that describe the guest and its disk, not when it moves. */
+export type Workload = Omit<ScenarioMigration, 'id' | 'start'>;
+
+export const WORKLOAD_REQUIRED = ['disk', 'ram', 'writeRate', 'uniqueFraction', 'ramDirtyRate'] as const;
+export const WORKLOAD_OPTIONAL = ['sizeState', 'workingSet'] as const;
+
+/** The workload fields of `entry`, an object already checked for its keys. */
+export function parseWorkload(field: string, entry: Json): Workload {
   return {
-    id: string(`${field}.id`, entry.id),
-    start: number(`${field}.start`, entry.start, { min: 0 }),
     disk: parseSize(`${field}.disk`, entry.disk),
     ram: parseSize(`${field}.ram`, entry.ram),
     writeRate: parseRate(`${field}.writeRate`, entry.writeRate),
@@ -131,7 +136,7 @@ function parseStep(field: string, input: unknown): LinkStep {
   return { at: number(`${field}[0]`, pair[0], { min: 0 }), bandwidth: positiveRate(`${field}[1]`, pair[1]) };
 }
 
-function positiveRate(field: string, input: unknown): number {
+export function positiveRate(field: string, input: unknown): number {
   const rate = parseRate(field, input);
   if (rate <= 0) throw new ValidationError(field, input, 'a positive rate');
   return rate;

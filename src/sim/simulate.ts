@@ -1,5 +1,6 @@
 /**
- * The deterministic discrete-time simulator behind `cowbuf sim`. Each tick it:
+ * The deterministic discrete-time simulator behind `cowbuf sim` for one host and one link (the
+ * tick's steps 2–4 are src/sim/host.ts, which the cluster simulator drives too). Each tick it:
  *  1. admits the migrations whose start has come (the daemon's Π re-cuts the bins);
  *  2. puts into effect the γ the daemon decided at its last control tick (src/sim/daemon-view.ts);
  *  3. advances every migration by its link share (src/sim/run.ts), and holds the overlays to
@@ -10,12 +11,12 @@
  * No clock, no randomness, no I/O: same scenario and policy, same result, byte for byte.
  */
 import { ValidationError } from '../errors.js';
-import { DaemonView, type MigrationReading } from './daemon-view.js';
+import { HostSim } from './host.js';
 import { floorSeconds, linkClock } from './link.js';
 import type { SimPolicy } from './policies.js';
-import { advance, end, isOpen, newRun, reportedRemaining, throttleFactor, type Run } from './run.js';
+import { end, isOpen, newRun, type Run } from './run.js';
 import type { Scenario } from './scenario.js';
-import { traceLine, type MigrationStatus, type Phase, type SimMigrationResult, type SimResult, type TraceLine } from './report.js';
+import { statusCounts, traceLine, type MigrationStatus, type SimMigrationResult, type SimResult, type TraceLine } from './report.js';
 
 export interface SimOptions {
   /** Called once per tick, at its end, with the daemon's last γ and its inputs. */
@@ -34,13 +35,7 @@ export function simulate(scenario: Scenario, policy: SimPolicy, options: SimOpti
   const runs = scenario.migrations.map(newRun);
   const link = linkClock(scenario.link);
   const dt = scenario.tickSeconds;
-  const { control } = scenario;
-  const daemon = new DaemonView(scenario.bufferSize, policy, control);
-  const shared = policy.buffer === 'shared';
-  let overflowEvents = 0;
-  let peakBuffer = 0;
-  let linkBytes = 0;
-  let nextControl = 0;
+  const host = new HostSim(scenario.bufferSize, policy, scenario.control);
   let tick = 0;
   let t = 0;
 
@@ -48,63 +43,22 @@ export function simulate(scenario: Scenario, policy: SimPolicy, options: SimOpti
     for (const run of runs) {
       if (run.phase === 'waiting' && run.spec.start <= t) {
         run.phase = 'base';
-        if (shared) daemon.admit(run.spec.id, reportedRemaining(run), new Map(runs.filter(isOpen).map((open) => [open.spec.id, open.cow] as const)));
+        host.admit(run, runs.filter(isOpen));
       }
     }
     const active = runs.filter(isOpen);
-    daemon.applyPending(new Map(active.map((run) => [run.spec.id, throttleFactor(run)])));
+    host.beginTick(active);
     // U at mid-tick: the average rate over the tick, not its (ramp-starved) first instant.
     const linkRate = link.rateAt(t + dt / 2);
     const share = active.length > 0 ? linkRate / active.length : 0;
-
-    let sent = 0;
-    let onDisk = active.reduce((sum, run) => sum + run.cow, 0);
-    let overflowed = false;
-    for (const run of active) {
-      const cowBefore = run.cow;
-      sent += advance(run, { t, dt, share, gamma: daemon.throttleOf(run.spec.id), mirrorReadySeconds: control.mirrorReadySeconds, convergence: control.convergence });
-      const room = shared ? scenario.bufferSize - (onDisk - cowBefore) : (run.spec.sizeState ?? Infinity);
-      if (holdToDisk(run, cowBefore, room, t + dt)) overflowed = true;
-      onDisk += run.cow - cowBefore;
-    }
-    linkBytes += sent;
-    peakBuffer = Math.max(peakBuffer, onDisk);
-    daemon.record({
-      t: t + dt,
-      linkBytes,
-      saturated: sent >= 0.99 * linkRate * dt,
-      migrations: new Map(active.map((run) => [run.spec.id, reading(run)] as const)),
-    });
-    if (shared && t + dt >= nextControl - 1e-9) {
-      nextControl = t + dt + control.periodSeconds;
-      const mustFail = daemon.tick(t + dt, new Map(runs.filter(isOpen).map((run) => [run.spec.id, run.phase as Phase] as const)));
-      for (const id of mustFail) {
-        const run = runs.find((candidate) => candidate.spec.id === id);
-        if (run && isOpen(run)) end(run, 'failed', t + dt, 'its overlay no longer fits any bin');
-      }
-      if (mustFail.length > 0) overflowed = true;
-    }
-    if (overflowed) overflowEvents += 1;
+    host.advanceAll(t, dt, active, () => share, linkRate);
+    const { daemon } = host;
     options.onTick?.(traceLine(t, policy, scenario.bufferSize, daemon.decision, linkRate, runs.filter(isOpen), (id) => daemon.throttleOf(id)));
-    if (shared) for (const run of active) if (!isOpen(run)) daemon.release(run.spec.id);
+    host.releaseEnded(active);
   }
   for (const run of runs) if (run.phase === 'waiting' || isOpen(run)) end(run, 'unfinished', t);
-  return summarize(scenario, policy, runs, { overflowEvents, peakBuffer, freezeEvents: daemon.freezeEvents, shardEvents: daemon.shardEvents, recutEvents: daemon.recutEvents });
-}
-
-function reading(run: Run): MigrationReading {
-  return { cow: run.cow, written: Math.round(run.written), remaining: reportedRemaining(run) };
-}
-
-/**
- * The disk holds `room` bytes for this overlay: a write beyond it fails (the guest pauses on
- * werror=stop) and the engine rolls the migration back. Returns whether it overflowed.
- */
-function holdToDisk(run: Run, cowBefore: number, room: number, at: number): boolean {
-  if (run.cow <= room) return false;
-  run.cow = Math.max(cowBefore, Math.floor(room));
-  if (isOpen(run)) end(run, 'failed', at, 'the buffer was full');
-  return true;
+  const { daemon } = host;
+  return summarize(scenario, policy, runs, { overflowEvents: host.overflowEvents, peakBuffer: host.peakBuffer, freezeEvents: daemon.freezeEvents, shardEvents: daemon.shardEvents, recutEvents: daemon.recutEvents });
 }
 
 interface Counters {
@@ -134,9 +88,7 @@ function summarize(scenario: Scenario, policy: SimPolicy, runs: readonly Run[], 
   return {
     scenario: scenario.name,
     policy: policy.name,
-    completed: migrations.filter((m) => m.status === 'completed').length,
-    failed: migrations.filter((m) => m.status === 'failed').length,
-    unfinished: migrations.filter((m) => m.status === 'unfinished').length,
+    ...statusCounts(migrations),
     overflowEvents: counters.overflowEvents,
     freezeEvents: counters.freezeEvents,
     shardEvents: counters.shardEvents,
