@@ -173,6 +173,7 @@ function handlers(ctx: ApiContext): Record<EndpointName, Handler> {
       const name = await adopt(ctx, await readBody(req));
       sync(res, (await vmView(ctx.engine)).find((vm) => (vm as { name: string }).name === name), 201);
     },
+    headroom: async (_req, res) => sync(res, await ctx.engine.headroom(AbortSignal.timeout(10_000))),
     migrations: (_req, res) => sync(res, ctx.engine.list()),
     migrate: async (req, res) => {
       const { vm, target, policy } = await body(BODIES.migration, req);

@@ -83,6 +83,12 @@ export const ENDPOINTS = {
     body: BODIES.adopt,
     returns: 'the VM (201)',
   },
+  headroom: {
+    method: 'GET',
+    path: '/1.0/headroom',
+    summary: 'What this host can still take on, for a cluster manager placing migrations with its own store: buffer size, used, committed and free; outgoing and incoming slots; memory and disk free for incoming guests (after those on their way); the measured link rate to each peer.',
+    returns: 'object',
+  },
   migrations: { method: 'GET', path: '/1.0/migrations', summary: 'All migrations this daemon sent or is sending, with phase, progress, bin and decisions.', returns: 'array of migrations' },
   migrate: { method: 'POST', path: '/1.0/migrations', summary: 'Starts (or queues) a migration; answers at once with an async operation.', body: BODIES.migration, returns: 'async operation (202)' },
   migration: { method: 'GET', path: '/1.0/migrations/{id}', summary: 'One migration.', returns: 'migration (404 if unknown)' },

@@ -28,6 +28,7 @@ import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import type { VmSpec } from '../vm/spec.js';
 import { StandaloneProvider } from '../vm/standalone.js';
 import { checkAdoptable } from '../vm/adoptable.js';
+import { computeHeadroom, type Headroom } from '../evacuation/headroom.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
@@ -234,6 +235,27 @@ export class Engine extends EventEmitter<EngineEvents> {
     resize(this.loop.partition, size);
     await this.deps.volume.resize(size);
     this.loop.resize(size);
+  }
+
+  /**
+   * What this host can still take on, as data for an embedding cluster manager (and for peers
+   * planning an evacuation): buffer, slots, memory and disk for incoming guests, link rates.
+   */
+  async headroom(signal?: AbortSignal): Promise<Headroom> {
+    const { config } = this.deps;
+    const inventory = this.deps.inventory ?? systemInventory;
+    const [availableMemory, availableDisk] = await Promise.all([inventory.availableMemory(signal), inventory.availableDisk(config.stateDir, signal)]);
+    return computeHeadroom({
+      host: this.deps.identity.fingerprint,
+      partition: this.loop.partition,
+      minBinBytes: config.minBinBytes,
+      outgoing: { used: this.aborts.size, limit: config.maxOutgoing },
+      maxIncoming: config.maxIncoming,
+      incoming: this.target.arriving(),
+      availableMemory,
+      availableDisk,
+      links: this.deps.trust.list().map((peer) => [peer.name, this.links.estimate(peer.name)] as const),
+    });
   }
 
   list(): readonly MigrationRecord[] {

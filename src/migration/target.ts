@@ -22,7 +22,7 @@ import type { Json } from '../validate.js';
 import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import { throttleTarget } from '../vm/spec.js';
 import type { IncomingEntry } from './journal.js';
-import { preflight, preflightTimeoutMs, type TargetFacts } from './preflight.js';
+import { MEMORY_MARGIN, preflight, preflightTimeoutMs, type TargetFacts } from './preflight.js';
 import { eventTime, RAM_HANDED_OVER, RAM_SETTLED } from './qemu-steps.js';
 import { incomingSpec } from './wire-spec.js';
 
@@ -343,6 +343,14 @@ export class TargetSide {
     await incoming.vm?.stop();
     await removeShipped(incoming, this.options.shipping);
     await this.options.journal.drop(incoming.id);
+  }
+
+  /** What the guests on their way here will take: memory with QEMU's margin, and every base not yet received. */
+  arriving(): Array<{ memoryBytes: number; diskBytes: number }> {
+    return [...this.incoming.values()].map((incoming) => ({
+      memoryBytes: incoming.wire.memoryMiB * 1024 ** 2 + MEMORY_MARGIN,
+      diskBytes: incoming.wire.disks.filter((disk) => !incoming.received.has(disk.id)).reduce((sum, disk) => sum + disk.virtualSize, 0),
+    }));
   }
 
   /** Daemon shutdown: every incoming migration is aborted. */

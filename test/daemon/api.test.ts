@@ -123,6 +123,21 @@ describe('the REST API over the real unix socket', () => {
     expect((await call('GET', '/1.0/vms')).json.metadata).toEqual([]);
   });
 
+  it('states its headroom as data: buffer, slots, memory and disk for incoming guests, links', async () => {
+    const headroom = await call('GET', '/1.0/headroom');
+    expect(headroom.status).toBe(200);
+    expect(headroom.json.metadata).toMatchObject({
+      host: daemon.identity.fingerprint,
+      buffer: { size: daemon.engine.loop.partition.capacity, used: 0, committed: 0, free: daemon.engine.loop.partition.capacity },
+      outgoing: { used: 0, limit: daemon.config.migration.maxOutgoing },
+      incoming: { used: 0, limit: daemon.config.migration.maxIncoming },
+      memoryFree: expect.any(Number),
+      diskFree: expect.any(Number),
+      links: [],
+    });
+    expect((headroom.json.metadata as { memoryFree: number }).memoryFree).toBeGreaterThan(0);
+  });
+
   it('refuses a body larger than 1 MiB', async () => {
     const response = await call('POST', '/1.0/peers', 'x'.repeat(2 * 1024 * 1024));
     expect(response.status).toBe(413);
