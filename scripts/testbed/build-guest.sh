@@ -26,9 +26,10 @@ version=$(ls kroot/lib/modules)
 mkdir -p initramfs/{bin,sbin,proc,sys,dev,tmp,mods,etc,root}
 cp /bin/busybox initramfs/bin/busybox
 # In insmod order (the guest has no modprobe): virtio-blk, virtio-net, then virtio-scsi with the
-# SCSI disk driver, so a disk on virtio-scsi shows up as /dev/sda.
+# SCSI disk driver, so a disk on virtio-scsi shows up as /dev/sda; efivarfs last (a UEFI guest's
+# variables; the init loads it only when asked to, since it fails on a BIOS guest).
 modules="virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_blk
-  failover net_failover virtio_net scsi_common scsi_mod sd_mod virtio_scsi"
+  failover net_failover virtio_net scsi_common scsi_mod sd_mod virtio_scsi efivarfs"
 loaded=" "
 for m in $modules; do
   module=$(find "kroot/lib/modules/$version" -name "$m.ko*" | head -1)

@@ -13,6 +13,8 @@
 # Every cowbuf.verify_every iterations it reads the spans back and prints
 # "VERIFY n=<n> blocks=<k> lost=<m>" for vda and "VERIFY dev=<disk2> n=..." for the second
 # disk: m > 0 means a completed write is not on the disk.
+# With cowbuf.efivar=<word> (a UEFI guest) it stores <word> in the NVRAM variable CowbufTest once
+# (an earlier boot's value stays) and prints "EFIVAR <value>" read back with every VERIFY round.
 # With cowbuf.ip=<addr/prefix> it brings up eth0 (virtio-net) with that address, so a client on
 # the host's bridge can ping it across a migration (the kernel answers, whatever the loop does).
 /bin/busybox --install -s /bin
@@ -20,15 +22,22 @@ export PATH=/bin:/sbin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/shm /ledger /ledger2; mount -t tmpfs -o size=80% tmpfs /dev/shm
 for m in $(cat /mods/order); do
+  [ "$m" = efivarfs ] && continue
   insmod /mods/$m.ko || echo "GUEST: insmod $m failed"
 done
-DISK_RATE=1; DISK_SPAN=16; DIRTY_RATE=4; DIRTY_SPAN=32; VERIFY_EVERY=5; TICK_MS=0; IP=; DISK2=
+DISK_RATE=1; DISK_SPAN=16; DIRTY_RATE=4; DIRTY_SPAN=32; VERIFY_EVERY=5; TICK_MS=0; IP=; DISK2=; EFIVAR=
 for a in $(cat /proc/cmdline); do case $a in
   cowbuf.disk_rate=*) DISK_RATE=${a#*=};; cowbuf.disk_span=*) DISK_SPAN=${a#*=};;
   cowbuf.dirty_rate=*) DIRTY_RATE=${a#*=};; cowbuf.dirty_span=*) DIRTY_SPAN=${a#*=};;
   cowbuf.verify_every=*) VERIFY_EVERY=${a#*=};; cowbuf.tick_ms=*) TICK_MS=${a#*=};;
-  cowbuf.ip=*) IP=${a#*=};; cowbuf.disk2=*) DISK2=${a#*=};;
+  cowbuf.ip=*) IP=${a#*=};; cowbuf.disk2=*) DISK2=${a#*=};; cowbuf.efivar=*) EFIVAR=${a#*=};;
 esac; done
+VAR=/sys/firmware/efi/efivars/CowbufTest-8be4df61-93ca-11d2-aa0d-00e098032b8c
+if [ -n "$EFIVAR" ]; then
+  { insmod /mods/efivarfs.ko && mount -t efivarfs efivarfs /sys/firmware/efi/efivars; } || echo "GUEST: EFIERROR no efivarfs"
+  # Attributes first: non-volatile, boot service and runtime access (0x7).
+  [ -e $VAR ] || printf '\007\000\000\000%s' "$EFIVAR" > $VAR || echo "GUEST: EFIERROR cannot write CowbufTest"
+fi
 # SCSI scans asynchronously: a disk on virtio-scsi may appear after the drivers have loaded.
 appear() { i=0; while [ ! -e "$1" ] && [ $i -lt 50 ]; do usleep 100000; i=$((i+1)); done; }
 appear /dev/vda
@@ -80,6 +89,7 @@ while true; do
   done
   if [ "$VERIFY_EVERY" -gt 0 ] && [ $((n % VERIFY_EVERY)) -eq 0 ]; then
     verify /dev/vda /ledger ''
+    [ -n "$EFIVAR" ] && echo "EFIVAR $(tail -c +5 $VAR 2>/dev/null)"
     [ -n "$DISK2" ] && verify /dev/$DISK2 /ledger2 "dev=$DISK2 "
   fi
   took=$(( $(centis) - start ))

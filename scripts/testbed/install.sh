@@ -3,7 +3,8 @@
 # nothing (not even `apt-get update`) when everything is present. Needs root.
 set -euo pipefail
 # iputils-ping, not busybox's: its -D stamps replies with the host clock, which times a blackout.
-packages=(qemu-system-x86 qemu-utils zfs-fuse iproute2 busybox-static cpio kmod openssl tmux nftables iputils-ping)
+# ovmf: the UEFI firmware of the test's UEFI guest.
+packages=(qemu-system-x86 qemu-utils ovmf zfs-fuse iproute2 busybox-static cpio kmod openssl tmux nftables iputils-ping)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q 'install ok installed' || missing+=("$package")

@@ -238,7 +238,11 @@ export class TargetSide {
     if (missing.length > 0) throw new PeerError(`bases not received: ${missing.map((disk) => disk.id).join(', ')}`);
     if (incoming.vm) throw new PeerError(`target VM of ${incoming.id} already started`);
     const spec = await incomingSpec(incoming.wire, incoming.dir, (disk) => this.diskPath(incoming, disk));
-    const vm = await this.options.provider.launchIncoming(spec, { migration: incoming.id, signal: AbortSignal.timeout(LAUNCH_TIMEOUT_MS) });
+    // The signal bounds the launch only: a provider may tie its QEMU's life to it (cowbuf's kills
+    // on abort), and the guest must outlive a slow handoff.
+    const launching = new AbortController();
+    const timer = setTimeout(() => launching.abort(new PeerError(`the target VM of ${incoming.id} did not start within ${LAUNCH_TIMEOUT_MS / 1000} s`)), LAUNCH_TIMEOUT_MS);
+    const vm = await this.options.provider.launchIncoming(spec, { migration: incoming.id, signal: launching.signal }).finally(() => clearTimeout(timer));
     await this.stillIncoming(incoming, vm);
     incoming.vm = vm;
     await this.journal(incoming);

@@ -7,6 +7,7 @@
  */
 import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
 import { rm } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { PeerError, TrustError } from '../errors.js';
 import type { Extent, ExtentSink } from '../storage/shipping.js';
@@ -40,7 +41,7 @@ const label = (hello: ShippingHello) => (hello.kind === 'base' ? `base of ${hell
  * @throws PeerError (the target refused, or disagreed on the checksum), the signal's reason
  */
 export async function sendStream(peer: TrustedPeer, identity: Identity, hello: ShippingHello, extents: AsyncIterable<Extent>, options: SendOptions = {}): Promise<Shipped> {
-  const connection = await dialPeer(peer, identity, hello, options.signal ? { signal: options.signal } : {});
+  const connection = await dialThroughOutage(peer, identity, hello, options.signal);
   options.onSocket?.(connection);
   const shipment = new Shipment(connection.tls, label(hello), options.signal);
   const encoder = new ExtentEncoder();
@@ -209,36 +210,41 @@ export function spliceToLocal(socket: TLSSocket, localPath: string): void {
   });
 }
 
-const CARRY_DEADLINE_MS = 60_000;
+/** How long a dial may wait out a link that is down (cut, flapping) before the migration fails. */
+const OUTAGE_DEADLINE_MS = 60_000;
 
 /**
- * Dials a stream and waits for the target's acknowledgement. A dial that fails for want of a
- * link (cut, flapping) is retried until the deadline: QEMU waits on its paused local socket
- * meanwhile, so a short outage costs time, not the migration. A refusal (of the connection or of
- * the stream) or a wrong certificate is final.
+ * Whether a failed dial is worth trying again: a link that is down answers nothing, or answers
+ * that there is no route for now. A refusal (nothing listens: the peer's daemon is gone, and a
+ * restarted one discards what it had incoming), a refused stream or a wrong certificate is final.
  */
-/**
- * The peer's host answered that nothing listens: its daemon is gone (a restarted one discards
- * what it had incoming), unlike a cut link, which answers nothing and is worth waiting out.
- */
-function refused(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException).code === 'ECONNREFUSED';
+function outage(error: unknown): boolean {
+  return !(error instanceof TrustError || error instanceof PeerError || (error as NodeJS.ErrnoException).code === 'ECONNREFUSED');
 }
 
-async function carry(peer: TrustedPeer, identity: Identity, hello: Extract<Hello, { kind: 'stream' }>): Promise<PeerSocket> {
-  const deadline = Date.now() + CARRY_DEADLINE_MS;
+/**
+ * Dials through an outage until the deadline: the caller's data waits meanwhile (QEMU on its
+ * paused local socket, a base at its first byte), so a short cut costs time, not the migration.
+ * `ready` is what makes the connection usable (a stream's acknowledgement), retried with it.
+ */
+async function dialThroughOutage(peer: TrustedPeer, identity: Identity, hello: Hello, signal: AbortSignal | undefined, ready: (socket: PeerSocket) => Promise<void> = () => Promise.resolve()): Promise<PeerSocket> {
+  const deadline = Date.now() + OUTAGE_DEADLINE_MS;
   for (;;) {
     let remote: PeerSocket | undefined;
     try {
-      remote = await dialPeer(peer, identity, hello);
-      verdict(await readLine(remote.tls), `${hello.stream} stream`);
+      remote = await dialPeer(peer, identity, hello, signal ? { signal } : {});
+      await ready(remote);
       return remote;
     } catch (error) {
       remote?.tls.destroy();
-      if (error instanceof TrustError || error instanceof PeerError || refused(error) || Date.now() > deadline) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (!outage(error) || signal?.aborted || Date.now() > deadline) throw error;
+      await sleep(1000, undefined, signal ? { signal } : {});
     }
   }
+}
+
+function carry(peer: TrustedPeer, identity: Identity, hello: Extract<Hello, { kind: 'stream' }>): Promise<PeerSocket> {
+  return dialThroughOutage(peer, identity, hello, undefined, async (remote) => verdict(await readLine(remote.tls), `${hello.stream} stream`));
 }
 
 export interface LocalProxy {

@@ -28,15 +28,20 @@ export interface GuestWorkload {
   readonly ip?: string;
   /** A second disk's kernel name (`sda` for one on virtio-scsi) that gets a write ledger of its own. */
   readonly disk2?: string;
+  /** A UEFI guest stores this word in an NVRAM variable once and reads it back every VERIFY round. */
+  readonly efivar?: string;
 }
 
-/** @throws ValidationError when `ip` or `disk2` would not be one kernel parameter the guest reads */
+/** @throws ValidationError when `ip`, `disk2` or `efivar` would not be one kernel parameter the guest reads */
 export function guestAppend(workload: GuestWorkload): string {
   if (workload.ip !== undefined && !/^\d{1,3}(\.\d{1,3}){3}\/\d{1,2}$/.test(workload.ip)) {
     throw new ValidationError('workload.ip', workload.ip, 'an IPv4 address with a prefix length, like `10.214.0.10/24`');
   }
   if (workload.disk2 !== undefined && !/^[a-z]+[0-9]*$/.test(workload.disk2)) {
     throw new ValidationError('workload.disk2', workload.disk2, 'a kernel disk name, like `sda`');
+  }
+  if (workload.efivar !== undefined && !/^[A-Za-z0-9]{1,32}$/.test(workload.efivar)) {
+    throw new ValidationError('workload.efivar', workload.efivar, 'a word of 1 to 32 letters and digits');
   }
   return [
     'console=ttyS0 quiet nokaslr',
@@ -47,6 +52,7 @@ export function guestAppend(workload: GuestWorkload): string {
     `cowbuf.tick_ms=${workload.tickMs ?? 100}`,
     ...(workload.ip !== undefined ? [`cowbuf.ip=${workload.ip}`] : []),
     ...(workload.disk2 !== undefined ? [`cowbuf.disk2=${workload.disk2}`] : []),
+    ...(workload.efivar !== undefined ? [`cowbuf.efivar=${workload.efivar}`] : []),
   ].join(' ');
 }
 
@@ -110,6 +116,8 @@ export interface SerialReport {
   readonly verifications: readonly Verification[];
   /** The ledger on `workload.disk2` (`VERIFY dev=<disk2> ...` lines). */
   readonly disk2Verifications: readonly Verification[];
+  /** The NVRAM variable as the guest read it back, one per VERIFY round (`workload.efivar`). */
+  readonly efivars: readonly string[];
   /** Lines where the guest saw a write fail (it should never: drives run with werror=stop). */
   readonly ioErrors: readonly string[];
 }
@@ -119,6 +127,7 @@ export function parseSerial(text: string): SerialReport {
   const verifications: Verification[] = [];
   const disk2Verifications: Verification[] = [];
   const ioErrors: string[] = [];
+  const efivars: string[] = [];
   let ready = false;
   for (const line of text.split('\n')) {
     if (line.startsWith('GUEST: READY')) ready = true;
@@ -127,8 +136,9 @@ export function parseSerial(text: string): SerialReport {
     const verify = /^VERIFY (dev=\S+ )?n=(\d+) blocks=(\d+) lost=(\d+)/.exec(line);
     if (verify) (verify[1] ? disk2Verifications : verifications).push({ n: Number(verify[2]), blocks: Number(verify[3]), lost: Number(verify[4]) });
     if (line.startsWith('GUEST: IOERROR')) ioErrors.push(line);
+    if (line.startsWith('EFIVAR ')) efivars.push(line.slice('EFIVAR '.length).trim());
   }
-  return { ready, heartbeats, verifications, disk2Verifications, ioErrors };
+  return { ready, heartbeats, verifications, disk2Verifications, efivars, ioErrors };
 }
 
 export async function readSerial(path: string): Promise<SerialReport> {
