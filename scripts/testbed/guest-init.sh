@@ -32,11 +32,14 @@ for a in $(cat /proc/cmdline); do case $a in
   cowbuf.verify_every=*) VERIFY_EVERY=${a#*=};; cowbuf.tick_ms=*) TICK_MS=${a#*=};;
   cowbuf.ip=*) IP=${a#*=};; cowbuf.disk2=*) DISK2=${a#*=};; cowbuf.efivar=*) EFIVAR=${a#*=};;
 esac; done
-VAR=/sys/firmware/efi/efivars/CowbufTest-8be4df61-93ca-11d2-aa0d-00e098032b8c
+# A vendor GUID of cowbuf's own: firmware restricts what may be written under EFI's global one.
+VAR=/sys/firmware/efi/efivars/CowbufTest-3f0ec9b8-6a3c-4d5e-9b1a-2c7d8e9f0a1b
 if [ -n "$EFIVAR" ]; then
   { insmod /mods/efivarfs.ko && mount -t efivarfs efivarfs /sys/firmware/efi/efivars; } || echo "GUEST: EFIERROR no efivarfs"
-  # Attributes first: non-volatile, boot service and runtime access (0x7).
-  [ -e $VAR ] || printf '\007\000\000\000%s' "$EFIVAR" > $VAR || echo "GUEST: EFIERROR cannot write CowbufTest"
+  # Attributes first (non-volatile, boot service and runtime access: 0x7), all in one write(),
+  # which efivarfs requires: dd makes it one, where printf would write piece by piece.
+  printf '\007\000\000\000%s' "$EFIVAR" > /tmp/efivar
+  [ -e $VAR ] || dd if=/tmp/efivar of=$VAR bs=1k 2>/dev/null || echo "GUEST: EFIERROR cannot write CowbufTest"
 fi
 # SCSI scans asynchronously: a disk on virtio-scsi may appear after the drivers have loaded.
 appear() { i=0; while [ ! -e "$1" ] && [ $i -lt 50 ]; do usleep 100000; i=$((i+1)); done; }
