@@ -19,6 +19,7 @@
  *     │   ├── UnknownMigrationError    id not in the partition
  *     │   └── DuplicateMigrationError  id already admitted
  *     ├── MigrationFailedError     a migration rolled back (its phase and reason; `cause` is why)
+ *     ├── UnknownEvacuationError   no evacuation batch with that id
  *     ├── InDoubtError             past the point of no return, the target's answer has not come
  *     ├── CancelledError           an admin or a shutdown stopped a migration (not a fault)
  *     └── BufferFullError          the buffer could not hold a migration's overlay
@@ -152,6 +153,13 @@ export class DuplicateMigrationError extends BufferError {
   override readonly name: string = 'DuplicateMigrationError';
   constructor(readonly migration: string) {
     super(`migration ${JSON.stringify(migration)} is already admitted`);
+  }
+}
+
+export class UnknownEvacuationError extends CowbufError {
+  override readonly name: string = 'UnknownEvacuationError';
+  constructor(readonly evacuation: string) {
+    super(`unknown evacuation ${JSON.stringify(evacuation)}`);
   }
 }
 
