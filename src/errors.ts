@@ -26,7 +26,7 @@
  *
  * Errors that only make sense inside one module extend this tree where they are thrown:
  * ConfigError (config/), AlreadyInitialisedError < StorageError (cli/commands/init.ts),
- * ApiError and MigrationNotCompleted (cli/), AlreadyRunningError (daemon/lock.ts), the API's
+ * ApiError, MigrationNotCompleted and EvacuationNotCompleted (cli/), AlreadyRunningError (daemon/lock.ts), the API's
  * HttpError (daemon/api.ts), SocketStatsError (monitor/socket-stats.ts), VmStartError
  * (vm/launcher.ts), TapError (host/tap.ts), GuestTimeoutError (testbed/guest.ts).
  */
