@@ -163,19 +163,24 @@ export class Evacuation {
     // nothing to wait for, so the next VM goes to the engine's queue, and a target still full
     // refuses it (recorded as its failure).
     const names = start.length === 0 && running.length === 0 ? waiting.slice(0, 1).map((entry) => entry.vm) : start.map((placement) => placement.vm.name);
-    for (const entry of waiting.filter((candidate) => names.includes(candidate.vm))) this.begin(entry);
+    const refused = waiting.filter((candidate) => names.includes(candidate.vm)).filter((entry) => !this.begin(entry));
     if (names.length > 0) await this.commit();
+    // A refused start frees what nextStarts counted it for: ask again (each round ends a VM).
+    if (refused.length > 0) await this.startNext(signal);
   }
 
-  private begin(entry: BatchVm): void {
+  /** Whether the engine took it. */
+  private begin(entry: BatchVm): boolean {
     try {
       entry.migration = this.port.migrate(entry.vm, entry.target as string);
-      entry.outcome = 'running';
-      this.port.log('info', `evacuation ${this.id}: ${entry.vm} → ${entry.target ?? ''} started as ${entry.migration}`);
-      this.watch(entry);
     } catch (error) {
       this.end(entry, 'failed', message(error));
+      return false;
     }
+    entry.outcome = 'running';
+    this.port.log('info', `evacuation ${this.id}: ${entry.vm} → ${entry.target ?? ''} started as ${entry.migration}`);
+    this.watch(entry);
+    return true;
   }
 
   private watch(entry: BatchVm): void {
