@@ -19,13 +19,14 @@
  *     │   ├── UnknownMigrationError    id not in the partition
  *     │   └── DuplicateMigrationError  id already admitted
  *     ├── MigrationFailedError     a migration rolled back (its phase and reason; `cause` is why)
+ *     ├── UnknownEvacuationError   no evacuation batch with that id
  *     ├── InDoubtError             past the point of no return, the target's answer has not come
  *     ├── CancelledError           an admin or a shutdown stopped a migration (not a fault)
  *     └── BufferFullError          the buffer could not hold a migration's overlay
  *
  * Errors that only make sense inside one module extend this tree where they are thrown:
  * ConfigError (config/), AlreadyInitialisedError < StorageError (cli/commands/init.ts),
- * ApiError and MigrationNotCompleted (cli/), AlreadyRunningError (daemon/lock.ts), the API's
+ * ApiError, MigrationNotCompleted and EvacuationNotCompleted (cli/), AlreadyRunningError (daemon/lock.ts), the API's
  * HttpError (daemon/api.ts), SocketStatsError (monitor/socket-stats.ts), VmStartError
  * (vm/launcher.ts), TapError (host/tap.ts), GuestTimeoutError (testbed/guest.ts).
  */
@@ -152,6 +153,13 @@ export class DuplicateMigrationError extends BufferError {
   override readonly name: string = 'DuplicateMigrationError';
   constructor(readonly migration: string) {
     super(`migration ${JSON.stringify(migration)} is already admitted`);
+  }
+}
+
+export class UnknownEvacuationError extends CowbufError {
+  override readonly name: string = 'UnknownEvacuationError';
+  constructor(readonly evacuation: string) {
+    super(`unknown evacuation ${JSON.stringify(evacuation)}`);
   }
 }
 

@@ -8,6 +8,7 @@ import { createInterface } from 'node:readline/promises';
 import { CowbufError, ValidationError } from '../errors.js';
 import { bufferCommand } from './commands/buffer.js';
 import { completionCommand } from './commands/completion.js';
+import { evacuationCommands } from './commands/evacuate.js';
 import { initCommand } from './commands/init.js';
 import { migrationCommands } from './commands/migrations.js';
 import { peerCommands } from './commands/peers.js';
@@ -43,7 +44,7 @@ export function program(io: Io): Command {
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
   root.addCommand(initCommand(io));
   root.addCommand(bufferCommand(io));
-  for (const command of [...migrationCommands(io), ...peerCommands(io), vmCommands(io)]) root.addCommand(command);
+  for (const command of [...migrationCommands(io), ...evacuationCommands(io), ...peerCommands(io), vmCommands(io)]) root.addCommand(command);
   root.addCommand(simCommand(io));
   root.addCommand(completionCommand(io, () => root));
   const configure = (command: Command): void => {

@@ -1,5 +1,6 @@
 /** How a migration reads in a terminal (bars) and in a pipe (one plain line per change). */
 import type { MigrationRecord } from '../migration/engine.js';
+import type { Io } from './io.js';
 import { blackoutText } from '../migration/source.js';
 import { formatBytes } from '../units.js';
 
@@ -43,3 +44,32 @@ export function progressBlock(record: MigrationRecord): string {
   ].join('\n');
 }
 
+
+/** One thing followed live: its block of lines for a terminal, its plain line for a pipe. */
+export interface Shown {
+  readonly key: string;
+  readonly block: string;
+  readonly line: string;
+}
+
+/**
+ * Shows what is followed as it changes: a terminal gets the whole view redrawn in place, a pipe
+ * one plain line for each thing whose line changed (never the same line twice in a row).
+ */
+export function liveView(io: Io): (shown: readonly Shown[]) => void {
+  const lastLine = new Map<string, string>();
+  let drawn = 0;
+  return (shown) => {
+    if (io.tty) {
+      const block = shown.map((entry) => entry.block).join('\n');
+      if (drawn > 0) io.stdout(`\x1b[${drawn}A\x1b[J`);
+      io.stdout(`${block}\n`);
+      drawn = block.split('\n').length;
+      return;
+    }
+    for (const { key, line } of shown) {
+      if (lastLine.get(key) !== line) io.stdout(`${line}\n`);
+      lastLine.set(key, line);
+    }
+  };
+}

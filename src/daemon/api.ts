@@ -8,7 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { CowbufError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { CowbufError, UnknownEvacuationError, UnknownMigrationError, ValidationError } from '../errors.js';
 import type { Engine, MigrationRecord } from '../migration/engine.js';
 import { FINAL } from '../migration/record.js';
 import type { TrustStore } from '../peer/trust.js';
@@ -186,6 +186,13 @@ function handlers(ctx: ApiContext): Record<EndpointName, Handler> {
     operation: (_req, res, [id = '']) => sync(res, operation(ctx.engine.get(id))),
     waitOperation: async (_req, res, [id = '']) => sync(res, operation(await ctx.engine.waitFor(id))),
     cancelOperation: (_req, res, [id = '']) => sync(res, operation(ctx.engine.cancel(id))),
+    evacuations: (_req, res) => sync(res, ctx.engine.evacuations.list()),
+    evacuate: async (req, res) => {
+      const { targets } = await body(BODIES.evacuation, req);
+      sync(res, await ctx.engine.evacuate(targets === undefined ? {} : { targets }), 201);
+    },
+    evacuation: (_req, res, [id = '']) => sync(res, ctx.engine.evacuations.get(id)),
+    cancelEvacuation: (_req, res, [id = '']) => sync(res, ctx.engine.evacuations.cancel(id)),
     peers: (_req, res) => sync(res, ctx.trust.list().map(({ name, fingerprint, address, notAfter }) => ({ name, fingerprint, address, notAfter }))),
     trust: async (req, res) => {
       const peer = await body(BODIES.peer, req);
@@ -214,17 +221,12 @@ function handlers(ctx: ApiContext): Record<EndpointName, Handler> {
     events: (req, res) => {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
       const write = (type: string) => (metadata: unknown) => res.write(`${JSON.stringify({ type, timestamp: new Date().toISOString(), metadata })}\n`);
-      const onMigration = write('migration');
-      const onLog = write('logging');
-      const onTick = write('tick');
-      ctx.engine.on('migration', onMigration);
-      ctx.engine.on('log', onLog);
-      ctx.engine.on('tick', onTick);
-      for (const record of ctx.engine.list()) onMigration(record);
+      const listeners = { migration: write('migration'), evacuation: write('evacuation'), log: write('logging'), tick: write('tick') } as const;
+      for (const [event, listener] of Object.entries(listeners)) ctx.engine.on(event as keyof typeof listeners, listener);
+      for (const record of ctx.engine.list()) listeners.migration(record);
+      for (const record of ctx.engine.evacuations.list()) listeners.evacuation(record);
       req.on('close', () => {
-        ctx.engine.off('migration', onMigration);
-        ctx.engine.off('log', onLog);
-        ctx.engine.off('tick', onTick);
+        for (const [event, listener] of Object.entries(listeners)) ctx.engine.off(event as keyof typeof listeners, listener);
       });
     },
   };
@@ -248,7 +250,7 @@ export function apiHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerR
         if (!route) throw new HttpError(matching.length > 0 ? 405 : 404, matching.length > 0 ? `method ${req.method ?? ''} not allowed on ${path}` : `no such endpoint ${path}`);
         await route.handle(req, res, (route.pattern.exec(path) ?? []).slice(1).map((segment) => decodeURIComponent(segment)));
       } catch (error) {
-        const status = error instanceof HttpError ? error.status : error instanceof ValidationError ? 400 : error instanceof UnknownMigrationError ? 404 : error instanceof CowbufError ? 409 : 500;
+        const status = error instanceof HttpError ? error.status : error instanceof ValidationError ? 400 : error instanceof UnknownMigrationError || error instanceof UnknownEvacuationError ? 404 : error instanceof CowbufError ? 409 : 500;
         if (!res.headersSent) send(res, status, { type: 'error', error: (error as Error).message, error_code: status });
         else res.end();
       }

@@ -4,7 +4,7 @@
  * scripts/api-reference.ts renders it into docs/api.md.
  */
 import { DEVICE_MODEL, DISK_OPTIONS } from './device-model.js';
-import { address, flag, integer, listOf, name, oneOf, optional, path, size, text, type Schema } from './schema.js';
+import { address, flag, integer, listOf, name, names, oneOf, optional, path, size, text, type Schema } from './schema.js';
 
 export interface Endpoint {
   readonly method: 'GET' | 'POST' | 'PATCH' | 'DELETE';
@@ -51,6 +51,9 @@ export const BODIES = {
     vm: name('A VM of this host (`GET /1.0/vms`).'),
     target: name('A trusted peer (`GET /1.0/peers`).'),
     policy: optional(name('Throttle policy for this migration (`lx066`, `deadline`); default from the config.')),
+  },
+  evacuation: {
+    targets: optional(names('Trusted peers to move the VMs to (`GET /1.0/peers`); default all of them. One that cannot be reached when the batch is planned is left out, with why.')),
   },
   resolve: {
     resume: oneOf('The side whose copy of the guest resumes. `source` still asks the target to abort first, and a target that answers that the guest runs there wins.', ['source', 'target'] as const),
@@ -103,6 +106,17 @@ export const ENDPOINTS = {
   operation: { method: 'GET', path: '/1.0/operations/{id}', summary: 'The operation of a migration: status `Running`, `Success`, `Failure` or `Cancelled`.', returns: 'operation' },
   waitOperation: { method: 'GET', path: '/1.0/operations/{id}/wait', summary: 'Blocks until the operation ends.', returns: 'operation' },
   cancelOperation: { method: 'DELETE', path: '/1.0/operations/{id}', summary: 'Same as cancelling the migration.', returns: 'operation' },
+  evacuations: { method: 'GET', path: '/1.0/evacuations', summary: 'Evacuation batches, the running one and those before it (kept across restarts).', returns: 'array of evacuations' },
+  evacuate: {
+    method: 'POST',
+    path: '/1.0/evacuations',
+    summary:
+      "Moves every VM of this host that is not migrating already to the targets: placement by each target's headroom (asked over the peer protocol) and this host's buffer and links, as many at once as buffer, links and the targets' incoming slots allow, decided again as each migration ends. Plans, then answers; the batch runs on (journaled: a restarted daemon carries on). A VM no target can take is reported with why (`unplaced`) and the others go. One batch at a time (409 while one is not over).",
+    body: BODIES.evacuation,
+    returns: 'the evacuation (201): per VM its target, migration, phase and bytes left; in total moved, failed, cancelled, left, bytes left and an ETA',
+  },
+  evacuation: { method: 'GET', path: '/1.0/evacuations/{id}', summary: 'One evacuation batch.', returns: 'evacuation (404 if unknown)' },
+  cancelEvacuation: { method: 'DELETE', path: '/1.0/evacuations/{id}', summary: 'Cancels a batch: its VMs not started yet stay here, its running migrations are cancelled (those past their point of no return finish).', returns: 'the evacuation' },
   peers: { method: 'GET', path: '/1.0/peers', summary: 'Trusted peers: name, address, fingerprint, certificate expiry.', returns: 'array of peers' },
   trust: { method: 'POST', path: '/1.0/peers', summary: "Trusts a peer by its certificate (pinned by SHA-256 fingerprint).", body: BODIES.peer, returns: 'the peer (201)' },
   untrust: { method: 'DELETE', path: '/1.0/peers/{name}', summary: 'Stops trusting a peer.', returns: 'empty object (404 if unknown)' },
@@ -110,7 +124,7 @@ export const ENDPOINTS = {
   issueToken: { method: 'POST', path: '/1.0/peers/tokens', summary: 'Issues a one-time token a peer joins with (it carries our address, fingerprint and a secret).', body: BODIES.token, returns: 'token (201)' },
   join: { method: 'POST', path: '/1.0/peers/join', summary: "Joins the peer that issued a token: dials it, pins its certificate against the token's fingerprint, and both sides trust each other.", body: BODIES.join, returns: 'the peer (201)' },
   metrics: { method: 'GET', path: '/1.0/metrics', summary: 'Prometheus text metrics (buffer, per-migration bin, cow, shards, γ, U, phase, remaining, outcomes, tick duration and lag).', returns: 'text/plain' },
-  events: { method: 'GET', path: '/1.0/events', summary: 'Event stream, one JSON object per line: `migration`, `logging`, `tick`.', returns: 'application/x-ndjson' },
+  events: { method: 'GET', path: '/1.0/events', summary: 'Event stream, one JSON object per line: `migration`, `evacuation`, `logging`, `tick`.', returns: 'application/x-ndjson' },
 } as const satisfies Record<string, Endpoint>;
 
 export type EndpointName = keyof typeof ENDPOINTS;

@@ -79,6 +79,9 @@ export function parseObject<S extends Schema>(schema: S, field: string, value: u
   return Object.fromEntries(keys.map((key) => [key, (schema[key] as Field<unknown>).parse(`${prefix}${key}`, raw[key])])) as Parsed<S>;
 }
 
+/** An array of names, each checked as `name` is (errors name the item, e.g. `targets[0]`). */
+export const names = (doc: string): Field<string[]> => field('array of names', doc, (f, value) => array(f, value).map((item, index) => checkName(`${f}[${index}]`, string(`${f}[${index}]`, item))));
+
 export function listOf<S extends Schema>(doc: string, schema: S, minLength: number): Field<Array<Parsed<S>>> {
   return { ...field(`array of objects (≥ ${minLength})`, doc, (f, value) => array(f, value, minLength).map((item, index) => parseObject(schema, `${f}[${index}]`, item)), schema), list: true };
 }

@@ -29,8 +29,10 @@ import type { VmSpec } from '../vm/spec.js';
 import { StandaloneProvider } from '../vm/standalone.js';
 import { checkAdoptable } from '../vm/adoptable.js';
 import { computeHeadroom, type Headroom } from '../evacuation/headroom.js';
+import type { EvacuationRecord } from '../evacuation/progress.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
+import { Evacuations } from './evacuations.js';
 import { completeHandoff, type Side } from './handoff.js';
 import { FINAL as TERMINAL, HANDOFF, headOf, type MigrationHead, type Phase } from './record.js';
 import { blackoutText, runSource, type Blackout, type Progress } from './source.js';
@@ -72,6 +74,8 @@ export interface MigrationRecord extends MigrationHead {
 
 export interface EngineEvents {
   migration: [MigrationRecord];
+  /** An evacuation batch changed: a VM started or ended, or a migration of it progressed. */
+  evacuation: [EvacuationRecord];
   tick: [TickTrace];
   log: [{ level: 'info' | 'warn' | 'error'; migration?: string; message: string }];
   /** A paused VM started here for an incoming migration. */
@@ -116,6 +120,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   readonly enrollment: Enrollment;
   private readonly state: Persistence;
   private readonly shipping: DiskShipping;
+  /** Batches moving every VM off this host (`evacuate`). */
+  readonly evacuations: Evacuations;
 
   constructor(private readonly deps: EngineDeps) {
     super();
@@ -164,7 +170,9 @@ export class Engine extends EventEmitter<EngineEvents> {
       },
       hasArrived: (migration) => this.state.hasArrived(migration),
       journal: { save: (entry) => this.state.journal.saveIncoming(entry), drop: (id) => this.state.journal.dropIncoming(id) },
+      headroom: (signal) => this.headroom(signal),
     });
+    this.evacuations = new Evacuations({ engine: this, identity: deps.identity, trust: deps.trust, config });
   }
 
   get peerPort(): number | undefined {
@@ -184,14 +192,17 @@ export class Engine extends EventEmitter<EngineEvents> {
       join: (cert, hello, remoteAddress) => this.enrollment.answer(cert, hello, remoteAddress),
     });
     this.loop.start();
+    await this.evacuations.resume();
   }
 
   /** Stops accepting work; cancels (rolls back) outgoing migrations and aborts incoming ones. */
   async close(): Promise<void> {
+    this.evacuations.stop();
     for (const id of this.queue.splice(0)) this.settle(id, 'cancelled', 'daemon shutting down');
     const running = [...this.aborts.keys()].map((id) => this.waitFor(id));
     for (const controller of this.aborts.values()) controller.abort(new CancelledError('daemon shutting down'));
     await Promise.allSettled(running);
+    await this.evacuations.settled();
     await this.loop.stop();
     await this.target.abortAll();
     await this.listener?.close();
@@ -256,6 +267,11 @@ export class Engine extends EventEmitter<EngineEvents> {
       availableDisk,
       links: this.deps.trust.list().map((peer) => [peer.name, this.links.estimate(peer.name)] as const),
     });
+  }
+
+  /** Moves every VM off this host to `targets` (default: every trusted peer); see evacuations.ts. */
+  evacuate(options: { readonly targets?: readonly string[] } = {}): Promise<EvacuationRecord> {
+    return this.evacuations.start(options);
   }
 
   list(): readonly MigrationRecord[] {

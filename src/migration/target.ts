@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { PeerError } from '../errors.js';
 import { processAlive } from '../exec/run.js';
+import type { Headroom } from '../evacuation/headroom.js';
 import type { HostInventory } from '../host/inventory.js';
 import type { Hello, PeerRequest, WireVm } from '../peer/protocol.js';
 import { receiveStream, spliceToLocal } from '../peer/transfer.js';
@@ -64,6 +65,8 @@ export interface TargetOptions {
   readonly log?: (message: string) => void;
   /** Durable record of what is in flight, so a restarted daemon can clean it up. */
   readonly journal: { save(entry: IncomingEntry): Promise<void>; drop(id: string): Promise<void> };
+  /** This host's headroom, asked by a source planning an evacuation (the engine's). */
+  readonly headroom: (signal: AbortSignal) => Promise<Headroom>;
 }
 
 /** Cleans up what an incoming migration left when the daemon died before it arrived or was aborted. */
@@ -81,6 +84,9 @@ async function removeShipped(incoming: { readonly dir: string; readonly dataset?
   if (incoming.dataset) await shipping.discard(incoming.dataset);
   await rm(incoming.dir, { recursive: true, force: true });
 }
+
+/** Reading memory and disk free takes milliseconds; a host this slow to answer is in trouble. */
+const HEADROOM_TIMEOUT_MS = 10_000;
 
 /** A paused QEMU is up in well under a second; a provider taking this long will not deliver. */
 const LAUNCH_TIMEOUT_MS = 60_000;
@@ -181,6 +187,9 @@ export class TargetSide {
       case 'abort':
         await this.abort(peer, request.migration);
         return undefined;
+      case 'headroom':
+        // Bounded below the asking side's request timeout, so it gets this error, not a silence.
+        return { ...(await this.options.headroom(AbortSignal.timeout(HEADROOM_TIMEOUT_MS))) };
       default:
         return request satisfies never;
     }

@@ -1,7 +1,8 @@
 /**
  * The peer protocol between two cowbufd, validated at the boundary: a peer is trusted, not
  * believed. Every connection opens with one `hello` line saying what it carries:
- * - `control`: JSON-lines requests (`prepare`, `start-target`, `finish`, `abort`) and responses;
+ * - `control`: JSON-lines requests (`prepare`, `start-target`, `finish`, `abort`, `headroom`) and
+ *   responses;
  * - `base`: the frozen base of one disk, `size` raw bytes then a `{"sha256": ...}` line, answered
  *   with `{"ok": true}` once the target's own checksum matches (end to end);
  * - `stream`: an NBD or RAM byte stream the target daemon splices onto QEMU's local socket.
@@ -33,7 +34,9 @@ export interface TargetCapabilities {
 export type PeerRequest =
   | { readonly id: number; readonly method: 'prepare'; readonly migration: string; readonly vm: WireVm }
   | { readonly id: number; readonly method: 'start-target'; readonly migration: string; readonly capabilities: TargetCapabilities; readonly multifdChannels?: number }
-  | { readonly id: number; readonly method: 'finish' | 'abort'; readonly migration: string };
+  | { readonly id: number; readonly method: 'finish' | 'abort'; readonly migration: string }
+  /** What the peer can still take on (evacuation/headroom.ts), for a source planning an evacuation. */
+  | { readonly id: number; readonly method: 'headroom' };
 
 export type PeerResponse = { readonly id: number; readonly ok: true; readonly result?: Json } | { readonly id: number; readonly ok: false; readonly error: string };
 
@@ -86,8 +89,13 @@ export function parseHello(raw: unknown): Hello {
 
 /** @throws ValidationError naming the bad field */
 export function parseRequest(raw: unknown): PeerRequest {
-  const head = object('request', raw, ['id', 'method', 'migration'], ['vm', 'capabilities', 'multifdChannels']);
+  const head = object('request', raw, ['id', 'method'], ['migration', 'vm', 'capabilities', 'multifdChannels']);
   const id = number('request.id', head.id, { min: 0, integer: true });
+  if (head.method === 'headroom') {
+    object('request', raw, ['id', 'method']);
+    return { id, method: 'headroom' };
+  }
+  object('request', raw, ['id', 'method', 'migration'], ['vm', 'capabilities', 'multifdChannels']);
   const migration = migrationId('request.migration', head.migration);
   switch (head.method) {
     case 'prepare':
@@ -111,7 +119,7 @@ export function parseRequest(raw: unknown): PeerRequest {
       object('request', raw, ['id', 'method', 'migration']);
       return { id, method: head.method, migration };
     default:
-      throw new ValidationError('request.method', head.method, '`prepare`, `start-target`, `finish` or `abort`');
+      throw new ValidationError('request.method', head.method, '`prepare`, `start-target`, `finish`, `abort` or `headroom`');
   }
 }
 

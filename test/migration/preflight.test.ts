@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PeerError } from '../../src/errors.js';
+import type { Headroom } from '../../src/evacuation/headroom.js';
 import type { HostInventory } from '../../src/host/inventory.js';
 import type { IncomingEntry } from '../../src/migration/journal.js';
 import { preflightTimeoutMs, type TargetFacts } from '../../src/migration/preflight.js';
@@ -72,8 +73,11 @@ function target(inventory: HostInventory, saved: IncomingEntry[], known: TargetF
     onArrived: () => Promise.resolve(),
     hasArrived: () => false,
     journal: { save: (entry) => (saved.push(entry), Promise.resolve()), drop: () => Promise.resolve() },
+    headroom: () => Promise.resolve(HEADROOM),
   });
 }
+
+const HEADROOM: Headroom = { host: 'FP', buffer: { size: GiB, used: 0, committed: 0, free: GiB }, outgoing: { used: 0, limit: 4 }, incoming: { used: 1, limit: 4 }, memoryFree: 8 * GiB, diskFree: 100 * GiB, links: [] };
 
 const vm = (over: Partial<WireVm> = {}): WireVm => ({ name: 'g1', memoryMiB: 1024, vcpus: 1, disks: [{ id: 'root', nodeName: 'root', format: 'raw', virtualSize: 2 * GiB }, { id: 'data', nodeName: 'data', format: 'qcow2', virtualSize: GiB }], ...over });
 const prepare = (side: TargetSide, migration: string, wire: WireVm) => side.handle(peer, { id: 1, method: 'prepare', migration, vm: wire });
@@ -171,6 +175,12 @@ describe("the target's preflight on prepare", () => {
     const side = target(roomy(), [], facts(), 2);
     await expect(prepare(side, 'first', vm())).resolves.toEqual({ zfs: false });
     await expect(prepare(side, 'second', vm())).rejects.toThrow('target cannot take g1: name: a VM named g1 is already on this host');
+  });
+});
+
+describe("the target's answer to `headroom`", () => {
+  it("is the engine's headroom, as plain JSON", async () => {
+    expect(await target(roomy(), []).handle(peer, { id: 1, method: 'headroom' })).toEqual(HEADROOM);
   });
 });
 

@@ -23,6 +23,7 @@ describe('peer protocol validation', () => {
     expect(parseHello({ type: 'hello', kind: 'dataset', migration: 'm-1', files: { d0: 'root.qcow2' } })).toEqual({ type: 'hello', kind: 'dataset', migration: 'm-1', files: { d0: 'root.qcow2' } });
     expect(parseRequest({ id: 3, method: 'prepare', migration: 'm1', vm }).method).toBe('prepare');
     expect(parseRequest({ id: 3, method: 'prepare', migration: 'm1', vm: real })).toEqual({ id: 3, method: 'prepare', migration: 'm1', vm: real });
+    expect(parseRequest({ id: 4, method: 'headroom' })).toEqual({ id: 4, method: 'headroom' });
     expect(parseResponse({ id: 3, ok: false, error: 'no' })).toEqual({ id: 3, ok: false, error: 'no' });
   });
 
@@ -59,6 +60,8 @@ describe('peer protocol validation', () => {
     [{ id: 1, method: 'prepare', migration: 'm', vm: { ...real, firmware: { ...real.firmware, varsBase64: 'not base64!' } } }, 'vm.firmware.varsBase64'],
     [{ id: 1, method: 'prepare', migration: 'm', vm: { ...real, firmware: { ...real.firmware, code: 'OVMF_CODE.fd' } } }, 'vm.firmware.code'],
     [{ id: 1, method: 'rm', migration: 'm' }, 'request.method'],
+    [{ id: 1, method: 'headroom', migration: 'm' }, 'request.migration'],
+    [{ id: 1, method: 'finish' }, 'request.migration'],
     [{ id: -1, method: 'abort', migration: 'm' }, 'request.id'],
     [{ id: 1, method: 'abort', migration: 'm', extra: 1 }, 'request.extra'],
   ])('refuses request %j naming %s', (raw, field) => {

@@ -7,33 +7,21 @@ import { formatBytes } from '../../units.js';
 import { ApiClient } from '../client.js';
 import { parseFormat, render, table } from '../format.js';
 import type { Io } from '../io.js';
-import { progressBlock, progressLine } from '../progress.js';
+import { liveView, progressBlock, progressLine } from '../progress.js';
 
 
 /** Follows migrations on the events stream; a terminal is redrawn, a pipe gets a line per change. */
 async function follow(io: Io, client: ApiClient, only: string | undefined): Promise<MigrationRecord[]> {
   const controller = new AbortController();
   const latest = new Map<string, MigrationRecord>();
-  const lastLine = new Map<string, string>();
-  let drawn = 0;
-  const draw = () => {
-    const block = [...latest.values()].map(progressBlock).join('\n');
-    if (drawn > 0) io.stdout(`\x1b[${drawn}A\x1b[J`);
-    io.stdout(`${block}\n`);
-    drawn = block.split('\n').length;
-  };
+  const show = liveView(io);
   await client.events((event) => {
     if (event.type !== 'migration') return;
     const record = event.metadata as MigrationRecord;
     if (only && record.id !== only) return;
     if (!only && FINAL.has(record.phase) && !latest.has(record.id)) return;
     latest.set(record.id, record);
-    if (io.tty) draw();
-    else {
-      const line = progressLine(record);
-      if (lastLine.get(record.id) !== line) io.stdout(`${line}\n`);
-      lastLine.set(record.id, line);
-    }
+    show([...latest.values()].map((shown) => ({ key: shown.id, block: progressBlock(shown), line: progressLine(shown) })));
     if (only && FINAL.has(record.phase)) controller.abort();
   }, controller.signal);
   return [...latest.values()];
