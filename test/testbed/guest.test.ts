@@ -12,6 +12,7 @@ describe('the guest serial console', () => {
         'VERIFY n=2 blocks=32 lost=0',
         'VERIFY dev=sda n=2 blocks=16 lost=1',
         'GUEST: IOERROR vda dd: error writing',
+        'EFIVAR moved42',
         'HB 2 seq=32 errors=1 took=2 seq2=32',
       ].join('\n'),
     );
@@ -23,9 +24,16 @@ describe('the guest serial console', () => {
       ],
       verifications: [{ n: 2, blocks: 32, lost: 0 }],
       disk2Verifications: [{ n: 2, blocks: 16, lost: 1 }],
+      efivars: ['moved42'],
       ioErrors: ['GUEST: IOERROR vda dd: error writing'],
     });
     expect(parseSerial('').ready).toBe(false);
+  });
+
+  it('passes a UEFI guest the word to keep in NVRAM, and refuses one that is not a plain word', () => {
+    const workload = { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 0, verifyEvery: 2, tickMs: 0 };
+    expect(guestAppend({ ...workload, efivar: 'moved42' })).toMatch(/ cowbuf\.efivar=moved42$/);
+    expect(() => guestAppend({ ...workload, efivar: 'two words' })).toThrow(ValidationError);
   });
 
   it('boots without KASLR and passes the workload on the kernel command line', () => {
