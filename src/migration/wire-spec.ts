@@ -18,22 +18,19 @@ import type { Accel, FirmwareSpec, VmSpec } from '../vm/spec.js';
  * @throws the file system's error when a firmware file or a cdrom cannot be read
  */
 export async function wireVm(spec: VmSpec, accel: Accel, sizes: ReadonlyMap<string, number>, limits: ReadonlyMap<string, IoLimits>, signal?: AbortSignal): Promise<WireVm> {
-  const { name, memoryMiB, vcpus, machine, cpu, kernel, initrd, append, nics, firmware, cdroms } = spec;
+  const { firmware, cdroms } = spec;
   return defined({
-    name,
-    memoryMiB,
-    vcpus,
-    machine,
-    cpu,
-    kernel,
-    initrd,
-    append,
+    ...guestModel(spec),
     accel,
     disks: spec.disks.map((disk) => defined({ id: disk.id, nodeName: disk.nodeName, format: disk.format, bus: disk.bus, cache: disk.cache, aio: disk.aio, discard: disk.discard, virtualSize: sizes.get(disk.nodeName) ?? 0, limits: limits.get(disk.id) })),
     cdroms: cdroms && (await Promise.all(cdroms.map(async ({ id, file, bus }) => ({ id, file, bus, ...(await fileDigest(file, signal)) })))),
-    nics,
     firmware: firmware && { code: firmware.code, codeSize: (await stat(firmware.code)).size, varsBase64: (await readFile(firmware.vars, signal ? { signal } : {})).toString('base64') },
   });
+}
+
+/** What shapes the guest and crosses as it is, both ways. */
+function guestModel({ name, memoryMiB, vcpus, machine, cpu, kernel, initrd, append, nics }: WireVm | VmSpec) {
+  return { name, memoryMiB, vcpus, machine, cpu, kernel, initrd, append, nics };
 }
 
 /** The variable store's file in an incoming VM's directory (its home once it arrived). */
@@ -49,20 +46,11 @@ export async function incomingSpec(wire: WireVm, dir: string, diskFile: (disk: s
     firmware = { code: wire.firmware.code, vars: join(dir, VARS_FILE) };
     await writeFile(firmware.vars, Buffer.from(wire.firmware.varsBase64, 'base64'), { mode: 0o600 });
   }
-  const { name, memoryMiB, vcpus, machine, cpu, kernel, initrd, append, nics } = wire;
   return defined({
-    name,
-    memoryMiB,
-    vcpus,
-    machine,
-    cpu,
-    kernel,
-    initrd,
-    append,
+    ...guestModel(wire),
     firmware,
     disks: wire.disks.map((disk) => defined({ id: disk.id, nodeName: disk.nodeName, file: diskFile(disk.id), format: disk.format, werror: 'stop' as const, bus: disk.bus, cache: disk.cache, aio: disk.aio, discard: disk.discard })),
     cdroms: wire.cdroms?.map(({ id, file, bus }) => ({ id, file, bus })),
-    nics,
     qmpSocket: join(dir, 'qmp.sock'),
     serialLog: join(dir, 'serial.log'),
     incoming: true,
