@@ -406,6 +406,9 @@ export class Engine extends EventEmitter<EngineEvents> {
         onBlackout: (blackout) => {
           record.blackout = blackout;
         },
+        onLimits: (limits) => {
+          if (limits.size > 0) record.ioLimits = Object.fromEntries(limits);
+        },
         decided: this.decision(record.id),
         departed: (left) => this.provider.departed(left, record.id),
       });
