@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
-import { resize, usedBytes } from '../buffer/partition.js';
+import { resize } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
 import { BufferFullError, CancelledError, CowbufError, InDoubtError, UnknownMigrationError, ValidationError } from '../errors.js';
 import { systemInventory } from '../host/inventory-systeminformation.js';
@@ -30,6 +30,7 @@ import { StandaloneProvider } from '../vm/standalone.js';
 import { checkAdoptable } from '../vm/adoptable.js';
 import { computeHeadroom, type Headroom } from '../evacuation/headroom.js';
 import type { EvacuationRecord } from '../evacuation/progress.js';
+import { Admission } from './admission.js';
 import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { Evacuations } from './evacuations.js';
@@ -111,9 +112,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   private readonly aborts = new Map<string, AbortController>();
   /** An admin's word for each migration past its point of no return (`resolve`). */
   private readonly resolvers = new Map<string, (side: Side) => void>();
-  private readonly queue: string[] = [];
-  private admitting: Promise<void> | undefined;
-  private admitAgain = false;
+  private readonly admission: Admission;
   private readonly target: TargetSide;
   private listener: PeerListener | undefined;
   /** One-time trust tokens: issue, join, answer joins. */
@@ -152,6 +151,18 @@ export class Engine extends EventEmitter<EngineEvents> {
       onMustFail: (id, bytes) => this.fail(id, `the buffer cannot hold its overlay (${bytes} bytes over)`),
       onTick: (trace) => this.onTick(trace),
       onError: (error) => this.emit('log', { level: 'error', message: `control loop: ${(error as Error).message}` }),
+    });
+    this.admission = new Admission({
+      maxOutgoing: config.maxOutgoing,
+      minBinBytes: config.minBinBytes,
+      running: () => this.aborts.size,
+      partition: () => this.loop.partition,
+      verifyRoom: () => deps.volume.verifyRoom(),
+      start: (id) => {
+        this.loop.admit(id);
+        void this.run(this.get(id));
+      },
+      paused: (reason) => this.emit('log', { level: 'warn', message: `admission paused: ${reason}` }),
     });
     this.target = new TargetSide({
       stateDir: config.stateDir,
@@ -198,7 +209,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** Stops accepting work; cancels (rolls back) outgoing migrations and aborts incoming ones. */
   async close(): Promise<void> {
     this.evacuations.stop();
-    for (const id of this.queue.splice(0)) this.settle(id, 'cancelled', 'daemon shutting down');
+    for (const id of this.admission.drain()) this.settle(id, 'cancelled', 'daemon shutting down');
     const running = [...this.aborts.keys()].map((id) => this.waitFor(id));
     for (const controller of this.aborts.values()) controller.abort(new CancelledError('daemon shutting down'));
     await Promise.allSettled(running);
@@ -303,9 +314,9 @@ export class Engine extends EventEmitter<EngineEvents> {
       decisions: [],
     };
     this.records.set(record.id, record);
-    this.queue.push(record.id);
+    this.admission.push(record.id);
     this.changed(record);
-    void this.admitQueued();
+    void this.admission.admit();
     return record;
   }
 
@@ -313,9 +324,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   cancel(id: string): MigrationRecord {
     const record = this.get(id);
     if (HANDOFF.has(record.phase)) throw new ValidationError('migration', id, `a migration before its point of no return (it is ${record.phase}: its guest is the target's unless the target says otherwise; \`resolve\` it if the target is lost)`);
-    const queued = this.queue.indexOf(id);
-    if (queued >= 0) {
-      this.queue.splice(queued, 1);
+    if (this.admission.remove(id)) {
       this.settle(id, 'cancelled', 'cancelled while queued');
     } else {
       this.aborts.get(id)?.abort(new CancelledError('cancelled by request'));
@@ -354,40 +363,6 @@ export class Engine extends EventEmitter<EngineEvents> {
       };
       this.on('migration', onChange);
     });
-  }
-
-  /** Admits queued migrations while the limits allow; one pass at a time (it awaits the volume). */
-  private admitQueued(): Promise<void> {
-    if (this.admitting) {
-      this.admitAgain = true;
-      return this.admitting;
-    }
-    this.admitting = (async () => {
-      do {
-        this.admitAgain = false;
-        await this.admitPass();
-      } while (this.admitAgain);
-    })().finally(() => {
-      this.admitting = undefined;
-    });
-    return this.admitting;
-  }
-
-  private async admitPass(): Promise<void> {
-    const { config } = this.deps;
-    while (this.queue.length > 0 && this.aborts.size < config.maxOutgoing) {
-      const partition = this.loop.partition;
-      if (partition.capacity - usedBytes(partition) < config.minBinBytes) return;
-      try {
-        await this.deps.volume.verifyRoom();
-      } catch (error) {
-        this.emit('log', { level: 'warn', message: `admission paused: ${(error as Error).message}` });
-        return;
-      }
-      const id = this.queue.shift() as string;
-      this.loop.admit(id);
-      void this.run(this.get(id));
-    }
   }
 
   private async run(record: MigrationRecord): Promise<void> {
@@ -431,6 +406,9 @@ export class Engine extends EventEmitter<EngineEvents> {
         onBlackout: (blackout) => {
           record.blackout = blackout;
         },
+        onLimits: (limits) => {
+          if (limits.size > 0) record.ioLimits = Object.fromEntries(limits);
+        },
         decided: this.decision(record.id),
         departed: (left) => this.provider.departed(left, record.id),
       });
@@ -451,7 +429,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       this.aborts.delete(record.id);
       this.resolvers.delete(record.id);
       this.loop.remove(record.id);
-      void this.admitQueued();
+      void this.admission.admit();
     }
   }
 
@@ -533,7 +511,7 @@ export class Engine extends EventEmitter<EngineEvents> {
   /** A restart: resolve what the previous run left (restart.ts), then admit what is queued. */
   private async recover(): Promise<void> {
     await restart(this.restartHost());
-    void this.admitQueued();
+    void this.admission.admit();
   }
 
   private restartHost(): RestartHost {
@@ -551,7 +529,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       },
       vm: (name) => this.vms.get(name),
       restore: (entry) => this.records.set(entry.id, { ...entry, progress: { ...EMPTY_PROGRESS }, decisions: [] }),
-      requeue: (id) => this.queue.push(id),
+      requeue: (id) => this.admission.push(id),
       settle: (id, phase, error) => this.settle(id, phase, error),
       handOff: (id, vm, spec) => this.continueHandoff(id, vm, spec),
       log,

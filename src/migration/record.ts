@@ -22,10 +22,15 @@ export interface MigrationHead {
   readonly createdAt: string;
   updatedAt: string;
   error?: string;
+  /**
+   * The I/O limits an admin had set, by disk id, for the drives that had any: a rollback after a
+   * restart puts them back (cowbuf's cap in force then is no one's wish).
+   */
+  ioLimits?: Readonly<Record<string, Readonly<Record<string, number | string>>>>;
 }
 
 /** The head of a fuller record (the engine's carries progress and decisions too). */
 export function headOf(record: MigrationHead): Readonly<MigrationHead> {
-  const { id, vm, peer, policy, phase, createdAt, updatedAt, error } = record;
-  return { id, vm, peer, policy, phase, createdAt, updatedAt, ...(error ? { error } : {}) };
+  const { id, vm, peer, policy, phase, createdAt, updatedAt, error, ioLimits } = record;
+  return { id, vm, peer, policy, phase, createdAt, updatedAt, ...(error ? { error } : {}), ...(ioLimits ? { ioLimits } : {}) };
 }

@@ -18,6 +18,7 @@ import type { DiskShipping } from '../storage/shipping.js';
 import type { ManagedVm } from '../vm/provider.js';
 import { throttleTarget, type VmSpec } from '../vm/spec.js';
 import type { OutgoingEntry } from './journal.js';
+import type { MigrationHead } from './record.js';
 import { cancelMigration, cancelMirrors, commitBack, ensureRunning, nbdNode, overlayName, overlayNode } from './qemu-steps.js';
 
 export interface RecoveryContext {
@@ -45,14 +46,15 @@ async function askTarget(ctx: RecoveryContext, method: 'abort', migration: strin
   }
 }
 
-async function rollBackLive(vm: ManagedVm): Promise<void> {
+/** @param limits the admin's I/O limits by disk id (none: the drives had none) */
+async function rollBackLive(vm: ManagedVm, limits: MigrationHead['ioLimits'] = {}): Promise<void> {
   const qmp = vm.commands;
   const disks = vm.spec.disks;
   await cancelMigration(qmp);
   await cancelMirrors(qmp, disks.length);
   const nodes = new Set((await qmp.queryNamedBlockNodes()).map((node) => node['node-name']));
   for (const index of disks.keys()) if (nodes.has(nbdNode(index))) await qmp.blockdevDel(nbdNode(index));
-  for (const disk of disks) await qmp.setIoThrottle(throttleTarget(disk), {}).catch(() => undefined);
+  for (const disk of disks) await qmp.setIoThrottle(throttleTarget(disk), limits[disk.id] ?? {}).catch(() => undefined);
   for (const index of disks.keys()) {
     if (!nodes.has(overlayNode(index))) continue;
     await commitBack(qmp, overlayNode(index), index);
@@ -94,7 +96,7 @@ export async function recoverOutgoing(entry: OutgoingEntry, spec: VmSpec, vm: Ma
   // Past the point of no return the source never resumes on its own: the target decides.
   const status = vm && (await vm.commands.queryMigrate()).status;
   if (status === 'completed' || status?.startsWith('postcopy')) return { phase: 'in-doubt' };
-  if (vm) await rollBackLive(vm);
+  if (vm) await rollBackLive(vm, entry.ioLimits);
   else await commitOffline(spec, ctx, entry.id);
   for (const disk of spec.disks) await removeOverlay(ctx.bufferPath, overlayName(entry.id, disk.id));
   await ctx.shipping.abandon(entry.id);

@@ -101,6 +101,8 @@ export interface SourceContext {
   readonly onPhase: (phase: Phase) => void;
   readonly onProgress: (progress: Partial<Progress>) => void;
   readonly onBlackout: (blackout: Blackout) => void;
+  /** The admin's I/O limits on the drives that have any, read before cowbuf caps them. */
+  readonly onLimits: (limits: ReadonlyMap<string, IoLimits>) => void;
   /** Settles when an admin names the side to resume a migration in doubt. */
   readonly decided: Promise<Side>;
   /** The guest runs on the target and every page crossed: the VM provider retires this copy. */
@@ -163,6 +165,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       let prepared: Json | undefined;
       const sizes = new Map((await qmp.queryNamedBlockNodes({ signal })).map((node) => [node['node-name'], node.image['virtual-size']]));
       const limits = adminLimits(await qmp.queryIoLimits({ signal }), disks);
+      ctx.onLimits(limits);
       const wire = await wireVm(ctx.vm.spec, ctx.vm.accel, sizes, limits, signal);
       // Before the first `prepare`: one given up on by a cancel may still be carried out there.
       revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, { timeoutMs: 30_000 })));
