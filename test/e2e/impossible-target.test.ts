@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import type { ApiError } from '../../src/cli/client.js';
+import { run } from '../../src/exec/run.js';
+import type { MigrationRecord } from '../../src/migration/engine.js';
+import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
+import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
+import { qemuImg, useScope } from '../support/testbed.js';
+
+const MiB = 1024 ** 2;
+const scope = useScope('impossible-target');
+
+async function refusedWith(pair: DaemonPair, vm: string): Promise<MigrationRecord> {
+  const started = await pair.source.api.call<{ id: string }>('POST', '/1.0/migrations', { vm, target: 'dst' });
+  const record = (await pair.source.api.call<{ metadata: MigrationRecord }>('GET', `/1.0/operations/${started.id}/wait`)).metadata;
+  expect(record.phase).toBe('failed');
+  // Refused at `prepare`: no byte of a base crossed.
+  expect(record.progress.baseSent).toBe(0);
+  return record;
+}
+
+describe('definitions and targets that cannot be, over the real API', { timeout: 300_000 }, () => {
+  it('refuses bad definitions naming the field, and migrations the target cannot host before anything moves', async () => {
+    const pair = await startDaemonPair({ dir: scope().dir, bufferSize: 128 * MiB, linkRate: '200mbit' });
+    try {
+      const disk = scope().path('g1.qcow2');
+      await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
+      const body = guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 1, verifyEvery: 3 }, 128);
+      const refused = (extra: Record<string, unknown>) => pair.source.api.call('POST', '/1.0/vms', { ...body, ...extra }).then(() => 'accepted', (error: ApiError) => `${error.status} ${error.message}`);
+      expect(await refused({ machine: 'q35' })).toMatch(/^400 .*`machine`.*q35/);
+      expect(await refused({ nics: [{ id: 'net0', mac: '01:00:5e:00:00:01', bridge: 'br0' }] })).toMatch(/^400 .*`nics\[0\]\.mac`/);
+      expect(await refused({ cpu: { model: 'qemu64', sockets: 2 }, vcpus: 3 })).toMatch(/^400 .*vcpus/);
+
+      // A bridge only the source has: the guest's network could not follow it.
+      await run('ip', ['link', 'add', 'brx', 'type', 'bridge'], { netns: pair.hosts.src.ns });
+      await pair.source.api.call('POST', '/1.0/vms', { ...body, nics: [{ id: 'net0', mac: '52:54:00:12:34:77', bridge: 'brx' }] });
+      await waitForSerial(scope().path('source/vms/g1/serial.log'), (r) => r.heartbeats.length > 1, 'heartbeats on the source');
+      expect((await refusedWith(pair, 'g1')).error).toMatch(/bridge brx .*no such bridge on this host/);
+
+      // A VM of the same name on the target: an arrival must never overwrite it.
+      const other = scope().path('other.qcow2');
+      await qemuImg('create', '-q', '-f', 'qcow2', other, '64M');
+      await pair.target.api.call('POST', '/1.0/vms', guestVmBody('g1', other, { diskRateMiB: 0, diskSpanMiB: 8, dirtyRateMiB: 0, verifyEvery: 0 }, 64));
+      await run('ip', ['link', 'add', 'brx', 'type', 'bridge'], { netns: pair.hosts.dst.ns });
+      expect((await refusedWith(pair, 'g1')).error).toMatch(/g1.*(already|taken|name)/i);
+
+      // Whatever was refused, the guest writes on at the source.
+      const serial = await waitForSerial(scope().path('source/vms/g1/serial.log'), (r) => r.verifications.length >= 2, 'two verifications at the source', { timeoutMs: 60_000 });
+      expect(serial.verifications.every((v) => v.lost === 0)).toBe(true);
+      expect((await readSerial(scope().path('source/vms/g1/serial.log'))).ioErrors).toEqual([]);
+    } finally {
+      await pair.close();
+    }
+  });
+});
