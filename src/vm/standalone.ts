@@ -96,11 +96,6 @@ export class StandaloneProvider implements VmProvider {
     if (dirname(home) === join(this.options.stateDir, 'vms')) await rm(home, { recursive: true, force: true });
   }
 
-  /** Quits every VM (the daemon's shutdown). */
-  async stopAll(): Promise<void> {
-    for (const vm of this.owned.values()) await vm.stop();
-  }
-
   private async save(): Promise<void> {
     const alive = [...this.owned.values()].filter((vm) => vm.pid !== undefined && vm.running());
     await mkdir(dirname(this.file), { recursive: true, mode: 0o700 });
