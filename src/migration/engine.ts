@@ -523,7 +523,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       shipping: this.shipping,
       bufferPath: this.deps.volume.mountpoint,
       context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, shipping: this.shipping, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
-      adopt: (vm) => {
+      adopt: (vm) => this.vms.set(vm.spec.name, vm),
+      reattached: (vm) => {
         this.vms.set(vm.spec.name, vm);
         void this.provider.attached?.(vm);
       },

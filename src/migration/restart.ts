@@ -24,8 +24,10 @@ export interface RestartHost {
   readonly bufferPath: string;
   /** The recovery context for a migration to this peer, logging under that migration. */
   context(migration: string, peer: string): RecoveryContext;
-  /** A VM the provider runs, or a fresh monitor of one whose connection was lost. */
+  /** A VM the provider runs (it keeps its own record of it). */
   adopt(vm: ManagedVm): void;
+  /** A fresh monitor of a VM whose connection was lost: it replaces the old handle, with the provider too. */
+  reattached(vm: ManagedVm): void;
   vm(name: string): ManagedVm | undefined;
   /** A journaled migration becomes a record again (history, or about to be resolved). */
   restore(entry: OutgoingEntry): void;
@@ -114,7 +116,7 @@ export async function afterQmpLoss(host: RestartHost, entry: OutgoingEntry, vm: 
   try {
     if (vm.pid === undefined) throw new CowbufError(`the pid of ${vm.spec.name}'s QEMU is unknown: its monitor cannot be reattached`);
     const fresh = await attachVm(vm.spec, vm.pid, vm.accel);
-    host.adopt(fresh);
+    host.reattached(fresh);
     host.log(`QMP connection to ${vm.spec.name} lost in phase ${entry.phase}; reconnected`, entry.id);
     const outcome = await recoverOutgoing(entry, vm.spec, fresh, host.context(entry.id, entry.peer), `the QMP connection was lost in phase ${entry.phase}`);
     if (outcome.phase !== 'in-doubt') return outcome;

@@ -26,7 +26,7 @@ import { createOverlay, removeOverlay } from '../storage/overlays.js';
 import type { DiskShipping } from '../storage/shipping.js';
 import type { Json } from '../validate.js';
 import type { ManagedVm } from '../vm/provider.js';
-import { throttleTarget, type DiskSpec } from '../vm/spec.js';
+import { deviceIdOf, throttleTarget, type DiskSpec } from '../vm/spec.js';
 import type { ControlLoop, LoopMigration } from './control-loop.js';
 import { shipBases } from './base.js';
 import { wireVm } from './wire-spec.js';
@@ -333,15 +333,11 @@ export async function runSource(ctx: SourceContext): Promise<void> {
   ctx.onPhase('completed');
 }
 
-/**
- * The limits an admin set, by disk id, for the drives that have any: `query-block` names a drive
- * by its full qdev path, and reports all zeros for one nobody limited.
- */
+/** The limits an admin set, by disk id, for the drives that have any (`query-block` reports all zeros for one nobody limited). */
 function adminLimits(entries: ReadonlyArray<{ readonly qdev: string; readonly limits: IoLimits }>, disks: readonly DiskSpec[]): Map<string, IoLimits> {
   const limited = new Map<string, IoLimits>();
   for (const disk of disks) {
-    const target = throttleTarget(disk);
-    const limits = entries.find((entry) => entry.qdev === target || entry.qdev === `/machine/peripheral/${target}`)?.limits;
+    const limits = entries.find((entry) => deviceIdOf(entry.qdev) === disk.id)?.limits;
     if (limits && Object.entries(limits).some(([key, value]) => key === 'group' || value !== 0)) limited.set(disk.id, limits);
   }
   return limited;

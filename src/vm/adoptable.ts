@@ -5,6 +5,7 @@
  * EDQUOT of a full buffer to the guest as an I/O error, the one failure cowbuf exists to prevent.
  */
 import type { ManagedVm } from './provider.js';
+import { deviceIdOf } from './spec.js';
 
 export interface AdoptProblem {
   readonly kind: 'missing' | 'error-policy';
@@ -16,7 +17,7 @@ export interface AdoptProblem {
 export async function checkAdoptable(vm: Pick<ManagedVm, 'spec' | 'commands'>, signal?: AbortSignal): Promise<AdoptProblem[]> {
   const options = signal ? { signal } : {};
   const [devices, nodes] = await Promise.all([vm.commands.queryIoThrottles(options), vm.commands.queryNamedBlockNodes(options)]);
-  const qdevs = new Set(devices.map((device) => device.qdev.replace(/^\/machine\/peripheral\//, '').replace(/\/virtio-backend$/, '')));
+  const qdevs = new Set(devices.map((device) => deviceIdOf(device.qdev)));
   const names = new Set(nodes.map((node) => node['node-name']));
   const problems: AdoptProblem[] = [];
   for (const [index, disk] of vm.spec.disks.entries()) {

@@ -113,6 +113,11 @@ export function throttleTarget(disk: Pick<DiskSpec, 'id' | 'bus'>): string {
   }
 }
 
+/** The device id in a qdev path as `query-block` reports it (`/machine/peripheral/<id>/virtio-backend`, or `<id>`). */
+export function deviceIdOf(qdev: string): string {
+  return qdev.replace(/^\/machine\/peripheral\//, '').replace(/\/virtio-backend$/, '');
+}
+
 /**
  * A NIC's tap interface: the one the spec names, else `cb-` and 12 hex digits of a hash of the VM
  * and NIC ids. Interface names hold 15 bytes, fewer than a VM name may have; the hash is unique
