@@ -92,6 +92,27 @@ describe('the handoff under faults', { timeout: 400_000 }, () => {
     await expectGuestMovedToTarget(pair, 'g1');
   });
 
+  it('the target daemon SIGKILLed right after `cont`: its guest runs on, the restarted target owns it, the source completes', async () => {
+    let clock: SerialClock | undefined;
+    let firstTick: number | undefined;
+    const id = await migrateWithFault(pair, 'g1', 'finishing', async (record) => {
+      // The guest's first heartbeat on the target's console is the earliest outside proof of `cont`.
+      clock = new SerialClock([join(pair.target.stateDir, 'vms', record.id, 'serial.log')]);
+      for (const deadline = Date.now() + 30_000; firstTick === undefined; await sleep(20)) {
+        firstTick = clock.lines(/^TICK /)[0]?.at;
+        if (Date.now() > deadline) throw new Error('the guest never ticked on the target');
+      }
+      await pair.kill('target');
+    });
+    const killedAfterMs = Date.now() - (firstTick ?? 0);
+    await clock?.stop();
+    expect(killedAfterMs).toBeLessThan(2000);
+    await pair.restart('target');
+    const done = await outcome(pair, id);
+    expect(done.phase, done.error).toBe('completed');
+    await expectGuestMovedToTarget(pair, 'g1');
+  });
+
   it('the source daemon SIGKILLed once RAM has crossed: the restarted daemon finishes it on the target', async () => {
     const id = await migrateWithHandoffCut();
     await untilPhase(id, 'in-doubt', 180_000);

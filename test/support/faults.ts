@@ -23,7 +23,7 @@ export interface VmView {
 
 
 /** Starts migrating `vm` and runs `fault` as soon as the source enters `phase`. @returns the migration id */
-export async function migrateWithFault(pair: DaemonPair, vm: string, phase: string, fault: () => Promise<void>): Promise<string> {
+export async function migrateWithFault(pair: DaemonPair, vm: string, phase: string, fault: (record: MigrationRecord) => Promise<void>): Promise<string> {
   const controller = new AbortController();
   let injected: Promise<void> | undefined;
   let id: string | undefined;
@@ -33,7 +33,7 @@ export async function migrateWithFault(pair: DaemonPair, vm: string, phase: stri
       const record = event.metadata as MigrationRecord;
       if (record.vm === vm && record.phase === phase && !FINAL.has(record.phase)) {
         id = record.id;
-        injected = fault();
+        injected = fault(record);
       }
     }, controller.signal)
     .catch(() => undefined);
