@@ -12,6 +12,8 @@ import type { QmpEvent } from '../qmp/events.js';
 export const overlayNode = (index: number) => `cowbuf-ovl${index}`;
 /** The overlay's file under its qcow2 node, named so a write threshold can be armed in file offsets. */
 export const overlayFileNode = (index: number) => `cowbuf-ovl${index}-file`;
+/** The mirror job's filter above the overlay: the guest's writes pass it while the disk mirrors. */
+export const mirrorFilterNode = (index: number) => `cowbuf-ovl${index}-mirror`;
 export const nbdNode = (index: number) => `cowbuf-nbd${index}`;
 export const mirrorJob = (index: number) => `cowbuf-mirror${index}`;
 /** The overlay of one disk of one migration, in the buffer volume. */

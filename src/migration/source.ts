@@ -33,7 +33,7 @@ import { wireVm } from './wire-spec.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
 import type { Phase } from './record.js';
-import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorJob, nbdNode, overlayFileNode, overlayName, overlayNode, RAM_FAILED, RAM_HANDED_OVER, RAM_SETTLED, supportedParameters } from './qemu-steps.js';
+import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorFilterNode, mirrorJob, nbdNode, overlayFileNode, overlayName, overlayNode, RAM_FAILED, RAM_HANDED_OVER, RAM_SETTLED, supportedParameters } from './qemu-steps.js';
 
 export interface Progress {
   readonly baseSent: number;
@@ -133,6 +133,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
     for (;;) {
       const event = await ioErrors.next({ timeoutMs: 2 ** 31 - 1 }).catch(() => undefined);
       if (!event) return;
+      // The node is the device's top one: the overlay, or while it mirrors the job's filter above it.
       const node = String(event.data['node-name'] ?? '');
       if (node.startsWith('cowbuf-ovl')) {
         controller.abort(new BufferFullError(`the buffer is full: ${String(event.data.reason ?? 'write refused')} on ${node}, the guest was paused`));
@@ -371,7 +372,7 @@ async function putOverlay(ctx: SourceContext, qmp: QmpCommands, disk: DiskSpec, 
 async function mirrorUntilReady(ctx: SourceContext, qmp: QmpCommands, count: number, migration: LoopMigration): Promise<void> {
   const start = async (mode: 'background' | 'write-blocking') => {
     for (let index = 0; index < count; index += 1) {
-      await qmp.blockdevMirror({ jobId: mirrorJob(index), device: overlayNode(index), target: nbdNode(index), sync: 'top', copyMode: mode }, { signal: ctx.signal });
+      await qmp.blockdevMirror({ jobId: mirrorJob(index), device: overlayNode(index), target: nbdNode(index), sync: 'top', copyMode: mode, filterNodeName: mirrorFilterNode(index) }, { signal: ctx.signal });
     }
   };
   const ready = async (seconds: number): Promise<boolean> => {

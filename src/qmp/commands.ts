@@ -125,15 +125,17 @@ export class QmpCommands {
   /**
    * `sync: top` ships only the overlay (the base travels separately); `write-blocking` makes a
    * guest write complete only once it reached the target too, so the job converges however fast
-   * the guest writes (at the price of guest write latency), which `background` does not.
+   * the guest writes (at the price of guest write latency), which `background` does not. The job
+   * puts a filter node above `device`, and while it runs the guest's device writes through it: a
+   * write error names that node, so it gets `filterNodeName` rather than a name QEMU makes up.
    */
   blockdevMirror(
-    args: { readonly jobId: string; readonly device: string; readonly target: string; readonly sync: 'top' | 'full'; readonly copyMode: 'background' | 'write-blocking' },
+    args: { readonly jobId: string; readonly device: string; readonly target: string; readonly sync: 'top' | 'full'; readonly copyMode: 'background' | 'write-blocking'; readonly filterNodeName?: string },
     options?: ExecuteOptions,
   ): Promise<void> {
     return this.run(
       'blockdev-mirror',
-      { 'job-id': args.jobId, device: args.device, target: args.target, sync: args.sync, 'copy-mode': args.copyMode, 'auto-dismiss': false },
+      { 'job-id': args.jobId, device: args.device, target: args.target, sync: args.sync, 'copy-mode': args.copyMode, 'auto-dismiss': false, ...(args.filterNodeName ? { 'filter-node-name': args.filterNodeName } : {}) },
       options,
     );
   }
