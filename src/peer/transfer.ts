@@ -54,10 +54,16 @@ export async function sendStream(peer: TrustedPeer, identity: Identity, hello: S
     const { end, size, sha256 } = encoder.finish(hello.kind === 'base' ? hello.size : undefined);
     await shipment.write([end]);
     await shipment.finish(sha256);
+    // The target answered, so all we sent was acknowledged. Ending (not destroying) lets the link
+    // tracker read that at `finish`; reading on to the target's FIN lets the socket close itself.
+    connection.tls.end();
+    connection.tls.resume();
     return { bytes, size, sha256 };
+  } catch (error) {
+    connection.tls.destroy();
+    throw error;
   } finally {
     shipment.close();
-    connection.tls.destroy();
   }
 }
 
@@ -184,18 +190,22 @@ export async function receiveStream<T>(socket: TLSSocket, what: string, open: ()
   }
 }
 
-/** Joins two duplex sockets; either side closing or failing closes both. */
+/**
+ * Joins two duplex sockets. One side closing cleanly ends the other once what is queued for it
+ * is written (destroying it would drop that, and the link tracker's last reading of it, taken
+ * when the peer acknowledges our end); one failing destroys both.
+ */
 export function splice(a: Socket, b: Socket): void {
   a.pipe(b);
   b.pipe(a);
-  const close = () => {
+  const fail = () => {
     a.destroy();
     b.destroy();
   };
-  a.once('close', close);
-  b.once('close', close);
-  a.on('error', close);
-  b.on('error', close);
+  a.once('close', (hadError) => (hadError ? fail() : b.end()));
+  b.once('close', (hadError) => (hadError ? fail() : a.end()));
+  a.on('error', fail);
+  b.on('error', fail);
 }
 
 /** Target side: connects a peer stream to QEMU's local unix socket. */

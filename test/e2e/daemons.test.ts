@@ -6,6 +6,7 @@ import { main } from '../../src/cli/main.js';
 import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
 import { retryOnGuestPanic } from '../support/faults.js';
+import { report } from '../support/report.js';
 import { qemuImg, useScope } from '../support/testbed.js';
 
 const MiB = 1024 ** 2;
@@ -75,6 +76,7 @@ async function moveBusyGuest(pair: DaemonPair): Promise<void> {
   const acked = Math.max(...ticks.flatMap((t) => t.links.filter((l) => l.peer === 'dst').map((l) => l.bytesAcked)));
   const progress = listed[0]?.progress;
   const sent = (progress?.baseSent ?? 0) + (progress?.mirrorCopied ?? 0) + (progress?.ramTransferred ?? 0);
+  await report('daemons', { acked, sent, ratio: acked / sent, ...progress });
   expect(acked / sent).toBeGreaterThan(0.97);
   expect(acked / sent).toBeLessThan(1.1);
 
