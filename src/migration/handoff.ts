@@ -16,6 +16,7 @@ import type { DiskShipping } from '../storage/shipping.js';
 import { parseFinish, type FinishAnswer } from '../peer/protocol.js';
 import type { MigrationInfo } from '../qmp/commands.js';
 import type { ManagedVm } from '../vm/provider.js';
+import { POSTCOPY_STALL_MS, resumePostcopy } from './postcopy.js';
 import { commitBack, ensureRunning, overlayName, overlayNode, RAM_FAILED } from './qemu-steps.js';
 
 export type Side = 'source' | 'target';
@@ -43,6 +44,8 @@ export interface HandoffContext {
   /** Post-copy stopped making progress after the target took the guest (ownership is not in doubt). */
   readonly onStall: (reason: string) => void;
   readonly retryMs?: number;
+  /** The local RAM proxy's URI, for a post-copy stream that must be carried on over a new one. */
+  readonly ramUri?: string;
   /** The migration's open control connection: the first `finish` needs no new handshake. */
   readonly client?: ControlClient;
   /** The target took the guest and every page crossed: the VM provider retires this copy. */
@@ -50,7 +53,7 @@ export interface HandoffContext {
 }
 
 /** One `finish` to the target; the target makes it idempotent and bounds its own wait. */
-async function ask(ctx: HandoffContext, method: 'finish' | 'abort', signal: AbortSignal, open?: ControlClient): Promise<FinishAnswer | undefined> {
+async function ask(ctx: HandoffContext, method: 'finish' | 'abort' | 'recover', signal: AbortSignal, open?: ControlClient): Promise<FinishAnswer | undefined> {
   if (!ctx.peer) throw new PeerRequestError('(untrusted)', 'the target is no longer trusted');
   const client = open ?? (await ControlClient.open(ctx.peer, ctx.identity, { timeoutMs: 10_000, signal }));
   try {
@@ -129,25 +132,38 @@ export async function completeHandoff(ctx: HandoffContext, vm: ManagedVm | undef
 /**
  * In post-copy the target runs the guest while this QEMU still holds the pages it has not sent:
  * it must live until QEMU says `completed`. Timed by progress, not by a constant: as long as
- * pages keep crossing it waits, and a stall is reported, since nothing can take the guest back.
+ * pages keep crossing it waits. A stream that stopped is carried on over a new one
+ * (postcopy.ts) when there is a RAM proxy to dial it; otherwise the stall is reported, since
+ * nothing can take the guest back.
  */
 async function untilSent(vm: ManagedVm, ctx: HandoffContext): Promise<MigrationInfo | undefined> {
-  let lowest = Infinity;
-  let lowestAt = Date.now();
+  let transferred = -1;
+  let movedAt = Date.now();
   let reported = false;
   for (;;) {
     const info = await vm.commands.queryMigrate();
     if (info.status === 'completed') return info;
     if (info.status === undefined) return undefined;
     if (RAM_FAILED.has(info.status)) throw new CowbufError(`post-copy ended ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}; the guest on the target has lost the pages it had not received`);
-    const remaining = info.ram?.remaining ?? 0;
-    if (remaining < lowest) {
-      lowest = remaining;
-      lowestAt = Date.now();
+    if (info.status === 'postcopy-paused' && ctx.ramUri) {
+      ctx.onStall(`post-copy paused with ${info.ram?.remaining ?? 0} bytes left: resuming it on a new stream once the target answers`);
+      await resumePostcopy(vm.commands, ctx.ramUri, () => ask(ctx, 'recover', ctx.signal), ctx.retryMs ?? 2000);
+      ctx.onStall('post-copy resumed on a new stream');
+      movedAt = Date.now();
+      continue;
+    }
+    const now = info.ram?.transferred ?? 0;
+    if (now > transferred) {
+      transferred = now;
+      movedAt = Date.now();
       reported = false;
-    } else if (!reported && Date.now() - lowestAt > 30_000) {
+    } else if (info.status === 'postcopy-active' && ctx.ramUri && Date.now() - movedAt > POSTCOPY_STALL_MS) {
+      ctx.onStall(`post-copy moved nothing for ${POSTCOPY_STALL_MS / 1000} s: pausing its stream`);
+      await vm.commands.migratePause();
+      continue;
+    } else if (!reported && Date.now() - movedAt > 30_000) {
       reported = true;
-      ctx.onStall(`post-copy has sent nothing for 30 s (${info.status}, ${remaining} bytes left)`);
+      ctx.onStall(`post-copy has sent nothing for 30 s (${info.status}, ${info.ram?.remaining ?? 0} bytes left)`);
     }
     await sleep(500);
   }

@@ -289,7 +289,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
   phase = 'finishing';
   ctx.onPhase('finishing');
   for (const index of disks.keys()) await qmp.blockdevDel(nbdNode(index)).catch(() => undefined);
-  const ramStreams = (proxies[1] as LocalProxy | undefined)?.connections() ?? 0;
+  const ramProxy = proxies[1] as LocalProxy | undefined;
   const info = await qmp.queryMigrate().catch(() => undefined);
   const handoff = await completeHandoff(
     {
@@ -300,6 +300,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       signal: ctx.signal,
       decided: ctx.decided,
       ...(control ? { client: control } : {}),
+      ...(ramProxy ? { ramUri: `unix:${ramProxy.path}` } : {}),
       onStall: (reason) => ctx.onDecision(reason),
       departed: ctx.departed,
       onDoubt: (reason) => {
@@ -312,7 +313,8 @@ export async function runSource(ctx: SourceContext): Promise<void> {
     disks.map((disk) => disk.id),
   ).finally(closeAll);
   const final = handoff.side === 'target' ? (handoff.sent ?? info) : info;
-  ctx.onProgress({ ramTransferred: final?.ram?.transferred ?? 0, ramStreams, postcopyRequests: final?.ram?.['postcopy-requests'] ?? 0 });
+  // Counted after the handoff: a post-copy resumed on a new stream dialled one more.
+  ctx.onProgress({ ramTransferred: final?.ram?.transferred ?? 0, ramStreams: ramProxy?.connections() ?? 0, postcopyRequests: final?.ram?.['postcopy-requests'] ?? 0 });
   if (handoff.side === 'source') {
     ctx.onDecision(`${handoff.reason}: the guest was resumed here`);
     ctx.onPhase('failed');

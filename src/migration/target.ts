@@ -24,7 +24,8 @@ import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import { throttleTarget } from '../vm/spec.js';
 import type { IncomingEntry } from './journal.js';
 import { MEMORY_MARGIN, preflight, preflightTimeoutMs, type TargetFacts } from './preflight.js';
-import { eventTime, RAM_HANDED_OVER, RAM_SETTLED } from './qemu-steps.js';
+import { listenForRecovery } from './postcopy.js';
+import { eventTime, RAM_FAILED, RAM_HANDED_OVER, RAM_SETTLED } from './qemu-steps.js';
 import { incomingSpec } from './wire-spec.js';
 
 interface Incoming {
@@ -88,6 +89,9 @@ async function removeShipped(incoming: { readonly dir: string; readonly dataset?
 /** Reading memory and disk free takes milliseconds; a host this slow to answer is in trouble. */
 const HEADROOM_TIMEOUT_MS = 10_000;
 
+/** Pausing and re-listening take QEMU milliseconds; bounded below the source's request timeout. */
+const RECOVER_TIMEOUT_MS = 20_000;
+
 /** A paused QEMU is up in well under a second; a provider taking this long will not deliver. */
 const LAUNCH_TIMEOUT_MS = 60_000;
 
@@ -95,6 +99,8 @@ export class TargetSide {
   private readonly incoming = new Map<string, Incoming>();
   /** `finish` answers of arrivals, for a source that asks again (its first answer was lost). */
   private readonly answers = new Map<string, Json>();
+  /** Arrivals whose RAM is still following (post-copy), until their QEMU completes: their stream may need recovering. */
+  private readonly postcopy = new Map<string, { readonly peer: string; readonly vm: ManagedVm; readonly ramSocket: string }>();
 
   constructor(private readonly options: TargetOptions) {}
 
@@ -187,6 +193,12 @@ export class TargetSide {
       case 'abort':
         await this.abort(peer, request.migration);
         return undefined;
+      case 'recover': {
+        const arrival = this.postcopy.get(request.migration);
+        if (!arrival || arrival.peer !== peer.name) throw new PeerError(`no post-copy of ${request.migration} from ${peer.name} on this host`);
+        await listenForRecovery(arrival.vm.commands, `unix:${arrival.ramSocket}`, AbortSignal.timeout(RECOVER_TIMEOUT_MS));
+        return undefined;
+      }
       case 'headroom':
         // Bounded below the asking side's request timeout, so it gets this error, not a silence.
         return { ...(await this.options.headroom(AbortSignal.timeout(HEADROOM_TIMEOUT_MS))) };
@@ -234,6 +246,11 @@ export class TargetSide {
 
   stream(peer: TrustedPeer, hello: Extract<Hello, { kind: 'stream' }>, socket: TLSSocket): void {
     try {
+      const arrival = this.postcopy.get(hello.migration);
+      if (arrival && arrival.peer === peer.name && hello.stream === 'ram') {
+        spliceToLocal(socket, arrival.ramSocket);
+        return;
+      }
       const incoming = this.lookup(peer, hello.migration);
       if (!incoming.vm) throw new PeerError(`migration ${hello.migration} has no target VM yet`);
       spliceToLocal(socket, join(incoming.dir, `${hello.stream}.sock`));
@@ -292,7 +309,8 @@ export class TargetSide {
     }
     // The switches must learn the guest's MACs here before its peers' ARP caches time out.
     if (incoming.wire.nics?.length) await running.commands.announceSelf().catch((error: Error) => this.options.log?.(`${incoming.id}: announce-self failed: ${error.message}`));
-    incoming.events?.close();
+    if (status === 'postcopy-active') this.followPostcopy(incoming, running);
+    else incoming.events?.close();
     this.incoming.delete(incoming.id);
     await this.options.onArrived(running, incoming.id);
     await this.options.journal.drop(incoming.id);
@@ -305,6 +323,18 @@ export class TargetSide {
       if (disk.limits) await running.commands.setIoThrottle(throttleTarget(disk), disk.limits).catch((error: Error) => this.options.log?.(`${incoming.id}: the I/O limits of ${disk.id} were not restored: ${error.message}`));
     }
     return answer;
+  }
+
+  /** Keeps an arrival recoverable (postcopy.ts) until its incoming QEMU has every page, or failed. */
+  private followPostcopy(incoming: Incoming, vm: ManagedVm): void {
+    const events = incoming.events;
+    this.postcopy.set(incoming.id, { peer: incoming.peer, vm, ramSocket: join(incoming.dir, 'ram.sock') });
+    void (events?.waitFor((event) => event.data.status === 'completed' || RAM_FAILED.has(String(event.data.status)), { timeoutMs: 2 ** 31 - 1 }) ?? Promise.resolve())
+      .catch(() => undefined)
+      .finally(() => {
+        events?.close();
+        this.postcopy.delete(incoming.id);
+      });
   }
 
   /** `completed` (or `postcopy-active`), or why not, after waiting (bounded) for the device state to load. */

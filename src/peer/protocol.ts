@@ -1,7 +1,7 @@
 /**
  * The peer protocol between two cowbufd, validated at the boundary: a peer is trusted, not
  * believed. Every connection opens with one `hello` line saying what it carries:
- * - `control`: JSON-lines requests (`prepare`, `start-target`, `finish`, `abort`, `headroom`) and
+ * - `control`: JSON-lines requests (`prepare`, `start-target`, `finish`, `abort`, `recover`, `headroom`) and
  *   responses;
  * - `base`: the frozen base of one disk, `size` raw bytes then a `{"sha256": ...}` line, answered
  *   with `{"ok": true}` once the target's own checksum matches (end to end);
@@ -34,7 +34,7 @@ export interface TargetCapabilities {
 export type PeerRequest =
   | { readonly id: number; readonly method: 'prepare'; readonly migration: string; readonly vm: WireVm }
   | { readonly id: number; readonly method: 'start-target'; readonly migration: string; readonly capabilities: TargetCapabilities; readonly multifdChannels?: number }
-  | { readonly id: number; readonly method: 'finish' | 'abort'; readonly migration: string }
+  | { readonly id: number; readonly method: 'finish' | 'abort' | 'recover'; readonly migration: string }
   /** What the peer can still take on (evacuation/headroom.ts), for a source planning an evacuation. */
   | { readonly id: number; readonly method: 'headroom' };
 
@@ -116,10 +116,11 @@ export function parseRequest(raw: unknown): PeerRequest {
     }
     case 'finish':
     case 'abort':
+    case 'recover':
       object('request', raw, ['id', 'method', 'migration']);
       return { id, method: head.method, migration };
     default:
-      throw new ValidationError('request.method', head.method, '`prepare`, `start-target`, `finish`, `abort` or `headroom`');
+      throw new ValidationError('request.method', head.method, '`prepare`, `start-target`, `finish`, `abort`, `recover` or `headroom`');
   }
 }
 

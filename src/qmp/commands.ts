@@ -264,6 +264,21 @@ export class QmpCommands {
     return this.run('migrate', { uri }, options);
   }
 
+  /** Source side of a paused post-copy: carries on from where it stopped, on a new connection to `uri`. */
+  migrateResume(uri: string, options?: ExecuteOptions): Promise<void> {
+    return this.run('migrate', { uri, resume: true }, options);
+  }
+
+  /** Breaks a post-copy's stream on purpose (either side): `postcopy-paused`, from which it can be recovered. */
+  migratePause(options?: ExecuteOptions): Promise<void> {
+    return this.run('migrate-pause', undefined, options);
+  }
+
+  /** Target side of a paused post-copy: listens on `uri` for the source's resumed stream. */
+  migrateRecover(uri: string, options?: ExecuteOptions): Promise<void> {
+    return this.run('migrate-recover', { uri }, options);
+  }
+
   migrateIncoming(uri: string, options?: ExecuteOptions): Promise<void> {
     return this.run('migrate-incoming', { uri }, options);
   }

@@ -24,6 +24,7 @@ describe('peer protocol validation', () => {
     expect(parseRequest({ id: 3, method: 'prepare', migration: 'm1', vm }).method).toBe('prepare');
     expect(parseRequest({ id: 3, method: 'prepare', migration: 'm1', vm: real })).toEqual({ id: 3, method: 'prepare', migration: 'm1', vm: real });
     expect(parseRequest({ id: 4, method: 'headroom' })).toEqual({ id: 4, method: 'headroom' });
+    expect(parseRequest({ id: 5, method: 'recover', migration: 'm1' })).toEqual({ id: 5, method: 'recover', migration: 'm1' });
     expect(parseResponse({ id: 3, ok: false, error: 'no' })).toEqual({ id: 3, ok: false, error: 'no' });
   });
 
@@ -64,6 +65,7 @@ describe('peer protocol validation', () => {
     [{ id: 1, method: 'finish' }, 'request.migration'],
     [{ id: -1, method: 'abort', migration: 'm' }, 'request.id'],
     [{ id: 1, method: 'abort', migration: 'm', extra: 1 }, 'request.extra'],
+    [{ id: 1, method: 'recover', migration: 'm', vm }, 'request.vm'],
   ])('refuses request %j naming %s', (raw, field) => {
     expect(() => parseRequest(raw)).toThrow(`Expected \`${field}\``);
   });

@@ -1,0 +1,57 @@
+/**
+ * Post-copy across a broken RAM stream. Once the target runs the guest neither side can take it
+ * back, so a stream that stops is not failed: it is paused and carried on over a new one, QEMU's
+ * post-copy recovery (`postcopy-paused`, `migrate-recover` on the target, `migrate` with `resume`
+ * on the source). A link that is only down never errors the socket (TCP retries for many
+ * minutes), so a stream that moved nothing for a while is paused on purpose, and the guest's
+ * page faults are served again as soon as the target answers, not when TCP's backoff next fires.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PeerError, PeerRequestError } from '../errors.js';
+import type { QmpCommands } from '../qmp/commands.js';
+import { QmpCommandError } from '../qmp/errors.js';
+
+/** How long a `postcopy-active` stream may move nothing before it is paused for a new one. */
+export const POSTCOPY_STALL_MS = 5000;
+
+/**
+ * Target side: the paused post-copy listens on `uri` for the source's resumed stream. One still
+ * `postcopy-active` here (the old stream never errored) is paused first. Idempotent: a source
+ * whose first ask got no answer asks again, and finds it listening.
+ * @throws PeerError when there is no post-copy to recover (it ended, or failed)
+ */
+export async function listenForRecovery(qmp: Pick<QmpCommands, 'queryMigrate' | 'migratePause' | 'migrateRecover'>, uri: string, signal: AbortSignal): Promise<void> {
+  let status = (await qmp.queryMigrate({ signal })).status;
+  if (status === 'postcopy-active') {
+    await qmp.migratePause({ signal });
+    for (const deadline = Date.now() + 10_000; status === 'postcopy-active' && Date.now() < deadline; await sleep(100, undefined, { signal })) {
+      status = (await qmp.queryMigrate({ signal })).status;
+    }
+  }
+  if (status === 'postcopy-recover') return;
+  if (status !== 'postcopy-paused') throw new PeerError(`the post-copy is ${status ?? 'gone'} here: nothing to recover`);
+  try {
+    await qmp.migrateRecover(uri, { signal });
+  } catch (error) {
+    // QEMU's words for "already listening", from an earlier ask of the same recovery.
+    if (!(error instanceof QmpCommandError && /triggered already/i.test(error.message))) throw error;
+  }
+}
+
+/**
+ * Source side, once this QEMU is `postcopy-paused`: asks the target to listen, through the
+ * partition until it answers, then resumes the stream on `uri` (the RAM proxy, which dials a new
+ * peer stream). @throws PeerRequestError when the target refused (it has nothing to recover)
+ */
+export async function resumePostcopy(qmp: Pick<QmpCommands, 'migrateResume'>, uri: string, askTarget: () => Promise<unknown>, retryMs: number): Promise<void> {
+  for (;;) {
+    try {
+      await askTarget();
+      break;
+    } catch (error) {
+      if (error instanceof PeerRequestError && error.refused) throw error;
+      await sleep(retryMs);
+    }
+  }
+  await qmp.migrateResume(uri);
+}
