@@ -15,6 +15,7 @@ import { DEFAULT_CONVERGENCE, type ConvergenceConfig } from '../migration/conver
 import { checkAddress } from '../peer/trust.js';
 import { formatBytes, parsePositiveSize, parseRate } from '../units.js';
 import { number, object, string } from '../validate.js';
+import type { Accel } from '../vm/spec.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/cowbuf/cowbuf.yaml';
 export const DEFAULT_STATE_DIR = '/var/lib/cowbuf';
@@ -38,6 +39,8 @@ export interface DaemonConfig {
   /** `host:port` the peer API listens on (mutual TLS). */
   readonly peerListen: string;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** The accelerator this host runs guests under, where detection would choose wrong; detected when absent. */
+  readonly accel?: Accel;
 }
 
 export interface MigrationConfig {
@@ -76,7 +79,7 @@ function absolutePath(field: string, value: unknown): string {
 }
 
 function parseDaemon(raw: unknown, stateDir: string): DaemonConfig {
-  const daemon = raw === undefined ? {} : object('daemon', raw, [], ['socket', 'socketGroup', 'peerListen', 'logLevel']);
+  const daemon = raw === undefined ? {} : object('daemon', raw, [], ['socket', 'socketGroup', 'peerListen', 'logLevel', 'accel']);
   const logLevel = daemon.logLevel === undefined ? 'info' : string('daemon.logLevel', daemon.logLevel);
   if (!['debug', 'info', 'warn', 'error'].includes(logLevel)) throw new ValidationError('daemon.logLevel', logLevel, '`debug`, `info`, `warn` or `error`');
   return {
@@ -84,7 +87,14 @@ function parseDaemon(raw: unknown, stateDir: string): DaemonConfig {
     ...(daemon.socketGroup !== undefined ? { socketGroup: checkName('daemon.socketGroup', string('daemon.socketGroup', daemon.socketGroup)) } : {}),
     peerListen: daemon.peerListen === undefined ? '0.0.0.0:8443' : checkAddress('daemon.peerListen', string('daemon.peerListen', daemon.peerListen)),
     logLevel: logLevel as DaemonConfig['logLevel'],
+    ...(daemon.accel !== undefined ? { accel: parseAccel(daemon.accel) } : {}),
   };
+}
+
+function parseAccel(value: unknown): Accel {
+  const accel = string('daemon.accel', value);
+  if (accel !== 'kvm' && accel !== 'tcg') throw new ValidationError('daemon.accel', accel, '`kvm` or `tcg`');
+  return accel;
 }
 
 const CONVERGENCE_NUMBERS = ['downtimeStartMs', 'downtimeStepMs', 'downtimeMaxMs', 'downtimeStepSeconds', 'cpuThrottleInitial', 'cpuThrottleIncrement', 'throttleTriggerPercent', 'xbzrleCacheFraction', 'multifdChannels', 'timeoutSecondsPerGiB', 'timeoutMinSeconds', 'stallSeconds'] as const;

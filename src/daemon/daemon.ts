@@ -56,6 +56,7 @@ export async function startDaemon(configPath: string, log: Logger = pino({ name:
       identity,
       trust,
       volume,
+      ...(config.daemon.accel ? { launch: { accel: config.daemon.accel } } : {}),
     });
     const outcomes: Record<string, number> = {};
     const tickSeconds = { sum: 0, lagSum: 0, count: 0 };

@@ -36,8 +36,8 @@ export interface DaemonPair {
   readonly pool: TestPool;
   /** SIGKILLs that side's daemon (its QEMUs live on), waits for it to be gone. */
   kill(side: 'source' | 'target'): Promise<void>;
-  /** Starts that side's daemon again on the same state directory and config. */
-  restart(side: 'source' | 'target'): Promise<DaemonHost>;
+  /** Starts that side's daemon again on the same state directory and config, plus extra `daemon:` settings. */
+  restart(side: 'source' | 'target', daemon?: Readonly<Record<string, unknown>>): Promise<DaemonHost>;
   close(): Promise<void>;
 }
 
@@ -56,10 +56,10 @@ export interface DaemonPairOptions {
 
 const COWBUFD = (configPath: string): readonly string[] => (COMPILED ? [COMPILED, '--config', configPath] : ['--import', 'tsx', ENTRY, '--config', configPath]);
 
-async function startHost(name: string, ns: string, ip: string, stateDir: string, buffer: Record<string, unknown>, migration: Readonly<Record<string, unknown>>, daemonArgs = COWBUFD): Promise<DaemonHost> {
+async function startHost(name: string, ns: string, ip: string, stateDir: string, buffer: Record<string, unknown>, migration: Readonly<Record<string, unknown>>, daemonArgs = COWBUFD, daemon: Readonly<Record<string, unknown>> = {}): Promise<DaemonHost> {
   await mkdir(stateDir, { recursive: true });
   const configPath = join(stateDir, 'cowbuf.yaml');
-  const config = { stateDir, buffer, daemon: { peerListen: `${ip}:8443`, socket: join(stateDir, 'unix.socket'), logLevel: 'info' }, migration: { controlPeriodMs: 500, ...migration } };
+  const config = { stateDir, buffer, daemon: { peerListen: `${ip}:8443`, socket: join(stateDir, 'unix.socket'), logLevel: 'info', ...daemon }, migration: { controlPeriodMs: 500, ...migration } };
   await writeFile(configPath, stringify(config));
   const logFile = join(stateDir, 'cowbufd.log');
   const child = spawn(process.execPath, [...daemonArgs(configPath)], { netns: ns, logFile });
@@ -103,8 +103,8 @@ export async function startDaemonPair(options: DaemonPairOptions): Promise<Daemo
     await openVolume({ driver: 'dir', path: targetBuffer.path }).create(64 * 1024 ** 2);
     const migration = options.migration ?? {};
     const launch = {
-      source: () => startHost('source', hosts.src.ns, hosts.src.ip, sourceDir, sourceBuffer, migration, options.daemonArgs),
-      target: () => startHost('target', hosts.dst.ns, hosts.dst.ip, targetDir, targetBuffer, migration, options.daemonArgs),
+      source: (daemon?: Readonly<Record<string, unknown>>) => startHost('source', hosts.src.ns, hosts.src.ip, sourceDir, sourceBuffer, migration, options.daemonArgs, daemon),
+      target: (daemon?: Readonly<Record<string, unknown>>) => startHost('target', hosts.dst.ns, hosts.dst.ip, targetDir, targetBuffer, migration, options.daemonArgs, daemon),
     };
     started.push(await launch.source());
     started.push(await launch.target());
@@ -128,8 +128,8 @@ export async function startDaemonPair(options: DaemonPairOptions): Promise<Daemo
         await current[side].child.exited;
         started.splice(started.indexOf(current[side]), 1);
       },
-      restart: async (side) => {
-        current[side] = await launch[side]();
+      restart: async (side, daemon) => {
+        current[side] = await launch[side](daemon);
         started.push(current[side]);
         return current[side];
       },

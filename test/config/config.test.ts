@@ -13,6 +13,7 @@ describe('config', () => {
     const config = parseConfig({ buffer: { driver: 'zfs', pool: 'tank/vm', size: '10GiB' } });
     expect(config).toMatchObject({ stateDir: '/var/lib/cowbuf', buffer: { driver: 'zfs', pool: 'tank/vm', size: 10 * 1024 ** 3, path: '/var/lib/cowbuf/buffer' } });
     expect(config.daemon).toEqual({ socket: '/var/lib/cowbuf/unix.socket', peerListen: '0.0.0.0:8443', logLevel: 'info' });
+    expect(parseConfig({ buffer: { driver: 'dir', size: '1GiB' }, daemon: { accel: 'tcg' } }).daemon.accel).toBe('tcg');
     expect(config.migration).toMatchObject({ policy: 'deadline', controlPeriodMs: 500, maxOutgoing: 4, assumedLinkRate: 12_500_000 });
     const odd = parseConfig({ stateDir: '/srv/cb', buffer: { driver: 'dir', size: 1234567 } });
     await saveConfig(join(tempDir(), 'a.yaml'), odd);
@@ -42,6 +43,7 @@ describe('config', () => {
     [{ buffer: { driver: 'dir', size: '1GiB' }, migration: { convergence: { postcopy: 'yes' } } }, 'Expected `migration.convergence.postcopy` to be `true` or `false`'],
     [{ buffer: { driver: 'dir', size: '1GiB' }, migration: { maxOutgoing: 0 } }, 'Expected `migration.maxOutgoing` to be an integer ≥ 1'],
     [{ buffer: { driver: 'dir', size: '1GiB' }, daemon: { peerListen: 'everywhere' } }, 'Expected `daemon.peerListen` to be a `host:port` address'],
+    [{ buffer: { driver: 'dir', size: '1GiB' }, daemon: { accel: 'hvf' } }, 'Expected `daemon.accel` to be `kvm` or `tcg`, got `hvf`'],
     [{ buffer: { driver: 'lvm', size: '1GiB' } }, 'Expected `buffer.driver` to be `zfs` or `dir`, got `lvm`'],
     [{ buffer: { driver: 'dir', size: '-1GiB' } }, 'Expected `buffer.size` to be a size'],
     [{ buffer: { driver: 'dir', size: 0 } }, 'Expected `buffer.size` to be a positive size'],
@@ -70,7 +72,7 @@ describe('config fuzzing', () => {
     {
       stateDir: fc.jsonValue(),
       buffer: fc.oneof(section(['driver', 'pool', 'size', 'path']), fc.jsonValue()),
-      daemon: fc.oneof(section(['socket', 'socketGroup', 'peerListen', 'logLevel']), fc.jsonValue()),
+      daemon: fc.oneof(section(['socket', 'socketGroup', 'peerListen', 'logLevel', 'accel']), fc.jsonValue()),
       migration: fc.oneof(section(['policy', 'throttle', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'incomingDataset', 'convergence']), fc.jsonValue()),
     },
     { requiredKeys: [] },

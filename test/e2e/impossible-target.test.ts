@@ -36,11 +36,18 @@ describe('definitions and targets that cannot be, over the real API', { timeout:
       await waitForSerial(scope().path('source/vms/g1/serial.log'), (r) => r.heartbeats.length > 1, 'heartbeats on the source');
       expect((await refusedWith(pair, 'g1')).error).toMatch(/bridge brx .*no such bridge on this host/);
 
+      // A target whose admin pinned the other accelerator: QEMU cannot load TCG's CPU state into KVM.
+      await run('ip', ['link', 'add', 'brx', 'type', 'bridge'], { netns: pair.hosts.dst.ns });
+      await pair.kill('target');
+      await pair.restart('target', { accel: 'kvm' });
+      expect((await refusedWith(pair, 'g1')).error).toMatch(/accelerator: the guest runs under TCG on the source and would run under KVM here/);
+      await pair.kill('target');
+      await pair.restart('target');
+
       // A VM of the same name on the target: an arrival must never overwrite it.
       const other = scope().path('other.qcow2');
       await qemuImg('create', '-q', '-f', 'qcow2', other, '64M');
       await pair.target.api.call('POST', '/1.0/vms', guestVmBody('g1', other, { diskRateMiB: 0, diskSpanMiB: 8, dirtyRateMiB: 0, verifyEvery: 0 }, 64));
-      await run('ip', ['link', 'add', 'brx', 'type', 'bridge'], { netns: pair.hosts.dst.ns });
       expect((await refusedWith(pair, 'g1')).error).toMatch(/g1.*(already|taken|name)/i);
 
       // Whatever was refused, the guest writes on at the source.
