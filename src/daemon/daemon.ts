@@ -3,7 +3,7 @@
  * buffer volume (created by `cowbuf init`), its identity and trust store, runs the engine (peer
  * API, control loop, both migration roles) and serves the REST API on a 0660 unix socket.
  * SIGHUP reloads what can change live (the policy and the log level); SIGTERM rolls back what is
- * in flight and stops.
+ * in flight and stops, leaving the guests running.
  */
 import { chmod, chown, mkdir, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -114,8 +114,8 @@ export async function startDaemon(configPath: string, log: Logger = pino({ name:
       close: async () => {
         await new Promise<void>((resolve) => server.close(() => resolve()));
         server.closeAllConnections();
+        // The guests keep running: a restarted daemon (an upgrade) reattaches to them, as after a crash.
         await engine.close();
-        for (const vm of engine.vms.values()) await vm.stop();
         await rm(socket, { force: true });
         await unlock();
       },

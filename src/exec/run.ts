@@ -94,6 +94,12 @@ export interface SpawnOptions {
   readonly signal?: AbortSignal;
   /** File that receives stdout and stderr (QEMU's own diagnostics). */
   readonly logFile: string;
+  /**
+   * The process outlives this one (a guest's QEMU outlives a daemon restarted for an upgrade): it
+   * runs in its own session, so signals to this process group miss it, and this process exiting
+   * does not kill it.
+   */
+  readonly outlive?: boolean;
 }
 
 export interface ChildExit {
@@ -138,6 +144,7 @@ export function spawn(cmd: string, args: readonly string[], options: SpawnOption
     stdout: { file: options.logFile },
     stderr: { file: options.logFile, append: true },
     ...(options.signal ? { cancelSignal: options.signal } : {}),
+    ...(options.outlive ? { detached: true, cleanup: false } : {}),
   });
   let running = true;
   const exited = subprocess.then(

@@ -147,7 +147,7 @@ async function untilSent(vm: ManagedVm, ctx: HandoffContext): Promise<MigrationI
     if (RAM_FAILED.has(info.status)) throw new CowbufError(`post-copy ended ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}; the guest on the target has lost the pages it had not received`);
     if (info.status === 'postcopy-paused' && ctx.ramUri) {
       ctx.onStall(`post-copy paused with ${info.ram?.remaining ?? 0} bytes left: resuming it on a new stream once the target answers`);
-      await resumePostcopy(vm.commands, ctx.ramUri, () => ask(ctx, 'recover', ctx.signal), ctx.retryMs ?? 2000);
+      await resumePostcopy(vm.commands, ctx.ramUri, () => ask(ctx, 'recover', ctx.signal), ctx.retryMs ?? 2000, ctx.signal);
       ctx.onStall('post-copy resumed on a new stream');
       movedAt = Date.now();
       continue;

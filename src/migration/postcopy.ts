@@ -41,17 +41,19 @@ export async function listenForRecovery(qmp: Pick<QmpCommands, 'queryMigrate' | 
 /**
  * Source side, once this QEMU is `postcopy-paused`: asks the target to listen, through the
  * partition until it answers, then resumes the stream on `uri` (the RAM proxy, which dials a new
- * peer stream). @throws PeerRequestError when the target refused (it has nothing to recover)
+ * peer stream). @throws PeerRequestError when the target refused (it has nothing to recover),
+ *   the signal's reason (daemon shutdown: the journal keeps the migration for the next start)
  */
-export async function resumePostcopy(qmp: Pick<QmpCommands, 'migrateResume'>, uri: string, askTarget: () => Promise<unknown>, retryMs: number): Promise<void> {
+export async function resumePostcopy(qmp: Pick<QmpCommands, 'migrateResume'>, uri: string, askTarget: () => Promise<unknown>, retryMs: number, signal: AbortSignal): Promise<void> {
   for (;;) {
+    signal.throwIfAborted();
     try {
       await askTarget();
       break;
     } catch (error) {
       if (error instanceof PeerRequestError && error.refused) throw error;
-      await sleep(retryMs);
+      await sleep(retryMs, undefined, { signal }).catch(() => signal.throwIfAborted());
     }
   }
-  await qmp.migrateResume(uri);
+  await qmp.migrateResume(uri, { signal });
 }

@@ -45,7 +45,7 @@ export async function launchVm(spec: VmSpec, options: LaunchOptions = {}): Promi
   const argv = qemuArgv(spec, accel);
   const logFile = `${spec.qmpSocket}.log`;
   await rm(spec.qmpSocket, { force: true });
-  const child = spawn(QEMU_BINARY, argv, { logFile, ...(spec.netns ? { netns: spec.netns } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+  const child = spawn(QEMU_BINARY, argv, { logFile, outlive: true, ...(spec.netns ? { netns: spec.netns } : {}), ...(options.signal ? { signal: options.signal } : {}) });
   const qmp = new QmpClient();
   const exitedEarly = child.exited.then(() => {
     throw new Error('QEMU exited before its QMP socket answered');

@@ -70,14 +70,24 @@ describe('post-copy recovery, source side', () => {
   it('asks through the partition until the target answers, then resumes on the proxy', async () => {
     const source = qemu([]);
     let asked = 0;
-    await resumePostcopy(source, 'unix:/proxy', () => (++asked < 3 ? Promise.reject(new PeerRequestError('dst', 'timed out')) : Promise.resolve()), 1);
+    await resumePostcopy(source, 'unix:/proxy', () => (++asked < 3 ? Promise.reject(new PeerRequestError('dst', 'timed out')) : Promise.resolve()), 1, signal);
     expect(asked).toBe(3);
     expect(source.sent).toEqual(['migrate resume unix:/proxy']);
   });
 
   it('gives up without resuming when the target refuses', async () => {
     const source = qemu([]);
-    await expect(resumePostcopy(source, 'unix:/proxy', () => Promise.reject(new PeerRequestError('dst', 'no post-copy of m1', true)), 1)).rejects.toThrow('no post-copy of m1');
+    await expect(resumePostcopy(source, 'unix:/proxy', () => Promise.reject(new PeerRequestError('dst', 'no post-copy of m1', true)), 1, signal)).rejects.toThrow('no post-copy of m1');
+    expect(source.sent).toEqual([]);
+  });
+
+  it('stops asking when the daemon shuts down', async () => {
+    const shutdown = new AbortController();
+    const source = qemu([]);
+    let asked = 0;
+    const resuming = resumePostcopy(source, 'unix:/proxy', () => (++asked === 2 ? (shutdown.abort(new Error('shutting down')), Promise.reject(new Error('aborted'))) : Promise.reject(new Error('timed out'))), 1, shutdown.signal);
+    await expect(resuming).rejects.toThrow('shutting down');
+    expect(asked).toBe(2);
     expect(source.sent).toEqual([]);
   });
 });
