@@ -191,9 +191,11 @@ export async function receiveStream<T>(socket: TLSSocket, what: string, open: ()
 }
 
 /**
- * Joins two duplex sockets. One side closing cleanly ends the other once what is queued for it
- * is written (destroying it would drop that, and the link tracker's last reading of it, taken
- * when the peer acknowledges our end); one failing destroys both.
+ * Joins two duplex sockets. When one side closes cleanly the other still writes out what it was
+ * given (destroying it would drop that, and the link tracker's last reading of it, taken at its
+ * peer's FIN), but what it receives from then on has nowhere to go: it is destroyed on the first
+ * byte, so its writer (a QEMU whose peer died) learns at once that the stream broke. One side
+ * failing destroys both.
  */
 export function splice(a: Socket, b: Socket): void {
   a.pipe(b);
@@ -202,8 +204,14 @@ export function splice(a: Socket, b: Socket): void {
     a.destroy();
     b.destroy();
   };
-  a.once('close', (hadError) => (hadError ? fail() : b.end()));
-  b.once('close', (hadError) => (hadError ? fail() : a.end()));
+  const closed = (other: Socket) => (hadError: boolean) => {
+    if (hadError) return fail();
+    other.end();
+    other.on('data', () => other.destroy());
+    other.resume();
+  };
+  a.once('close', closed(b));
+  b.once('close', closed(a));
   a.on('error', fail);
   b.on('error', fail);
 }

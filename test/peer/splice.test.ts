@@ -58,6 +58,29 @@ describe('splice', () => {
     expect(await received).toEqual({ bytes: data.length, sha256: createHash('sha256').update(data).digest('hex') });
   });
 
+  it('breaks the stream for a writer whose reader went away cleanly, rather than leaving it blocked', async () => {
+    // The target daemon dies mid-stream: its end closes with a FIN, and the QEMU still sending
+    // into the proxy must see an error instead of a socket nobody reads. Like QEMU, the writer
+    // takes no notice of a FIN (half-open).
+    const writerSide = await listen('writer');
+    const readerSide = await listen('reader');
+    const writer = connect({ path: writerSide.path, allowHalfOpen: true });
+    const reader = connect(readerSide.path);
+    splice(await writerSide.accepted, await readerSide.accepted);
+    writer.on('error', () => undefined);
+    const broken = new Promise((resolve) => writer.once('close', resolve));
+    const pump = setInterval(() => writer.write(randomBytes(64 * 1024)), 5);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      reader.end();
+      reader.resume();
+      await broken;
+    } finally {
+      clearInterval(pump);
+    }
+    expect(writer.destroyed).toBe(true);
+  });
+
   it('destroys both sides when one fails', async () => {
     const left = await listen('left');
     const right = await listen('right');
