@@ -25,7 +25,7 @@
  * overlay already there.
  */
 import type { MigrationView } from '../view.js';
-import type { CopyPhase, ThrottlePolicy } from './policy.js';
+import type { CopyPhase, ThrottleDemand, ThrottlePolicy } from './policy.js';
 
 /** Unique fraction below which the estimate is not trusted (avoids dividing by ~0). */
 const MIN_UNIQUE_FRACTION = 0.05;
@@ -41,6 +41,8 @@ export const MIRROR_MARGIN = 0.9;
  * aborts when it does not converge in time. Phase unknown: the mirror's share.
  */
 export const WRITE_SHARE: Readonly<Record<CopyPhase, number>> = { base: 1, mirror: 0.5, ram: 0.2 };
+/** Growth allowed to an overlay already beyond the mirror's window, as a share of it. */
+export const OVER_WINDOW_MARGIN = 0.1;
 /** The mirror's window before the restart, in units of `mirrorSeconds` (source.ts `mirrorUntilReady`). */
 const MIRROR_WINDOW = 1.5;
 
@@ -54,12 +56,24 @@ function usableRoom(view: MigrationView): number {
   return Math.max(0, room);
 }
 
+/**
+ * Growth the mirror's window leaves: what the share carries in `MIRROR_MARGIN` of the window,
+ * less the overlay already there. Only before the mirror is ready: once it is, the window has
+ * passed. An overlay already beyond the window cannot be brought back into it by holding the
+ * guest at ε (the overlay never shrinks, and the engine escalates either way): it may grow by
+ * `OVER_WINDOW_MARGIN` of what it already needs to drain.
+ */
+function mirrorRoom(view: MigrationView, demand: ThrottleDemand): number {
+  if (demand.mirrorSeconds === undefined || demand.phase === 'ram') return Infinity;
+  const window = demand.linkShare * demand.mirrorSeconds * MIRROR_WINDOW * MIRROR_MARGIN;
+  return window > view.cowBytes ? Math.max(window - view.cowBytes, OVER_WINDOW_MARGIN * view.cowBytes) : Infinity;
+}
+
 export const deadline: ThrottlePolicy = {
   name: 'deadline',
   summary: 'room left ÷ bytes still to ship: the fastest writes that cannot overflow before switchover',
   rate(view, demand) {
-    const mirrorRoom = demand.mirrorSeconds === undefined ? Infinity : demand.linkShare * demand.mirrorSeconds * MIRROR_WINDOW * MIRROR_MARGIN - view.cowBytes;
-    const room = Math.max(0, Math.min(usableRoom(view), mirrorRoom));
+    const room = Math.max(0, Math.min(usableRoom(view), mirrorRoom(view, demand)));
     const unique = Math.max(MIN_UNIQUE_FRACTION, demand.uniqueFraction);
     const horizon = Math.max(MIN_HORIZON_SECONDS, HORIZON_PERIODS * demand.periodSeconds);
     const toShip = Math.max(demand.remainingBytes, demand.linkShare * horizon);
