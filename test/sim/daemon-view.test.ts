@@ -13,7 +13,7 @@ function control(overrides: Partial<ScenarioControl> = {}): ScenarioControl {
 
 /** A guest writing 20 MB/s of which 40 % grows the overlay, on a link carrying 100 MB/s. */
 function reading(t: number): Reading {
-  return { t, linkBytes: 100 * MB * t, saturated: true, migrations: new Map([['a', { cow: Math.round(8 * MB * t), written: Math.round(20 * MB * t), remaining: 1e9 }]]) };
+  return { t, linkBytes: 100 * MB * t, saturated: true, migrations: new Map([['a', { cow: Math.round(8 * MB * t), written: Math.round(20 * MB * t), remaining: 1e9, phase: 'mirror' }]]) };
 }
 
 describe('what the simulated daemon sees', () => {

@@ -76,7 +76,7 @@ export const deadline: ThrottlePolicy = {
     const room = Math.max(0, Math.min(usableRoom(view), mirrorRoom(view, demand)));
     const unique = Math.max(MIN_UNIQUE_FRACTION, demand.uniqueFraction);
     const horizon = Math.max(MIN_HORIZON_SECONDS, HORIZON_PERIODS * demand.periodSeconds);
-    const toShip = Math.max(demand.remainingBytes, demand.linkShare * horizon);
+    const toShip = Math.max(demand.remainingBytes, demand.linkShare * Math.max(horizon, demand.ramSeconds ?? 0));
     const denominator = unique * (toShip + room);
     const rate = denominator > 0 ? (demand.linkShare * room) / denominator : demand.linkShare;
     return Math.min(rate, demand.linkShare * WRITE_SHARE[demand.phase ?? 'mirror']);

@@ -27,6 +27,12 @@ export interface ThrottleDemand {
   readonly mirrorSeconds?: number;
   /** Absent: not known. */
   readonly phase?: CopyPhase;
+  /**
+   * Seconds RAM pre-copy still needs at the pace its remaining falls (src/buffer/ram-model.ts),
+   * longer than RAM remaining ÷ share when the guest re-dirties it; absent: not in RAM
+   * pre-copy, or not known yet.
+   */
+  readonly ramSeconds?: number;
 }
 
 export interface ThrottlePolicy {
