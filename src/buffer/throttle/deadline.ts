@@ -41,8 +41,8 @@ export const MIRROR_MARGIN = 0.9;
  * aborts when it does not converge in time. Phase unknown: the mirror's share.
  */
 export const WRITE_SHARE: Readonly<Record<CopyPhase, number>> = { base: 1, mirror: 0.5, ram: 0.2 };
-/** Growth allowed to an overlay already beyond the mirror's window, as a share of it. */
-export const OVER_WINDOW_MARGIN = 0.1;
+/** Growth still allowed in the base phase to an overlay at or beyond the mirror's window, per byte left to cross. */
+export const BASE_OVERRUN = 0.1;
 /** The mirror's window before the restart, in units of `mirrorSeconds` (source.ts `mirrorUntilReady`). */
 const MIRROR_WINDOW = 1.5;
 
@@ -59,14 +59,16 @@ function usableRoom(view: MigrationView): number {
 /**
  * Growth the mirror's window leaves: what the share carries in `MIRROR_MARGIN` of the window,
  * less the overlay already there. Only before the mirror is ready: once it is, the window has
- * passed. An overlay already beyond the window cannot be brought back into it by holding the
- * guest at ε (the overlay never shrinks, and the engine escalates either way): it may grow by
- * `OVER_WINDOW_MARGIN` of what it already needs to drain.
+ * passed. In the base phase the window is a forecast at the share of the moment, which a link
+ * dip or a newcomer lowers, and holding the guest at ε does not shrink an overlay already
+ * beyond it: there it may still grow by `BASE_OVERRUN` of the bytes left to cross, a tenth of
+ * the link's time, so it keeps writing. Once the mirror copies, every write slows the copy, and
+ * an overlay at the window's edge is held.
  */
 function mirrorRoom(view: MigrationView, demand: ThrottleDemand): number {
   if (demand.mirrorSeconds === undefined || demand.phase === 'ram') return Infinity;
-  const window = demand.linkShare * demand.mirrorSeconds * MIRROR_WINDOW * MIRROR_MARGIN;
-  return window > view.cowBytes ? Math.max(window - view.cowBytes, OVER_WINDOW_MARGIN * view.cowBytes) : Infinity;
+  const left = demand.linkShare * demand.mirrorSeconds * MIRROR_WINDOW * MIRROR_MARGIN - view.cowBytes;
+  return demand.phase === 'base' ? Math.max(left, BASE_OVERRUN * demand.remainingBytes) : left;
 }
 
 export const deadline: ThrottlePolicy = {

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { admit, emptyPartition, observe } from '../../../src/buffer/partition.js';
-import { MIRROR_MARGIN, OVER_WINDOW_MARGIN, RESERVE_FRACTION, WRITE_SHARE, deadline } from '../../../src/buffer/throttle/deadline.js';
+import { BASE_OVERRUN, MIRROR_MARGIN, RESERVE_FRACTION, WRITE_SHARE, deadline } from '../../../src/buffer/throttle/deadline.js';
 import { EPSILON, computeThrottles, type ThrottleDemand } from '../../../src/buffer/throttle/policy.js';
 
 const MB = 1e6;
@@ -41,20 +41,18 @@ describe('deadline: the mirror window', () => {
     expect(withWindow).toBeGreaterThan(3 * EPSILON);
   });
 
-  it('leaves an overlay already beyond the window (the share fell under it) to its bin instead of ε', () => {
+  it('lets an overlay already beyond the window (the share fell under it) grow by a tenth of what still crosses in the base phase, not at ε', () => {
     const cow = 50 * MB;
-    const beyond = rate(cow, { phase: 'base', mirrorSeconds: MIRROR_SECONDS });
-    expect(beyond).toBeCloseTo(bound(SLOW, (1 - RESERVE_FRACTION) * BIN - cow, 10 * MB), 6);
+    const remainingBytes = 20 * MB;
+    const beyond = rate(cow, { phase: 'base', mirrorSeconds: MIRROR_SECONDS, remainingBytes });
+    expect(beyond).toBeCloseTo(bound(SLOW, BASE_OVERRUN * remainingBytes, remainingBytes), 6);
     expect(beyond).toBeGreaterThan(3 * EPSILON);
+    expect(beyond).toBeLessThan(rate(cow, { phase: 'base', remainingBytes }));
   });
 
-  it('keeps a tenth of an overlay just inside the window as room, so γ does not collapse to ε at its edge', () => {
-    const cow = 40 * MB;
-    expect(WINDOW - cow).toBeLessThan(OVER_WINDOW_MARGIN * cow);
-    const edge = rate(cow, { phase: 'base', mirrorSeconds: MIRROR_SECONDS });
-    expect(edge).toBeCloseTo(bound(SLOW, OVER_WINDOW_MARGIN * cow, 10 * MB), 6);
-    expect(edge).toBeGreaterThan(3 * EPSILON);
-    expect(edge).toBeLessThan(rate(cow, { phase: 'base' }));
+  it('holds an overlay at the window\'s edge while the mirror copies it: every write there slows the copy', () => {
+    expect(rate(WINDOW, { phase: 'mirror', mirrorSeconds: MIRROR_SECONDS })).toBe(EPSILON);
+    expect(rate(WINDOW, { mirrorSeconds: MIRROR_SECONDS })).toBe(EPSILON);
   });
 });
 
