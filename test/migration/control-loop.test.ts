@@ -118,7 +118,7 @@ describe('the control loop: what γ is computed from', () => {
     const demands: ThrottleDemand[] = [];
     const capture: ThrottlePolicy = { name: 'capture', summary: '', rate: (_view, demand) => (demands.push(demand), EPSILON) };
     const loop = loopWith(undefined, { policy: capture });
-    const migration = { ...(await migrationOf(await fakeVm('a'), 'peer')), phase: 'ram' as const, remainingBytes: 1e9 };
+    const migration: LoopMigration = { ...(await migrationOf(await fakeVm('a'), 'peer')), phase: 'ram', remainingBytes: 1e9 };
     await running(loop, migration);
     await loop.tick(0);
     migration.remainingBytes = 0.99e9;

@@ -41,7 +41,7 @@ export const MIRROR_MARGIN = 0.9;
  * aborts when it does not converge in time. Phase unknown: the mirror's share.
  */
 export const WRITE_SHARE: Readonly<Record<CopyPhase, number>> = { base: 1, mirror: 0.5, ram: 0.2 };
-/** Growth still allowed in the base phase to an overlay at or beyond the mirror's window, per byte left to cross. */
+/** Growth still allowed in the base phase to an overlay beyond all the mirror's window carries, per byte left to cross. */
 export const BASE_OVERRUN = 0.1;
 /** The mirror's window before the restart, in units of `mirrorSeconds` (source.ts `mirrorUntilReady`). */
 const MIRROR_WINDOW = 1.5;
@@ -58,17 +58,19 @@ function usableRoom(view: MigrationView): number {
 
 /**
  * Growth the mirror's window leaves: what the share carries in `MIRROR_MARGIN` of the window,
- * less the overlay already there. Only before the mirror is ready: once it is, the window has
- * passed. In the base phase the window is a forecast at the share of the moment, which a link
- * dip or a newcomer lowers, and holding the guest at ε does not shrink an overlay already
- * beyond it: there it may still grow by `BASE_OVERRUN` of the bytes left to cross, a tenth of
- * the link's time, so it keeps writing. Once the mirror copies, every write slows the copy, and
- * an overlay at the window's edge is held.
+ * less the overlay already there. An overlay beyond all the window carries at the share of the
+ * moment (a link dip, or newcomers sharing the link) gains nothing from a guest held at ε: it is
+ * mirrored in time only if the share comes back. In the base phase, where writes cost no link,
+ * it may then grow by `BASE_OVERRUN` of the bytes still to cross. An overlay the window can
+ * still carry is held to it, and so is any overlay once the mirror copies (every write there
+ * slows the copy) and in RAM pre-copy, where the window has passed but the writes of a guest
+ * this large for its share take the link its RAM needs before the engine's completion timeout.
  */
 function mirrorRoom(view: MigrationView, demand: ThrottleDemand): number {
-  if (demand.mirrorSeconds === undefined || demand.phase === 'ram') return Infinity;
-  const left = demand.linkShare * demand.mirrorSeconds * MIRROR_WINDOW * MIRROR_MARGIN - view.cowBytes;
-  return demand.phase === 'base' ? Math.max(left, BASE_OVERRUN * demand.remainingBytes) : left;
+  if (demand.mirrorSeconds === undefined) return Infinity;
+  const carried = demand.linkShare * demand.mirrorSeconds * MIRROR_WINDOW;
+  if (demand.phase === 'base' && view.cowBytes >= carried) return BASE_OVERRUN * demand.remainingBytes;
+  return carried * MIRROR_MARGIN - view.cowBytes;
 }
 
 export const deadline: ThrottlePolicy = {

@@ -32,22 +32,26 @@ describe('deadline: the mirror window', () => {
     expect(rate(cow, { phase: 'base', mirrorSeconds: MIRROR_SECONDS })).toBeCloseTo(bound(SLOW, WINDOW - cow, 10 * MB), 6);
   });
 
-  it('no longer applies once the mirror is ready: an overlay the window could not carry is not held at ε in RAM pre-copy', () => {
-    const cow = 50 * MB;
-    expect(cow).toBeGreaterThan(WINDOW);
-    const withWindow = rate(cow, { phase: 'ram', mirrorSeconds: MIRROR_SECONDS });
-    expect(withWindow).toBe(rate(cow, { phase: 'ram' }));
-    expect(withWindow).toBeCloseTo(SLOW * WRITE_SHARE.ram, 6);
-    expect(withWindow).toBeGreaterThan(3 * EPSILON);
+  it('still holds an overlay beyond the window in RAM pre-copy, where its writes would take the link its RAM needs', () => {
+    expect(rate(50 * MB, { phase: 'ram', mirrorSeconds: MIRROR_SECONDS })).toBe(EPSILON);
+    expect(rate(50 * MB, { phase: 'ram' })).toBeCloseTo(SLOW * WRITE_SHARE.ram, 6);
   });
 
-  it('lets an overlay already beyond the window (the share fell under it) grow by a tenth of what still crosses in the base phase, not at ε', () => {
+  it('lets an overlay beyond all the window carries (the share fell under it) grow by a tenth of what still crosses in the base phase, not at ε', () => {
     const cow = 50 * MB;
+    expect(cow).toBeGreaterThan(WINDOW / MIRROR_MARGIN);
     const remainingBytes = 20 * MB;
     const beyond = rate(cow, { phase: 'base', mirrorSeconds: MIRROR_SECONDS, remainingBytes });
     expect(beyond).toBeCloseTo(bound(SLOW, BASE_OVERRUN * remainingBytes, remainingBytes), 6);
     expect(beyond).toBeGreaterThan(3 * EPSILON);
     expect(beyond).toBeLessThan(rate(cow, { phase: 'base', remainingBytes }));
+  });
+
+  it('holds an overlay beyond the planned window that the window can still carry, in the base phase too', () => {
+    const cow = 42 * MB;
+    expect(cow).toBeGreaterThan(WINDOW);
+    expect(cow).toBeLessThan(WINDOW / MIRROR_MARGIN);
+    expect(rate(cow, { phase: 'base', mirrorSeconds: MIRROR_SECONDS })).toBe(EPSILON);
   });
 
   it('holds an overlay at the window\'s edge while the mirror copies it: every write there slows the copy', () => {
