@@ -13,16 +13,20 @@
  * leaves), and a bin shared by several migrations splits its room among them.
  *
  * Two margins keep the bound honest on a real loop: F leaves `RESERVE_FRACTION` of the bin
- * unplanned (RAM re-dirtying and auto-converge stretch the time left beyond B/S), and the time
+ * unplanned (samples seen late, re-dirtying beyond what the RAM model has seen), and the time
  * left is never taken below `MIN_HORIZON_SECONDS` nor below `HORIZON_PERIODS` control periods,
  * or the last ticks before switchover (B → 0) would grant a rate that overshoots the room before
  * the next tick can take it back (a γ stays in force for a whole period, 60 s on some hosts).
+ *
+ * RAM pre-copy takes longer than RAM ÷ share when the guest re-dirties it, so in that phase the
+ * time left is at least what the RAM model (src/buffer/ram-model.ts) says, from the pace at which
+ * RAM remaining falls: B is taken as max(B, S · `ramSeconds`).
  *
  * Room is not the only limit: the engine gives the disk mirror `mirrorSeconds`, then half that
  * again with γ tightened, before it restarts the mirror from scratch in write-blocking mode, so
  * an overlay the link share cannot carry in that time fails the migration however large the
  * bin. F is capped by what the share carries in `MIRROR_MARGIN` of that window, less the
- * overlay already there.
+ * overlay already there (`mirrorRoom` says where an overlay beyond it may still grow).
  */
 import type { MigrationView } from '../view.js';
 import type { CopyPhase, ThrottleDemand, ThrottlePolicy } from './policy.js';
