@@ -272,6 +272,7 @@ export class ControlLoop {
 
     // Until a link has been measured its rate is unknown; a measured 0 is a dead link, not unknown.
     const linkRate = new Map(links.map((reading) => [reading.peer, reading.estimate.phase === 'unknown' ? this.options.assumedLinkRate : reading.estimate.rate]));
+    const measured = new Set(links.filter((reading) => reading.estimate.phase !== 'unknown').map((reading) => reading.peer));
     const sharing = new Map<string, number>();
     for (const migration of this.migrations.values()) sharing.set(migration.peer, (sharing.get(migration.peer) ?? 0) + 1);
     this.trackRam(t);
@@ -285,6 +286,7 @@ export class ControlLoop {
       const ramSeconds = ram ? ramSecondsLeft(ram) : undefined;
       demands.set(bin.owner, {
         linkShare: peerRate / Math.max(1, migration ? (sharing.get(migration.peer) ?? 1) : 1),
+        ...(migration && measured.has(migration.peer) ? {} : { linkAssumed: true }),
         remainingBytes: (migration?.remainingBytes ?? 0) + overlayLeft,
         uniqueFraction: sample?.uniqueFraction ?? 1,
         periodSeconds: (periodMs + lagMs) / 1000,

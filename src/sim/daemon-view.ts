@@ -167,6 +167,7 @@ export class DaemonView {
         bin.owner,
         {
           linkShare: share,
+          ...(this.link.rate > 0 ? {} : { linkAssumed: true }),
           remainingBytes: this.remaining.get(bin.owner) ?? 0,
           uniqueFraction: this.cows.get(bin.owner)?.uniqueFraction ?? 1,
           mirrorSeconds: this.control.mirrorReadySeconds,

@@ -129,6 +129,24 @@ describe('the control loop: what γ is computed from', () => {
     expect(demands[2]?.ramSeconds).toBeUndefined();
   });
 
+  it('tells the policy its link share is the assumed rate until the peer\'s link is measured', async () => {
+    const socket = { destroyed: false, localPort: 1, localAddress: '10.0.0.1' } as unknown as Socket;
+    let acked = 0;
+    const links = new LinkTracker({ stats: () => ({ bytesAcked: BigInt(acked), notSentBytes: 1, deliveryRateAppLimited: false }) });
+    links.track('peer', socket);
+    const demands: ThrottleDemand[] = [];
+    const capture: ThrottlePolicy = { name: 'capture', summary: '', rate: (_view, demand) => (demands.push(demand), EPSILON) };
+    const loop = loopWith(links, { policy: capture });
+    await running(loop, await migrationOf(await fakeVm('a'), 'peer'));
+    for (let i = 0; i <= 10; i += 1) {
+      acked = i * 1_000_000;
+      await loop.tick(i * 0.5);
+    }
+    expect(demands[0]).toMatchObject({ linkShare: ASSUMED, linkAssumed: true });
+    expect(demands.at(-1)?.linkAssumed).toBeUndefined();
+    expect(demands.at(-1)?.linkShare).toBeCloseTo(2_000_000, -4);
+  });
+
   it('traces the interface rate next to the acknowledged rate of each peer', async () => {
     const socket = { destroyed: false, localPort: 1, localAddress: '10.0.0.1' } as unknown as Socket;
     let acked = 0;

@@ -33,13 +33,14 @@ describe('what the simulated daemon sees', () => {
     view.admit('a', 2e9, new Map());
     view.record(reading(0.5));
     view.tick(0.5, new Map());
-    expect(view.decision.demands.get('a')).toMatchObject({ uniqueFraction: 1, linkShare: 12_500_000 });
+    expect(view.decision.demands.get('a')).toMatchObject({ uniqueFraction: 1, linkShare: 12_500_000, linkAssumed: true });
     for (let t = 1; t <= 20; t += 0.5) {
       view.record(reading(t));
       view.tick(t, new Map());
     }
     expect(view.decision.demands.get('a')?.uniqueFraction).toBeCloseTo(0.4, 2);
     expect(view.decision.demands.get('a')?.linkShare).toBeCloseTo(100 * MB, -3);
+    expect(view.decision.demands.get('a')?.linkAssumed).toBeUndefined();
   });
 
   it('tells the policy how long RAM pre-copy still needs, from RAM-phase samples as old as the lag says', () => {

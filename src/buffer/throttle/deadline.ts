@@ -69,9 +69,12 @@ function usableRoom(view: MigrationView): number {
  * still carry is held to it, and so is any overlay once the mirror copies (every write there
  * slows the copy) and in RAM pre-copy, where the window has passed but the writes of a guest
  * this large for its share take the link its RAM needs before the engine's completion timeout.
+ * No window is planned on a link not yet measured: the assumed rate (100 Mbit/s by default)
+ * says nothing of what a 25 Gbit/s uplink will mirror, and held every new migration at ε for
+ * its first seconds; the room and the horizon still bound γ until the first measurement.
  */
 function mirrorRoom(view: MigrationView, demand: ThrottleDemand): number {
-  if (demand.mirrorSeconds === undefined) return Infinity;
+  if (demand.mirrorSeconds === undefined || demand.linkAssumed) return Infinity;
   const carried = demand.linkShare * demand.mirrorSeconds * MIRROR_WINDOW;
   if (demand.phase === 'base' && view.cowBytes >= carried) return BASE_OVERRUN * demand.remainingBytes;
   return carried * MIRROR_MARGIN - view.cowBytes;

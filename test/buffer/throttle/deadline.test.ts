@@ -54,6 +54,14 @@ describe('deadline: the mirror window', () => {
     expect(rate(cow, { phase: 'base', mirrorSeconds: MIRROR_SECONDS })).toBe(EPSILON);
   });
 
+  it('plans no window on a link not yet measured: the assumed rate says nothing of what the mirror will get', () => {
+    const cow = 42 * MB;
+    expect(rate(cow, { phase: 'base', mirrorSeconds: MIRROR_SECONDS })).toBe(EPSILON);
+    const assumed = rate(cow, { phase: 'base', mirrorSeconds: MIRROR_SECONDS, linkAssumed: true });
+    expect(assumed).toBe(rate(cow, { phase: 'base' }));
+    expect(assumed).toBeGreaterThan(3 * EPSILON);
+  });
+
   it('holds an overlay at the window\'s edge while the mirror copies it: every write there slows the copy', () => {
     expect(rate(WINDOW, { phase: 'mirror', mirrorSeconds: MIRROR_SECONDS })).toBe(EPSILON);
     expect(rate(WINDOW, { mirrorSeconds: MIRROR_SECONDS })).toBe(EPSILON);
