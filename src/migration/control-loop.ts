@@ -1,7 +1,8 @@
 /**
  * The control loop (one per daemon; a background loop that owns its timer). Every period it:
  * samples the overlay and link trackers, records the overlays in the partition Π, computes γ for
- * every migration with the configured policy from the measured link share U/N of its peer, and
+ * every migration with the configured policy from the measured link share U/N of its peer (and,
+ * in RAM pre-copy, the pace at which QEMU's RAM remaining falls), and
  * applies `block_set_io_throttle bps_wr` to each migrating guest drive, split by how fast each
  * drive writes. Migrations whose bytes no bin can hold are reported to be failed. Each tick emits
  * a trace of exactly the inputs γ was computed from, and how late the tick ran.
@@ -13,6 +14,7 @@
  * early (early-warning.ts).
  */
 import { admit, emptyPartition, observe, release, resize, type Partition } from '../buffer/partition.js';
+import { ramSecondsLeft, UNKNOWN_RAM, updateRam, type RamEstimate } from '../buffer/ram-model.js';
 import { driveRates } from '../buffer/throttle/drives.js';
 import { writeThresholds } from '../buffer/write-threshold.js';
 import { computeThrottles, type CopyPhase, type Throttle, type ThrottleDemand, type ThrottlePolicy } from '../buffer/throttle/policy.js';
@@ -128,6 +130,8 @@ export class ControlLoop {
   /** Overlay id → migration id, so a tick maps readings to migrations without a scan. */
   private readonly overlayOwner = new Map<string, string>();
   private readonly sampled = new Map<string, Sampled>();
+  /** RAM pre-copy's pace, per migration in the `ram` phase. */
+  private readonly rams = new Map<string, RamEstimate>();
   /** Throttles being applied, so a lift waits for them instead of being overwritten by one. */
   private readonly actuating = new Map<string, Promise<Actuation>>();
   private timer: NodeJS.Timeout | undefined;
@@ -203,6 +207,7 @@ export class ControlLoop {
     }
     this.migrations.delete(id);
     this.sampled.delete(id);
+    this.rams.delete(id);
     if (this.state.bins.some((bin) => bin.owner === id)) this.state = release(this.state, id);
   }
 
@@ -267,21 +272,27 @@ export class ControlLoop {
 
     // Until a link has been measured its rate is unknown; a measured 0 is a dead link, not unknown.
     const linkRate = new Map(links.map((reading) => [reading.peer, reading.estimate.phase === 'unknown' ? this.options.assumedLinkRate : reading.estimate.rate]));
+    const measured = new Set(links.filter((reading) => reading.estimate.phase !== 'unknown').map((reading) => reading.peer));
     const sharing = new Map<string, number>();
     for (const migration of this.migrations.values()) sharing.set(migration.peer, (sharing.get(migration.peer) ?? 0) + 1);
+    this.trackRam(t);
     const demands = new Map<string, ThrottleDemand>();
     for (const bin of this.state.bins) {
       const migration = this.migrations.get(bin.owner);
       const sample = this.sampled.get(bin.owner);
       const peerRate = migration ? (linkRate.get(migration.peer) ?? this.options.assumedLinkRate) : this.options.assumedLinkRate;
       const overlayLeft = migration?.phase === 'base' ? (sample?.cow ?? 0) : 0;
+      const ram = this.rams.get(bin.owner);
+      const ramSeconds = ram ? ramSecondsLeft(ram) : undefined;
       demands.set(bin.owner, {
         linkShare: peerRate / Math.max(1, migration ? (sharing.get(migration.peer) ?? 1) : 1),
+        ...(migration && measured.has(migration.peer) ? {} : { linkAssumed: true }),
         remainingBytes: (migration?.remainingBytes ?? 0) + overlayLeft,
         uniqueFraction: sample?.uniqueFraction ?? 1,
         periodSeconds: (periodMs + lagMs) / 1000,
         ...(this.options.mirrorReadySeconds !== undefined ? { mirrorSeconds: this.options.mirrorReadySeconds } : {}),
         ...(migration?.phase ? { phase: migration.phase } : {}),
+        ...(ramSeconds !== undefined ? { ramSeconds } : {}),
       });
     }
     // Each policy computes over the whole partition (Π and the owner clamp see every bin); each
@@ -338,6 +349,14 @@ export class ControlLoop {
       })),
       migrations: entries,
     };
+  }
+
+  /** In the `ram` phase the orchestrator reports QEMU's RAM remaining: its pace says how long pre-copy still needs. */
+  private trackRam(t: number): void {
+    for (const migration of this.migrations.values()) {
+      if (migration.phase === 'ram') this.rams.set(migration.id, updateRam(this.rams.get(migration.id) ?? UNKNOWN_RAM, { t, remaining: migration.remainingBytes }));
+      else this.rams.delete(migration.id);
+    }
   }
 
   /** Keeps each migration's sample when all its overlays answered; returns why the others did not. */

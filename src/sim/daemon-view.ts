@@ -3,7 +3,8 @@
  * policy is judged on what it would get for real, not on the simulator's true state:
  * - samples are `samplingLagSeconds` old (a zfs buffer reports allocation only once it syncs)
  *   and pass through the daemon's own estimators: the link model for U, the cow model for the
- *   unique fraction (1 until the guest has written enough to tell);
+ *   unique fraction (1 until the guest has written enough to tell), the RAM model for the time
+ *   RAM pre-copy still needs;
  * - Π is the daemon's: admissions and releases at once, overlay sizes from the lagged samples;
  * - γ computed at one control tick is in effect from the next tick on, and replaces the γ in
  *   effect only when it moved beyond the hysteresis, as `ControlLoop` does.
@@ -12,6 +13,7 @@
 import { admit, emptyPartition, observe, release, type Partition } from '../buffer/partition.js';
 import { viewMigrations } from '../buffer/view.js';
 import { DEFAULT_LINK_OPTIONS, UNKNOWN_LINK, updateLink, type LinkEstimate } from '../buffer/link-model.js';
+import { ramSecondsLeft, UNKNOWN_RAM, updateRam, type RamEstimate } from '../buffer/ram-model.js';
 import { RESERVE_FRACTION } from '../buffer/throttle/deadline.js';
 import { computeThrottles, type CopyPhase, type ThrottleDemand } from '../buffer/throttle/policy.js';
 import { UNKNOWN_COW, updateCow, type CowEstimate } from '../monitor/cow-model.js';
@@ -25,6 +27,8 @@ export interface MigrationReading {
   readonly written: number;
   /** Bytes still to cross, as the orchestrator reports them (source.ts). */
   readonly remaining: number;
+  /** What it was putting on the link when sampled: in `ram`, `remaining` is QEMU's RAM remaining. */
+  readonly phase: CopyPhase;
 }
 
 export interface Reading {
@@ -50,6 +54,7 @@ export class DaemonView {
   private link: LinkEstimate = UNKNOWN_LINK;
   private readonly cows = new Map<string, CowEstimate>();
   private readonly remaining = new Map<string, number>();
+  private readonly rams = new Map<string, RamEstimate>();
   private readonly applied = new Map<string, number>();
   private pending: ReadonlyMap<string, number> = new Map();
   private last: Decision;
@@ -103,6 +108,7 @@ export class DaemonView {
     }
     this.squeezed.delete(id);
     this.cows.delete(id);
+    this.rams.delete(id);
     this.remaining.delete(id);
     this.applied.delete(id);
   }
@@ -144,6 +150,8 @@ export class DaemonView {
         if (!this.partitionState.bins.some((bin) => bin.owner === id)) continue;
         this.cows.set(id, updateCow(this.cows.get(id) ?? UNKNOWN_COW, { t: seen.t, allocated: reading.cow, written: reading.written }));
         this.remaining.set(id, reading.remaining);
+        if (reading.phase === 'ram') this.rams.set(id, updateRam(this.rams.get(id) ?? UNKNOWN_RAM, { t: seen.t, remaining: reading.remaining }));
+        else this.rams.delete(id);
       }
       const running = [...seen.migrations].filter(([id]) => this.partitionState.bins.some((bin) => bin.owner === id));
       this.transition(observe(this.partitionState, running.map(([id, reading]) => [id, reading.cow] as const)));
@@ -154,15 +162,18 @@ export class DaemonView {
     const demands = new Map(
       partition.bins.map((bin): [string, ThrottleDemand] => {
         const phase = phases.get(bin.owner);
+        const ramSeconds = phase === 'ram' ? ramSecondsLeft(this.rams.get(bin.owner) ?? UNKNOWN_RAM) : undefined;
         return [
         bin.owner,
         {
           linkShare: share,
+          ...(this.link.rate > 0 ? {} : { linkAssumed: true }),
           remainingBytes: this.remaining.get(bin.owner) ?? 0,
           uniqueFraction: this.cows.get(bin.owner)?.uniqueFraction ?? 1,
           mirrorSeconds: this.control.mirrorReadySeconds,
           periodSeconds: this.control.periodSeconds,
           ...(phase ? { phase } : {}),
+          ...(ramSeconds !== undefined ? { ramSeconds } : {}),
         },
       ];
       }),

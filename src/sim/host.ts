@@ -86,7 +86,7 @@ export class HostSim {
 }
 
 function reading(run: Run): MigrationReading {
-  return { cow: run.cow, written: Math.round(run.written), remaining: reportedRemaining(run) };
+  return { cow: run.cow, written: Math.round(run.written), remaining: reportedRemaining(run), phase: run.phase as Phase };
 }
 
 /**

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { lx066 } from '../../src/buffer/throttle/lx066.js';
-import { EPSILON, type ThrottlePolicy } from '../../src/buffer/throttle/policy.js';
+import { EPSILON, type ThrottleDemand, type ThrottlePolicy } from '../../src/buffer/throttle/policy.js';
 import { ControlLoop, type LoopMigration } from '../../src/migration/control-loop.js';
 import { CowTracker } from '../../src/monitor/cow-tracker.js';
 import { LinkTracker } from '../../src/monitor/link-tracker.js';
@@ -112,6 +112,39 @@ describe('the control loop: what γ is computed from', () => {
     const mirroring = loopWith();
     await running(mirroring, migration);
     expect((await mirroring.tick(0)).migrations[0]?.remainingBytes).toBe(1e9);
+  });
+
+  it('tells the policy how long RAM pre-copy still needs from the pace of the RAM remaining it is given, and only in that phase', async () => {
+    const demands: ThrottleDemand[] = [];
+    const capture: ThrottlePolicy = { name: 'capture', summary: '', rate: (_view, demand) => (demands.push(demand), EPSILON) };
+    const loop = loopWith(undefined, { policy: capture });
+    const migration: LoopMigration = { ...(await migrationOf(await fakeVm('a'), 'peer')), phase: 'ram', remainingBytes: 1e9 };
+    await running(loop, migration);
+    await loop.tick(0);
+    migration.remainingBytes = 0.99e9;
+    await loop.tick(1);
+    expect(demands.map((demand) => demand.ramSeconds)).toEqual([undefined, 0.99e9 / 0.01e9]);
+    migration.phase = 'mirror';
+    await loop.tick(2);
+    expect(demands[2]?.ramSeconds).toBeUndefined();
+  });
+
+  it('tells the policy its link share is the assumed rate until the peer\'s link is measured', async () => {
+    const socket = { destroyed: false, localPort: 1, localAddress: '10.0.0.1' } as unknown as Socket;
+    let acked = 0;
+    const links = new LinkTracker({ stats: () => ({ bytesAcked: BigInt(acked), notSentBytes: 1, deliveryRateAppLimited: false }) });
+    links.track('peer', socket);
+    const demands: ThrottleDemand[] = [];
+    const capture: ThrottlePolicy = { name: 'capture', summary: '', rate: (_view, demand) => (demands.push(demand), EPSILON) };
+    const loop = loopWith(links, { policy: capture });
+    await running(loop, await migrationOf(await fakeVm('a'), 'peer'));
+    for (let i = 0; i <= 10; i += 1) {
+      acked = i * 1_000_000;
+      await loop.tick(i * 0.5);
+    }
+    expect(demands[0]).toMatchObject({ linkShare: ASSUMED, linkAssumed: true });
+    expect(demands.at(-1)?.linkAssumed).toBeUndefined();
+    expect(demands.at(-1)?.linkShare).toBeCloseTo(2_000_000, -4);
   });
 
   it('traces the interface rate next to the acknowledged rate of each peer', async () => {

@@ -13,7 +13,7 @@ function control(overrides: Partial<ScenarioControl> = {}): ScenarioControl {
 
 /** A guest writing 20 MB/s of which 40 % grows the overlay, on a link carrying 100 MB/s. */
 function reading(t: number): Reading {
-  return { t, linkBytes: 100 * MB * t, saturated: true, migrations: new Map([['a', { cow: Math.round(8 * MB * t), written: Math.round(20 * MB * t), remaining: 1e9 }]]) };
+  return { t, linkBytes: 100 * MB * t, saturated: true, migrations: new Map([['a', { cow: Math.round(8 * MB * t), written: Math.round(20 * MB * t), remaining: 1e9, phase: 'mirror' }]]) };
 }
 
 describe('what the simulated daemon sees', () => {
@@ -33,13 +33,31 @@ describe('what the simulated daemon sees', () => {
     view.admit('a', 2e9, new Map());
     view.record(reading(0.5));
     view.tick(0.5, new Map());
-    expect(view.decision.demands.get('a')).toMatchObject({ uniqueFraction: 1, linkShare: 12_500_000 });
+    expect(view.decision.demands.get('a')).toMatchObject({ uniqueFraction: 1, linkShare: 12_500_000, linkAssumed: true });
     for (let t = 1; t <= 20; t += 0.5) {
       view.record(reading(t));
       view.tick(t, new Map());
     }
     expect(view.decision.demands.get('a')?.uniqueFraction).toBeCloseTo(0.4, 2);
     expect(view.decision.demands.get('a')?.linkShare).toBeCloseTo(100 * MB, -3);
+    expect(view.decision.demands.get('a')?.linkAssumed).toBeUndefined();
+  });
+
+  it('tells the policy how long RAM pre-copy still needs, from RAM-phase samples as old as the lag says', () => {
+    const view = new DaemonView(1e9, simPolicy('deadline'), control({ samplingLagSeconds: 2 }));
+    view.admit('a', 2e9, new Map());
+    // The mirror's samples (mirror backlog + RAM) must not count as RAM falling once RAM begins.
+    const sample = (t: number, remaining: number, phase: 'mirror' | 'ram'): Reading => ({ t, linkBytes: 100 * MB * t, saturated: true, migrations: new Map([['a', { cow: 0, written: 0, remaining, phase }]]) });
+    const remainingAt = (t: number) => 1e9 - 10 * MB * (t - 10);
+    for (let t = 0.5; t <= 10; t += 0.5) view.record(sample(t, 3e9, 'mirror'));
+    for (let t = 10.5; t <= 30; t += 0.5) {
+      view.record(sample(t, remainingAt(t), 'ram'));
+      view.tick(t, new Map([['a', 'ram']]));
+    }
+    // At 30 s the loop has seen the sample of 28 s: 0.82 GB left, falling 10 MB/s.
+    expect(view.decision.demands.get('a')?.ramSeconds).toBeCloseTo(remainingAt(28) / (10 * MB), 6);
+    view.tick(30.5, new Map([['a', 'mirror']]));
+    expect(view.decision.demands.get('a')?.ramSeconds).toBeUndefined();
   });
 
   it('puts γ into effect one tick later, and only when it moved beyond the hysteresis', () => {

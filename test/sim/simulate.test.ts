@@ -74,15 +74,23 @@ describe('the public scenarios: deadline against the paper', () => {
     });
   }
 
-  it('slow-link-flap: deadline holds the guests at the floor through the flap where lx066 loses both migrations to the mirror deadline', () => {
+  it('slow-link-flap: deadline keeps the guests writing through the flap where lx066 loses both migrations to the mirror deadline', () => {
     const scenario = loadScenario('slow-link-flap');
     const ours = simulate(scenario, simPolicy('deadline'));
     const paper = simulate(scenario, simPolicy('lx066'));
     expect(paper.failed).toBe(2);
     expect(paper.migrations.map((m) => m.reason)).toEqual(['the disk mirror did not become ready within 150 s', 'the disk mirror did not become ready within 150 s']);
     expect(ours.completed).toBe(2);
-    // The known cost (docs/policies.md): ~600 s per guest at the floor while the link is slow.
-    expect(ours.starvedSeconds).toBeGreaterThan(paper.starvedSeconds);
+    // Overlays beyond the slowed link's mirror window are left to their bins, not held at ε.
+    expect(ours.starvedSeconds).toBeLessThanOrEqual(paper.starvedSeconds / 5);
+  });
+
+  it('single-busy-vm: a RAM phase that re-dirties for several times RAM ÷ share does not starve the guest at its end', () => {
+    const scenario = loadScenario('single-busy-vm');
+    const ours = simulate(scenario, simPolicy('deadline'));
+    const [db] = scenario.migrations;
+    expect(ours.makespanSeconds).toBeGreaterThan(((db?.disk ?? 0) + 3 * (db?.ram ?? 0)) / scenario.link.bandwidth);
+    expect(ours.starvedSeconds).toBeLessThanOrEqual(simulate(scenario, simPolicy('lx066')).starvedSeconds / 5);
   });
 
   it("staggered-four: the paper's heuristic lets newcomers overfill the re-cut buffer", () => {

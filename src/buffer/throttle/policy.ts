@@ -17,6 +17,8 @@ export type CopyPhase = 'base' | 'mirror' | 'ram';
 export interface ThrottleDemand {
   /** U/N: this migration's share of the measured source→target link, bytes/s. */
   readonly linkShare: number;
+  /** True while the link has not been measured yet: `linkShare` is then the configured assumption. */
+  readonly linkAssumed?: boolean;
   /** Bytes still to cross the link before switchover: base left + overlay not yet mirrored + RAM. */
   readonly remainingBytes: number;
   /** Learned overlay growth per byte written; above 1 when small writes allocate whole clusters. */
@@ -27,6 +29,12 @@ export interface ThrottleDemand {
   readonly mirrorSeconds?: number;
   /** Absent: not known. */
   readonly phase?: CopyPhase;
+  /**
+   * Seconds RAM pre-copy still needs at the pace its remaining falls (src/buffer/ram-model.ts),
+   * longer than RAM remaining ÷ share when the guest re-dirties it; absent: not in RAM
+   * pre-copy, or not known yet.
+   */
+  readonly ramSeconds?: number;
 }
 
 export interface ThrottlePolicy {
