@@ -14,42 +14,75 @@ import { qemuImg, useScope } from '../support/testbed.js';
 const MiB = 1024 ** 2;
 const scope = useScope('target-write');
 
+/** A pair and one busy guest on the source; `faults` sees each phase the source enters (synchronously, in process). */
+async function busyGuestMigrating(faults: (phase: string, source: ManagedVm, target: ManagedVm | undefined) => void) {
+  const pair = await enginePair(scope(), 128 * MiB);
+  const disk = scope().path('g1.qcow2');
+  await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
+  await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 3 32M 8M', disk]);
+  const vm = await pair.source.launchVm(guestVm({ name: 'g1', dir: scope().dir, disk: { file: disk, format: 'qcow2' }, workload: { diskRateMiB: 2, diskSpanMiB: 8, dirtyRateMiB: 16, verifyEvery: 3 } }));
+  await waitForSerial(vm.spec.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
+  let incoming: ManagedVm | undefined;
+  pair.target.on('incoming', (arriving: ManagedVm) => (incoming = arriving));
+  const phases: string[] = [];
+  pair.source.on('migration', (record: MigrationRecord) => {
+    if (phases.at(-1) !== record.phase) faults(record.phase, vm, incoming);
+    phases.push(record.phase);
+  });
+  const record = pair.source.migrate('g1', 'dst');
+  return { pair, vm, id: record.id, phases, done: pair.source.waitFor(record.id) };
+}
+
+/** Rolled back: the guest runs on at the source with every write, the target keeps nothing. */
+async function expectKeptAtSource({ pair, vm }: Awaited<ReturnType<typeof busyGuestMigrating>>): Promise<void> {
+  expect(await vm.commands.queryStatus()).toMatchObject({ running: true });
+  const before = (await readSerial(vm.spec.serialLog)).verifications.length;
+  const after = await waitForSerial(vm.spec.serialLog, (r) => r.verifications.length >= before + 2, 'verifications after the rollback');
+  expect(after.verifications.every((v) => v.lost === 0)).toBe(true);
+  expect(after.ioErrors).toEqual([]);
+  expect(pair.source.loop.partition.bins).toEqual([]);
+  expect(pair.target.vms.size).toBe(0);
+  expect(await readdir(scope().path('target/vms')).catch(() => [])).toEqual([]);
+}
+
 describe('the target failing the mirror’s writes', { timeout: 180_000 }, () => {
   it('in the RAM phase (its NBD export gone): the migration fails at once, the guest writes on at the source with every write, the target keeps nothing', async () => {
-    const pair = await enginePair(scope(), 128 * MiB);
+    let removed: Promise<unknown> | undefined;
+    // The moment RAM starts to move, the mirrors are ready: every guest write from now on must
+    // reach the target, and the target refuses them all.
+    const migration = await busyGuestMigrating((phase, _source, target) => {
+      if (phase === 'ram') removed = target?.commands.blockExportDel('exp-vdisk0', 'hard');
+    });
     try {
-      const disk = scope().path('g1.qcow2');
-      await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
-      await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 3 32M 8M', disk]);
-      const vm = await pair.source.launchVm(guestVm({ name: 'g1', dir: scope().dir, disk: { file: disk, format: 'qcow2' }, workload: { diskRateMiB: 2, diskSpanMiB: 8, dirtyRateMiB: 16, verifyEvery: 3 } }));
-      await waitForSerial(vm.spec.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
-      let incoming: ManagedVm | undefined;
-      pair.target.on('incoming', (arriving: ManagedVm) => (incoming = arriving));
-      let removed: Promise<unknown> | undefined;
-      const phases: string[] = [];
-      pair.source.on('migration', (record: MigrationRecord) => {
-        phases.push(record.phase);
-        // The moment RAM starts to move, the mirrors are ready: every guest write from now on
-        // must reach the target, and the target refuses them all.
-        if (record.phase === 'ram' && !removed) removed = incoming?.commands.blockExportDel('exp-vdisk0', 'hard');
-      });
-      const record = pair.source.migrate('g1', 'dst');
-      const done = await pair.source.waitFor(record.id);
+      const done = await migration.done;
       await removed;
       expect(removed).toBeDefined();
       expect(done.phase).toBe('failed');
-      expect(done.error).toMatch(new RegExp(`^migration ${record.id} failed in phase ram: mirror cowbuf-mirror0 (failed writing to the target|stopped)`));
-      expect(phases).not.toContain('switchover');
-      expect(await vm.commands.queryStatus()).toMatchObject({ running: true });
-      const before = (await readSerial(vm.spec.serialLog)).verifications.length;
-      const after = await waitForSerial(vm.spec.serialLog, (r) => r.verifications.length >= before + 2, 'verifications after the rollback');
-      expect(after.verifications.every((v) => v.lost === 0)).toBe(true);
-      expect(after.ioErrors).toEqual([]);
-      expect(pair.source.loop.partition.bins).toEqual([]);
-      expect(pair.target.vms.size).toBe(0);
-      expect(await readdir(scope().path('target/vms')).catch(() => [])).toEqual([]);
+      expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase ram: mirror cowbuf-mirror0 (failed writing to the target|stopped)`));
+      expect(migration.phases).not.toContain('switchover');
+      await expectKeptAtSource(migration);
     } finally {
-      await pair.close();
+      await migration.pair.close();
+    }
+  });
+
+  it('in the final drain at the switchover (a mirror behind, its NBD export gone): rolled back, the guest resumes at the source with every write', async () => {
+    let removed: Promise<unknown> | undefined;
+    const migration = await busyGuestMigrating((phase, source, target) => {
+      // A mirror that fell behind (held at 64 KiB/s from the RAM phase on) still has the guest's
+      // last writes to copy when the guest stops; the target refuses them as the drain starts.
+      if (phase === 'ram') void source.qmp.execute('block-job-set-speed', { device: 'cowbuf-mirror0', speed: 64 * 1024 });
+      if (phase === 'switchover') removed = target?.commands.blockExportDel('exp-vdisk0', 'hard');
+    });
+    try {
+      const done = await migration.done;
+      await removed;
+      expect(removed).toBeDefined();
+      expect(done.phase).toBe('failed');
+      expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase switchover: mirror cowbuf-mirror0 ended out of sync`));
+      await expectKeptAtSource(migration);
+    } finally {
+      await migration.pair.close();
     }
   });
 });
