@@ -5,15 +5,12 @@
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { run } from '../../src/exec/run.js';
-import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
-import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
+import type { DaemonPair } from '../../src/testbed/daemons.js';
 import { SerialClock } from '../../src/testbed/serial-clock.js';
 import { report } from '../support/report.js';
-import { expectGuestMovedToTarget, migrateWithFault, outcome, retryOnGuestPanic, type VmView } from '../support/faults.js';
-import { qemuImg, Scope } from '../support/testbed.js';
+import { busyGuestPair, expectGuestMovedToTarget, migrateWithFault, outcome, retryOnGuestPanic } from '../support/faults.js';
+import { Scope } from '../support/testbed.js';
 
-const MiB = 1024 ** 2;
 let scope: Scope;
 let pair: DaemonPair;
 
@@ -22,15 +19,8 @@ let pair: DaemonPair;
  * post-copy after 4 s. The link is narrowed to 12 Mbit/s for the RAM phase so that post-copy
  * lasts long enough (tens of seconds) to be cut while the target runs the guest.
  */
-async function postcopyPair(s: Scope): Promise<DaemonPair> {
-  const created = await startDaemonPair({ dir: s.dir, bufferSize: 128 * MiB, linkRate: '100mbit', migration: { convergence: { postcopy: true, autoConverge: false, stallSeconds: 4, multifdAbove: '1B' } } });
-  const disk = s.path('g1.qcow2');
-  await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
-  await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 5 32M 8M', disk]);
-  const vm = await created.source.api.call<VmView>('POST', '/1.0/vms', guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 16, verifyEvery: 3 }, 192));
-  await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
-  return created;
-}
+const postcopyPair = (s: Scope): Promise<DaemonPair> =>
+  busyGuestPair(s, { migration: { convergence: { postcopy: true, autoConverge: false, stallSeconds: 4, multifdAbove: '1B' } }, baseMiB: 8, dirtyRateMiB: 16 });
 
 beforeEach(async () => {
   scope = await Scope.create('postcopy');

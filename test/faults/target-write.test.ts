@@ -2,13 +2,12 @@
  * The target stops taking the mirror's writes after the disks are in sync: its copy of the disk
  * is then missing writes the guest made, so the migration must not reach the switchover.
  */
-import { readdir } from 'node:fs/promises';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
 import type { MigrationRecord } from '../../src/migration/engine.js';
-import { guestVm, readSerial, waitForSerial } from '../../src/testbed/guest.js';
+import { guestVm, waitForSerial } from '../../src/testbed/guest.js';
 import type { ManagedVm } from '../../src/vm/provider.js';
-import { enginePair } from '../support/engines.js';
+import { enginePair, expectKeptAtSource } from '../support/engines.js';
 import { qemuImg, useScope } from '../support/testbed.js';
 
 const MiB = 1024 ** 2;
@@ -33,18 +32,6 @@ async function busyGuestMigrating(faults: (phase: string, source: ManagedVm, tar
   return { pair, vm, id: record.id, phases, done: pair.source.waitFor(record.id) };
 }
 
-/** Rolled back: the guest runs on at the source with every write, the target keeps nothing. */
-async function expectKeptAtSource({ pair, vm }: Awaited<ReturnType<typeof busyGuestMigrating>>): Promise<void> {
-  expect(await vm.commands.queryStatus()).toMatchObject({ running: true });
-  const before = (await readSerial(vm.spec.serialLog)).verifications.length;
-  const after = await waitForSerial(vm.spec.serialLog, (r) => r.verifications.length >= before + 2, 'verifications after the rollback');
-  expect(after.verifications.every((v) => v.lost === 0)).toBe(true);
-  expect(after.ioErrors).toEqual([]);
-  expect(pair.source.loop.partition.bins).toEqual([]);
-  expect(pair.target.vms.size).toBe(0);
-  expect(await readdir(scope().path('target/vms')).catch(() => [])).toEqual([]);
-}
-
 describe('the target failing the mirror’s writes', { timeout: 180_000 }, () => {
   it('in the RAM phase (its NBD export gone): the migration fails at once, the guest writes on at the source with every write, the target keeps nothing', async () => {
     let removed: Promise<unknown> | undefined;
@@ -60,7 +47,7 @@ describe('the target failing the mirror’s writes', { timeout: 180_000 }, () =>
       expect(done.phase).toBe('failed');
       expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase ram: mirror cowbuf-mirror0 (failed writing to the target|stopped)`));
       expect(migration.phases).not.toContain('switchover');
-      await expectKeptAtSource(migration);
+      await expectKeptAtSource(migration.pair, migration.vm, scope().path('target/vms'));
     } finally {
       await migration.pair.close();
     }
@@ -80,7 +67,7 @@ describe('the target failing the mirror’s writes', { timeout: 180_000 }, () =>
       expect(removed).toBeDefined();
       expect(done.phase).toBe('failed');
       expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase switchover: mirror cowbuf-mirror0 ended out of sync`));
-      await expectKeptAtSource(migration);
+      await expectKeptAtSource(migration.pair, migration.vm, scope().path('target/vms'));
     } finally {
       await migration.pair.close();
     }

@@ -1,12 +1,16 @@
 /** Two engines that trust each other, on loopback, for in-process migration tests. */
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { expect } from 'vitest';
 import { DEFAULT_CONVERGENCE } from '../../src/migration/convergence.js';
 import { Engine, type EngineConfig } from '../../src/migration/engine.js';
 import { ensureIdentity } from '../../src/peer/identity.js';
 import { TrustStore } from '../../src/peer/trust.js';
 import { ZfsVolume } from '../../src/storage/zfs/driver-zfs.js';
 import { zfsCreate } from '../../src/storage/zfs/zfs-commands.js';
+import { readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import type { TestPool } from '../../src/testbed/zfs.js';
+import type { ManagedVm } from '../../src/vm/provider.js';
 import type { Scope } from './testbed.js';
 
 const MiB = 1024 ** 2;
@@ -68,4 +72,16 @@ export async function enginePair(scope: Scope, bufferSize: number, overrides: Pa
       for (const vm of [...source.vms.values(), ...target.vms.values()]) await vm.stop();
     },
   };
+}
+
+/** A migration rolled back in process: the guest runs on at the source with every write, and the target (its VMs under `targetVms`) keeps nothing. */
+export async function expectKeptAtSource(pair: EnginePair, vm: ManagedVm, targetVms: string): Promise<void> {
+  expect(await vm.commands.queryStatus()).toMatchObject({ running: true });
+  const before = (await readSerial(vm.spec.serialLog)).verifications.length;
+  const after = await waitForSerial(vm.spec.serialLog, (r) => r.verifications.length >= before + 2, 'verifications after the rollback');
+  expect(after.verifications.every((v) => v.lost === 0)).toBe(true);
+  expect(after.ioErrors).toEqual([]);
+  expect(pair.source.loop.partition.bins).toEqual([]);
+  expect(pair.target.vms.size).toBe(0);
+  expect(await readdir(targetVms).catch(() => [])).toEqual([]);
 }

@@ -94,14 +94,14 @@ export async function expectGuestMovedToTarget(pair: DaemonPair, vm: string): Pr
 
 /**
  * A daemon pair on a 100 Mbit/s link with one busy guest `g1` on the source, whose disk holds
- * 24 MiB of base: a base phase long enough to be hit.
+ * 24 MiB of base by default: a base phase long enough to be hit.
  */
-export async function busyGuestPair(scope: Scope): Promise<DaemonPair> {
-  const pair = await startDaemonPair({ dir: scope.dir, bufferSize: 128 * 1024 ** 2, linkRate: '100mbit' });
+export async function busyGuestPair(scope: Scope, options: { readonly migration?: Readonly<Record<string, unknown>>; readonly baseMiB?: number; readonly dirtyRateMiB?: number } = {}): Promise<DaemonPair> {
+  const pair = await startDaemonPair({ dir: scope.dir, bufferSize: 128 * 1024 ** 2, linkRate: '100mbit', ...(options.migration ? { migration: options.migration } : {}) });
   const disk = scope.path('g1.qcow2');
   await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
-  await run('qemu-io', ['-f', 'qcow2', '-c', 'write -P 5 32M 24M', disk]);
-  const vm = await pair.source.api.call<VmView>('POST', '/1.0/vms', guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 4, verifyEvery: 3 }, 192));
+  await run('qemu-io', ['-f', 'qcow2', '-c', `write -P 5 32M ${options.baseMiB ?? 24}M`, disk]);
+  const vm = await pair.source.api.call<VmView>('POST', '/1.0/vms', guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: options.dirtyRateMiB ?? 4, verifyEvery: 3 }, 192));
   await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, 'heartbeats on the source');
   return pair;
 }
