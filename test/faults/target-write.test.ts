@@ -45,7 +45,9 @@ describe('the target failing the mirror’s writes', { timeout: 180_000 }, () =>
       await removed;
       expect(removed).toBeDefined();
       expect(done.phase).toBe('failed');
-      expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase ram: mirror cowbuf-mirror0 (failed writing to the target|stopped)`));
+      // On loopback RAM may complete before a mirrored write is refused: QEMU then fails the
+      // completion itself, on flushing the dead NBD target. Either way, before the switchover.
+      expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase ram: (mirror cowbuf-mirror0 (failed writing to the target|stopped)|RAM migration failed: Error in migration completion: Input/output error)`));
       expect(migration.phases).not.toContain('switchover');
       await expectKeptAtSource(migration.pair, migration.vm, scope().path('target/vms'));
     } finally {
