@@ -13,6 +13,7 @@
  * period of γ ahead of its bin's edge (re-armed as bins are re-cut), and a crossing runs a tick
  * early (early-warning.ts).
  */
+import { tickDeadline } from '../abort.js';
 import { admit, emptyPartition, observe, release, resize, type Partition } from '../buffer/partition.js';
 import { ramSecondsLeft, UNKNOWN_RAM, updateRam, type RamEstimate } from '../buffer/ram-model.js';
 import { driveRates } from '../buffer/throttle/drives.js';
@@ -265,7 +266,7 @@ export class ControlLoop {
     this.lastTick = t;
     // Sampling and actuation get half a period each, so a VM that hangs can neither stretch the
     // tick nor starve the others' actuation.
-    const [cows, links] = await Promise.all([this.options.cow.sample(t, AbortSignal.timeout(periodMs / 2)), this.options.links.sample(t)]);
+    const [cows, links] = await Promise.all([this.options.cow.sample(t, tickDeadline(periodMs / 2)), this.options.links.sample(t)]);
     const failed = this.record(cows);
     this.state = observe(this.state, [...this.sampled].filter(([id]) => this.state.bins.some((bin) => bin.owner === id)).map(([id, sample]) => [id, sample.cow] as const));
     for (const entry of this.state.unplaced) this.options.onMustFail(entry.migration, entry.bytes);
@@ -304,7 +305,7 @@ export class ControlLoop {
       if (!byPolicy.has(policy)) byPolicy.set(policy, new Map(computeThrottles(policy, this.state, demands).map((t) => [t.id, t])));
     }
     const throttles = this.state.bins.map((bin) => byPolicy.get(policyOf(bin.owner))?.get(bin.owner)).filter((t) => t !== undefined);
-    const actuating = AbortSignal.timeout(periodMs / 2);
+    const actuating = tickDeadline(periodMs / 2);
     const [actuations, arming] = await Promise.all([
       Promise.all(throttles.map((throttle) => this.actuate(throttle, demands.get(throttle.id)?.linkShare ?? 0, actuating))),
       Promise.all(throttles.map((throttle) => this.arm(throttle, (periodMs + lagMs) / 1000, actuating))),
