@@ -70,6 +70,8 @@ export interface TraceEntry {
   readonly applied: boolean;
   /** How long applying it took (QMP round trips), when it was applied this tick. */
   readonly actuationMs?: number;
+  /** This tick's monitor round trip for a read-only query on the same VM: actuation's floor. */
+  readonly monitorMs?: number;
   /** Write threshold armed on each overlay file after this tick (undefined: disarmed, or not yet armed). */
   readonly thresholds?: ReadonlyArray<number | undefined>;
   /** Why this migration was not sampled or actuated this tick (its last sample stood in). */
@@ -117,6 +119,9 @@ interface Sampled {
   readonly writeRates: readonly number[];
   /** Each overlay file's end (written extent, or allocation where QEMU did not say). */
   readonly extents: readonly number[];
+  readonly monitorMs: number | undefined;
+  /** The tick time of the sample. */
+  readonly t: number;
 }
 
 interface Actuation {
@@ -267,7 +272,7 @@ export class ControlLoop {
     // Sampling and actuation get half a period each, so a VM that hangs can neither stretch the
     // tick nor starve the others' actuation.
     const [cows, links] = await Promise.all([this.options.cow.sample(t, tickDeadline(periodMs / 2)), this.options.links.sample(t)]);
-    const failed = this.record(cows);
+    const failed = this.record(t, cows);
     this.state = observe(this.state, [...this.sampled].filter(([id]) => this.state.bins.some((bin) => bin.owner === id)).map(([id, sample]) => [id, sample.cow] as const));
     for (const entry of this.state.unplaced) this.options.onMustFail(entry.migration, entry.bytes);
 
@@ -315,6 +320,8 @@ export class ControlLoop {
       const { applied, actuationMs, error = failed.get(throttle.id) ?? arming[index] } = actuations[index] ?? { applied: false };
       const migration = this.migrations.get(throttle.id);
       const drives = migration?.lastApplied;
+      const sample = this.sampled.get(throttle.id);
+      const monitorMs = sample?.t === t ? sample.monitorMs : undefined;
       const thresholds = migration?.events ? this.warning.armed(migration) : undefined;
       const own = throttle.view.holdings[0];
       return {
@@ -332,6 +339,7 @@ export class ControlLoop {
         ...(thresholds ? { thresholds } : {}),
         applied,
         ...(actuationMs !== undefined ? { actuationMs } : {}),
+        ...(monitorMs !== undefined ? { monitorMs } : {}),
         ...(error !== undefined ? { error } : {}),
       };
     });
@@ -361,7 +369,7 @@ export class ControlLoop {
   }
 
   /** Keeps each migration's sample when all its overlays answered; returns why the others did not. */
-  private record(sampling: CowSampling): Map<string, string> {
+  private record(t: number, sampling: CowSampling): Map<string, string> {
     const failed = new Map<string, string>();
     for (const { id, error } of sampling.failures) {
       const owner = this.overlayOwner.get(id);
@@ -371,7 +379,7 @@ export class ControlLoop {
     for (const migration of this.migrations.values()) {
       const own = migration.overlays.map((overlay) => readings.get(overlay.id));
       if (failed.has(migration.id) || !own.every((reading) => reading !== undefined)) continue;
-      this.sampled.set(migration.id, { cow: own.reduce((sum, r) => sum + r.allocated, 0), uniqueFraction: uniqueFraction(own), writeRates: own.map((r) => r.estimate.writeRate), extents: own.map((r) => r.extent ?? r.allocated) });
+      this.sampled.set(migration.id, { cow: own.reduce((sum, r) => sum + r.allocated, 0), uniqueFraction: uniqueFraction(own), writeRates: own.map((r) => r.estimate.writeRate), extents: own.map((r) => r.extent ?? r.allocated), monitorMs: own.reduce<number | undefined>((most, r) => (r.monitorMs === undefined ? most : Math.max(most ?? 0, r.monitorMs)), undefined), t });
     }
     return failed;
   }

@@ -38,6 +38,11 @@ export interface CowReading {
   readonly stBlocks: number;
   readonly actualSize: number | undefined;
   readonly written: number | undefined;
+  /**
+   * The monitor's round trip for this sample's `query-named-block-nodes`: what any QMP command on this
+   * VM paid just now, so the throttle's actuation latency has a baseline from the same tick.
+   */
+  readonly monitorMs: number | undefined;
   readonly estimate: CowEstimate;
 }
 
@@ -99,8 +104,11 @@ type Measured = Omit<CowReading, 'id' | 'estimate'>;
 async function measureVm(entries: readonly Entry[], signal: AbortSignal | undefined): Promise<Measured[]> {
   const qmp = entries[0]?.overlay.qmp;
   const options = signal ? { signal } : {};
+  const asked = performance.now();
+  let monitorMs: number | undefined;
   const [nodes, devices, perNode, blocks] = await Promise.all([
-    qmp?.queryNamedBlockNodes(options),
+    // The first query sent waits behind no other of ours: its round trip is the monitor's own.
+    qmp?.queryNamedBlockNodes(options).then((named) => ((monitorMs = performance.now() - asked), named)),
     qmp?.queryBlockstats(options),
     qmp?.queryNodeBlockstats(options),
     // One stat per overlay, issued together: the thread pool overlaps them.
@@ -118,6 +126,7 @@ async function measureVm(entries: readonly Entry[], signal: AbortSignal | undefi
       actualSize: overlay.nodeName ? actualSizes.get(overlay.nodeName) : undefined,
       // `/machine/peripheral/<id>/virtio-backend` for virtio-blk, `/machine/peripheral/<id>` for scsi-hd.
       written: overlay.qdev ? writtenBy.find(([qdev]) => `${qdev}/`.includes(`/${overlay.qdev}/`))?.[1] : undefined,
+      monitorMs,
     };
   });
 }

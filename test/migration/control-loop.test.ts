@@ -189,6 +189,20 @@ describe('the control loop: what γ is computed from', () => {
 });
 
 describe('the control loop: no blind ticks', () => {
+  it("traces each VM's monitor round trip beside its actuation, from this tick's sample only", async () => {
+    const loop = loopWith();
+    const vms = await Promise.all(['a', 'b'].map((name) => fakeVm(name)));
+    await running(loop, ...(await Promise.all(vms.map((vm) => migrationOf(vm, 'peer')))));
+    const first = await loop.tick(0);
+    for (const entry of first.migrations) expect(entry).toMatchObject({ applied: true, monitorMs: expect.any(Number) as number, actuationMs: expect.any(Number) as number });
+    (vms[1] as FakeVm).mode = 'error';
+    const byId = new Map((await loop.tick(0.5)).migrations.map((entry) => [entry.id, entry]));
+    expect(byId.get('a')).toHaveProperty('monitorMs');
+    // b's last sample stands in for its overlay size, not for how its monitor answers now.
+    expect(byId.get('b')).toMatchObject({ cow: 1024 ** 2, error: expect.any(String) as string });
+    expect(byId.get('b')).not.toHaveProperty('monitorMs');
+  });
+
   it.each(['error', 'hang'] as const)('samples and throttles the other VMs when one VM fails (%s)', async (mode) => {
     const loop = loopWith();
     const vms = await Promise.all(['a', 'b', 'c'].map((name) => fakeVm(name)));
