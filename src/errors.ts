@@ -9,7 +9,8 @@
  *     ├── QmpError                 see src/qmp/errors.ts
  *     ├── PeerError                the other daemon: untrusted, unreachable, or it refused
  *     │   ├── TrustError               certificate not pinned, expired, or trust store problem
- *     │   └── PeerRequestError         a control request failed (its reason from the peer)
+ *     │   ├── PeerRequestError         a control request failed (its reason from the peer)
+ *     │   └── LinkLostError            the link to the peer acknowledged nothing for too long
  *     ├── StorageError             the buffer volume cannot do what was asked
  *     │   ├── VolumeExistsError        the volume is already there (init on an initialised host)
  *     │   ├── VolumeMissingError       no buffer volume (not initialised)
@@ -82,6 +83,17 @@ export class PeerError extends CowbufError {
 
 export class TrustError extends PeerError {
   override readonly name: string = 'TrustError';
+}
+
+/** A cut link: bytes waited to go to `peerName` and none was acknowledged for `seconds`. */
+export class LinkLostError extends PeerError {
+  override readonly name: string = 'LinkLostError';
+  constructor(
+    readonly peerName: string,
+    readonly seconds: number,
+  ) {
+    super(`the link to ${peerName} acknowledged nothing for ${Math.round(seconds)} s with bytes waiting to go`);
+  }
 }
 
 export class PeerRequestError extends PeerError {

@@ -13,6 +13,10 @@
  * baseline; a gap longer than `maxGapSeconds` starts a new baseline too (its average would
  * blur a step); samples marked app-limited (nothing queued to send) may raise the estimate but
  * never lower it, since an idle link says nothing about its capacity.
+ *
+ * A cut link is not an error TCP reports for many minutes (it retransmits), so the model says
+ * since when bytes have been waiting to go while none was acknowledged (`stalledSince`): the
+ * daemon gives a migration up on that, not on a socket error that comes too late.
  */
 
 export interface LinkSample {
@@ -35,6 +39,8 @@ export interface LinkEstimate {
   /** Since when fast and slow have disagreed, or agreed (for the steady phase). */
   readonly divergingSince: number | undefined;
   readonly agreeingSince: number | undefined;
+  /** Since when bytes have been queued to send and none acknowledged (undefined: moving, or idle). */
+  readonly stalledSince: number | undefined;
 }
 
 export interface LinkModelOptions {
@@ -61,6 +67,7 @@ export const UNKNOWN_LINK: LinkEstimate = {
   last: undefined,
   divergingSince: undefined,
   agreeingSince: undefined,
+  stalledSince: undefined,
 };
 
 /** Folds one sample into the estimate. Out-of-order or duplicate timestamps are ignored. */
@@ -73,11 +80,12 @@ export function updateLink(
   if (!last) return { ...estimate, last: sample };
   const dt = sample.t - last.t;
   if (!(dt > 0)) return estimate;
-  if (sample.bytes < last.bytes || dt > options.maxGapSeconds) return { ...estimate, last: sample };
+  if (sample.bytes < last.bytes || dt > options.maxGapSeconds) return { ...estimate, last: sample, stalledSince: undefined };
   const observed = (sample.bytes - last.bytes) / dt;
+  const stalledSince = observed === 0 && !sample.appLimited ? (estimate.stalledSince ?? last.t) : undefined;
   if (estimate.phase === 'unknown') {
-    if (sample.appLimited) return { ...estimate, last: sample };
-    return { ...estimate, rate: observed, fast: observed, slow: observed, phase: 'transient', last: sample, agreeingSince: sample.t };
+    if (sample.appLimited) return { ...estimate, last: sample, stalledSince };
+    return { ...estimate, rate: observed, fast: observed, slow: observed, phase: 'transient', last: sample, agreeingSince: sample.t, stalledSince };
   }
   const rate = sample.appLimited ? Math.max(observed, estimate.fast) : observed;
   const fast = ewma(estimate.fast, rate, dt, options.fastSeconds);
@@ -99,6 +107,7 @@ export function updateLink(
     last: sample,
     divergingSince,
     agreeingSince,
+    stalledSince,
   };
 }
 

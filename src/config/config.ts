@@ -56,6 +56,8 @@ export interface MigrationConfig {
   /** bytes: a migration is admitted only while the buffer has this much room left. */
   readonly minBin: number;
   readonly mirrorReadySeconds: number;
+  /** A migration rolls back once its link has acknowledged nothing this long with bytes waiting (a cut link). */
+  readonly linkLostSeconds: number;
   /** ZFS dataset under which arriving VMs' disks are received when the source ships them by `zfs send`. */
   readonly incomingDataset?: string;
   readonly convergence: ConvergenceConfig;
@@ -101,7 +103,7 @@ const CONVERGENCE_NUMBERS = ['downtimeStartMs', 'downtimeStepMs', 'downtimeMaxMs
 const CONVERGENCE_FLAGS = ['autoConverge', 'xbzrle', 'postcopy'] as const;
 
 function parseMigration(raw: unknown): MigrationConfig {
-  const m = raw === undefined ? {} : object('migration', raw, [], ['policy', 'throttle', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'incomingDataset', 'convergence']);
+  const m = raw === undefined ? {} : object('migration', raw, [], ['policy', 'throttle', 'controlPeriodMs', 'hysteresis', 'assumedLinkRate', 'maxOutgoing', 'maxIncoming', 'minBin', 'mirrorReadySeconds', 'linkLostSeconds', 'incomingDataset', 'convergence']);
   const policy = m.policy === undefined ? 'deadline' : throttlePolicy(string('migration.policy', m.policy), 'migration.policy').name;
   if (m.throttle !== undefined && typeof m.throttle !== 'boolean') throw new ValidationError('migration.throttle', m.throttle, '`true` or `false`');
   return {
@@ -114,6 +116,7 @@ function parseMigration(raw: unknown): MigrationConfig {
     maxIncoming: m.maxIncoming === undefined ? 4 : number('migration.maxIncoming', m.maxIncoming, { min: 1, max: 1000, integer: true }),
     minBin: m.minBin === undefined ? 64 * 1024 ** 2 : parsePositiveSize('migration.minBin', m.minBin),
     mirrorReadySeconds: m.mirrorReadySeconds === undefined ? 60 : number('migration.mirrorReadySeconds', m.mirrorReadySeconds, { min: 1 }),
+    linkLostSeconds: m.linkLostSeconds === undefined ? 30 : number('migration.linkLostSeconds', m.linkLostSeconds, { min: 2, max: 3600 }),
     ...(m.incomingDataset === undefined ? {} : { incomingDataset: checkDataset('migration.incomingDataset', string('migration.incomingDataset', m.incomingDataset)) }),
     convergence: parseConvergence('migration.convergence', m.convergence),
   };

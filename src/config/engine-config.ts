@@ -21,6 +21,7 @@ export function engineConfigOf(config: Config, bufferSize: number): EngineConfig
     maxIncoming: m.maxIncoming,
     minBinBytes: m.minBin,
     mirrorReadySeconds: m.mirrorReadySeconds,
+    linkLostSeconds: m.linkLostSeconds,
     ...(m.incomingDataset ? { incomingDataset: m.incomingDataset } : {}),
     convergence: m.convergence,
     peerListen: { host: listen.slice(0, colon) || '0.0.0.0', port: Number(listen.slice(colon + 1) || '8443') },

@@ -89,7 +89,7 @@ export interface TickTrace {
   readonly lagMs: number;
   readonly capacity: number;
   /** Per peer: the acknowledged-bytes rate U, and the rate of its interface's tx counter beside it when one is watched. */
-  readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string; readonly bytesAcked: number; readonly interfaceRate?: number }>;
+  readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string; readonly bytesAcked: number; readonly interfaceRate?: number; readonly stalledSeconds?: number }>;
   readonly migrations: readonly TraceEntry[];
 }
 
@@ -355,6 +355,8 @@ export class ControlLoop {
         phase: reading.estimate.phase,
         bytesAcked: reading.bytesAcked,
         ...(reading.interfaceEstimate ? { interfaceRate: reading.interfaceEstimate.rate } : {}),
+        // Bytes waiting and none acknowledged since then: how long the link has been cut.
+        ...(reading.estimate.stalledSince !== undefined ? { stalledSeconds: t - reading.estimate.stalledSince } : {}),
       })),
       migrations: entries,
     };

@@ -105,6 +105,9 @@ export interface ConvergenceState {
   readonly lastStepAt: number;
   readonly lowestRemaining: number;
   readonly lowestAt: number;
+  /** When `ram.transferred` last grew, and to what: RAM that stalls with nothing moving is a cut link. */
+  readonly movedAt: number;
+  readonly transferred: number | undefined;
   readonly postcopyStarted: boolean;
   /** The guest CPU throttle auto-converge has reached, percent (0: not throttled). */
   readonly cpuThrottlePercent: number;
@@ -144,6 +147,8 @@ export function startConvergence(config: ConvergenceConfig, t: number): Converge
     lastStepAt: t,
     lowestRemaining: Infinity,
     lowestAt: t,
+    movedAt: t,
+    transferred: undefined,
     postcopyStarted: false,
     cpuThrottlePercent: 0,
     periodStart: undefined,
@@ -171,6 +176,9 @@ export function decide(config: ConvergenceConfig, setup: MigrationSetup, state: 
   const actions: ConvergenceAction[] = [];
   let next = state;
   if (sample.remaining < state.lowestRemaining) next = { ...next, lowestRemaining: sample.remaining, lowestAt: sample.t };
+  if (sample.transferred !== undefined && sample.transferred > (next.transferred ?? -1)) {
+    next = { ...next, transferred: sample.transferred, movedAt: next.transferred === undefined ? next.movedAt : sample.t };
+  }
   // A longer blackout is the price of convergence, paid only while remaining RAM stopped falling.
   const stepDue = sample.t - next.lastStepAt >= config.downtimeStepSeconds && sample.t - next.lowestAt >= config.downtimeStepSeconds;
   if (stepDue && next.downtimeMs < config.downtimeMaxMs) {
@@ -185,7 +193,11 @@ export function decide(config: ConvergenceConfig, setup: MigrationSetup, state: 
   const elapsed = sample.t - next.startedAt;
   const stalled = sample.t - next.lowestAt >= config.stallSeconds;
   const late = elapsed >= setup.timeoutSeconds;
-  if (stalled || late) {
+  // Into a cut link, post-copy would stop the guest here and never start it there.
+  const cut = sample.transferred !== undefined && sample.t - next.movedAt >= config.stallSeconds;
+  if ((stalled || late) && cut) {
+    actions.push({ kind: 'abort', reason: `RAM moved nothing for ${Math.round(sample.t - next.movedAt)} s: the link looks cut, and post-copy would leave the guest running nowhere` });
+  } else if (stalled || late) {
     const reason = late
       ? `not complete after ${Math.round(elapsed)} s (limit ${Math.round(setup.timeoutSeconds)} s)`
       : `remaining RAM has not fallen below ${next.lowestRemaining} bytes for ${Math.round(sample.t - next.lowestAt)} s`;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { randomUUID } from 'node:crypto';
 import { resize } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
-import { BufferFullError, CancelledError, CowbufError, InDoubtError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { BufferFullError, CancelledError, CowbufError, InDoubtError, LinkLostError, UnknownMigrationError, ValidationError } from '../errors.js';
 import { systemInventory } from '../host/inventory-systeminformation.js';
 import type { HostInventory } from '../host/inventory.js';
 import { CowTracker } from '../monitor/cow-tracker.js';
@@ -35,6 +35,7 @@ import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { Evacuations } from './evacuations.js';
 import { completeHandoff, type Side } from './handoff.js';
+import { linkLosses } from './link-watch.js';
 import { FINAL as TERMINAL, HANDOFF, headOf, type MigrationHead, type Phase } from './record.js';
 import { blackoutText, runSource, type Blackout, type Progress } from './source.js';
 import { Persistence } from './persistence.js';
@@ -58,6 +59,8 @@ export interface EngineConfig {
   /** A migration is admitted only when the buffer has at least this much room left. */
   readonly minBinBytes: number;
   readonly mirrorReadySeconds: number;
+  /** See MigrationConfig.linkLostSeconds. */
+  readonly linkLostSeconds: number;
   readonly convergence: ConvergenceConfig;
   readonly peerListen: { readonly host: string; readonly port: number };
   /** Parent dataset for VMs whose disks arrive by `zfs send`; absent, disks arrive as files. */
@@ -542,6 +545,15 @@ export class Engine extends EventEmitter<EngineEvents> {
       const record = this.records.get(entry.id);
       if (!record || TERMINAL.has(record.phase)) continue;
       record.buffer = { bin: entry.bin, cow: entry.cow, shards: entry.shards.length, frozen: entry.frozen, throttle: entry.throttle, linkShare: entry.linkShare };
+    }
+    for (const loss of linkLosses(trace, this.records.values(), this.deps.config.linkLostSeconds, (id) => this.aborts.has(id))) {
+      const error = new LinkLostError(loss.peer, loss.seconds);
+      for (const id of loss.rollBack) {
+        this.records.get(id)?.decisions.push(`${error.message}: rolling back`);
+        this.aborts.get(id)?.abort(error);
+      }
+      // Broken, the streams fail QEMU's NBD and RAM clients at once instead of when TCP gives up.
+      this.links.sever(loss.peer, error);
     }
     this.emit('tick', trace);
   }

@@ -106,6 +106,14 @@ export class LinkTracker {
     }
   }
 
+  /**
+   * Breaks every stream to `peer`: a cut link errors no socket for many minutes, and QEMU's NBD
+   * and RAM clients on the far side of our splices wait on them until one does.
+   */
+  sever(peer: string, reason: Error): void {
+    for (const socket of this.peers.get(peer)?.streams.keys() ?? []) socket.destroy(reason);
+  }
+
   /** The last estimate for `peer`, without sampling (the control loop owns the sampling clock). */
   estimate(peer: string): LinkEstimate | undefined {
     return this.peers.get(peer)?.estimate;

@@ -79,6 +79,24 @@ describe('link model U(t)', () => {
     expect(estimate.rate).toBeGreaterThanOrEqual(0.98 * busy.rate);
   });
 
+  it('says since when bytes waited to go and none was acknowledged: a cut link, not an idle one', () => {
+    const cut = fold([
+      { t: 0, bytes: 0 },
+      { t: 1, bytes: 10 * MBps },
+      { t: 2, bytes: 20 * MBps },
+      { t: 3, bytes: 20 * MBps },
+      { t: 4, bytes: 20 * MBps },
+      { t: 5, bytes: 20 * MBps, appLimited: true },
+      { t: 6, bytes: 20 * MBps },
+      { t: 7, bytes: 21 * MBps },
+    ]);
+    expect(cut.map((estimate) => estimate.stalledSince)).toEqual([undefined, undefined, undefined, 2, 2, undefined, 5, undefined]);
+    // Nothing ever acknowledged with bytes waiting is a link that never worked.
+    expect(fold([{ t: 0, bytes: 0 }, { t: 1, bytes: 0 }, { t: 2, bytes: 0 }]).at(-1)?.stalledSince).toBe(0);
+    // A gap or a counter reset starts over.
+    expect(fold([{ t: 0, bytes: 5 }, { t: 1, bytes: 5 }, { t: 2, bytes: 1 }]).at(-1)?.stalledSince).toBeUndefined();
+  });
+
   it('ignores duplicate and out-of-order timestamps', () => {
     const estimate = fold(samples(() => MBps, 5)).at(-1) as LinkEstimate;
     expect(updateLink(estimate, { t: 1, bytes: 0 })).toBe(estimate);

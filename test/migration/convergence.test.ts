@@ -46,6 +46,25 @@ describe('RAM convergence policy', () => {
     expect(escalated).toEqual([{ t: 80, action: { kind: 'start-postcopy', reason: expect.any(String) } }]);
   });
 
+  it('never escalates to post-copy into a cut link: RAM that stalls with nothing sent aborts instead', () => {
+    const config = { ...DEFAULT_CONVERGENCE, postcopy: true, stallSeconds: 10 };
+    const setup = migrationSetup(config, GiB, 0, 1e8);
+    const run = (transferred: (t: number) => number) => {
+      let state = startConvergence(config, 0);
+      for (let t = 0; t <= 40; t += 0.5) {
+        const step = decide(config, setup, state, { t, remaining: t < 5 ? 1e9 - t * 1e7 : 9.5e8, transferred: transferred(t) });
+        state = step.state;
+        const final = step.actions.find((action) => action.kind === 'abort' || action.kind === 'start-postcopy');
+        if (final) return { t, action: final };
+      }
+      return undefined;
+    };
+    // Dirtying as fast as it sends: bytes keep moving, so post-copy is the way out.
+    expect(run((t) => t * 1e7)).toEqual({ t: 15, action: { kind: 'start-postcopy', reason: expect.any(String) as string } });
+    // The link cut at 5 s: nothing more goes out.
+    expect(run((t) => Math.min(t, 5) * 1e7)).toEqual({ t: 15, action: { kind: 'abort', reason: expect.stringMatching(/^RAM moved nothing for 10 s: the link looks cut/) as string } });
+  });
+
   it('gives up at the completion timeout even while progress continues', () => {
     const config = { ...DEFAULT_CONVERGENCE, timeoutMinSeconds: 30, timeoutSecondsPerGiB: 1 };
     const abort = replay(config, (t) => 1e12 - t * 1e6, 60).find((e) => e.action.kind === 'abort');

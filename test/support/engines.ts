@@ -29,6 +29,7 @@ export function engineConfig(stateDir: string, bufferSize: number, overrides: Pa
     maxIncoming: 4,
     minBinBytes: 8 * MiB,
     mirrorReadySeconds: 30,
+    linkLostSeconds: 30,
     convergence: DEFAULT_CONVERGENCE,
     peerListen: { host: '127.0.0.1', port: 0 },
     ...overrides,

@@ -1,0 +1,56 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DaemonPair } from '../../src/testbed/daemons.js';
+import { readSerial, waitForSerial } from '../../src/testbed/guest.js';
+import { busyGuestPair, expectGuestKeptAtSource, migrateWithFault, outcome, qemuProcesses, type VmView } from '../support/faults.js';
+import { report } from '../support/report.js';
+import { Scope } from '../support/testbed.js';
+
+let scope: Scope;
+let pair: DaemonPair;
+
+/** Short, so the cell is too; the product's default is 30 s. */
+const LINK_LOST_SECONDS = 8;
+
+beforeEach(async () => {
+  scope = await Scope.create('link-lost');
+  pair = await busyGuestPair(scope, { migration: { linkLostSeconds: LINK_LOST_SECONDS } });
+}, 120_000);
+afterEach(async () => {
+  await pair?.close();
+  await scope?.cleanup();
+}, 120_000);
+
+/** Waits until `check` holds, or fails naming `what`. */
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !(await check()); ) {
+    if (Date.now() > end) throw new Error(`${what}: not after ${timeoutMs / 1000} s`);
+    await sleep(500);
+  }
+}
+
+// TCP retransmits into a cut link for many minutes without an error; before the link watch, a
+// migration to a target cut off for good waited that long with its guest throttled to ε.
+describe('the link cut for good', { timeout: 300_000 }, () => {
+  it.each(['base', 'mirror', 'ram'])('in %s: the migration gives up after linkLostSeconds, the guest writes on at the source, and the target is cleaned once it is back', async (phase) => {
+    let cutAt = 0;
+    const id = await migrateWithFault(pair, 'g1', phase, async () => {
+      await pair.hosts.cut();
+      cutAt = Date.now();
+    });
+    const record = await outcome(pair, id);
+    const seconds = (Date.now() - cutAt) / 1000;
+    expect(record.phase).toBe('failed');
+    expect(record.error).toMatch(/the link to dst acknowledged nothing for \d+ s with bytes waiting to go|RAM moved nothing for \d+ s: the link looks cut/);
+    // While the target is still unreachable: the guest runs here, unthrottled, and writes on.
+    const [guest] = await pair.source.api.call<VmView[]>('GET', '/1.0/vms');
+    expect(guest).toMatchObject({ name: 'g1', running: true, throttled: false });
+    const before = (await readSerial(guest?.serialLog ?? '')).heartbeats.length;
+    await waitForSerial(guest?.serialLog ?? '', (r) => r.heartbeats.length >= before + 3, 'heartbeats at the source with the link still cut', { timeoutMs: 30_000 });
+
+    await pair.hosts.restore();
+    await until('the target drops what it had incoming', async () => (await pair.target.api.call<unknown[]>('GET', '/1.0/vms')).length === 0 && (await qemuProcesses(pair.target.stateDir)) === 0, 90_000);
+    await expectGuestKeptAtSource(pair, 'g1');
+    await report(`link-lost-${phase}`, { secondsFromCutToFailed: Number(seconds.toFixed(1)), decisions: record.decisions.slice(-3) });
+  });
+});
