@@ -19,7 +19,7 @@ import { LinkTracker } from '../monitor/link-tracker.js';
 import { listenPeer, type PeerListener } from '../peer/channel.js';
 import { Enrollment } from '../peer/enrollment.js';
 import type { Identity } from '../peer/identity.js';
-import type { TrustStore } from '../peer/trust.js';
+import type { TrustStore, TrustedPeer } from '../peer/trust.js';
 import { openShipping } from '../storage/registry.js';
 import type { DiskShipping } from '../storage/shipping.js';
 import type { BufferVolume } from '../storage/volume.js';
@@ -35,6 +35,7 @@ import { ControlLoop, type TickTrace } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { Evacuations } from './evacuations.js';
 import { completeHandoff, type Side } from './handoff.js';
+import { abortUntilHeard } from './abandon.js';
 import { linkLosses } from './link-watch.js';
 import { FINAL as TERMINAL, HANDOFF, headOf, type MigrationHead, type Phase } from './record.js';
 import { blackoutText, runSource, type Blackout, type Progress } from './source.js';
@@ -113,6 +114,8 @@ export class Engine extends EventEmitter<EngineEvents> {
   readonly cow = new CowTracker();
   private readonly records = new Map<string, MigrationRecord>();
   private readonly aborts = new Map<string, AbortController>();
+  /** Background work that outlives its migration (telling a target it was rolled back) stops with the engine. */
+  private readonly closing = new AbortController();
   /** An admin's word for each migration past its point of no return (`resolve`). */
   private readonly resolvers = new Map<string, (side: Side) => void>();
   private readonly admission: Admission;
@@ -211,6 +214,7 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /** Stops accepting work; cancels (rolls back) outgoing migrations and aborts incoming ones. */
   async close(): Promise<void> {
+    this.closing.abort(new CancelledError('daemon shutting down'));
     this.evacuations.stop();
     for (const id of this.admission.drain()) this.settle(id, 'cancelled', 'daemon shutting down');
     const running = [...this.aborts.keys()].map((id) => this.waitFor(id));
@@ -412,6 +416,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         onLimits: (limits) => {
           if (limits.size > 0) record.ioLimits = Object.fromEntries(limits);
         },
+        onAbortUnheard: () => this.tellAborted(record.id, peer),
         decided: this.decision(record.id),
         departed: (left) => this.provider.departed(left, record.id),
       });
@@ -494,6 +499,18 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.aborts.delete(id);
         this.resolvers.delete(id);
       });
+  }
+
+  /** The target did not hear the rollback: it is told again, in the background, until it does. */
+  private tellAborted(id: string, peer: TrustedPeer): void {
+    const log = (level: 'info' | 'warn', message: string) => this.emit('log', { level, migration: id, message });
+    log('warn', `${peer.name} did not answer the rollback's abort: asking again until it does`);
+    abortUntilHeard(peer, this.deps.identity, id, this.closing.signal).then(
+      (tries) => log('info', `${peer.name} heard the rollback's abort after ${tries} more ${tries === 1 ? 'ask' : 'asks'}`),
+      (error: unknown) => {
+        if (!this.closing.signal.aborted) log('warn', `${peer.name} refused the rollback's abort: ${(error as Error).message}`);
+      },
+    );
   }
 
   private changed(record: MigrationRecord): void {

@@ -12,7 +12,7 @@
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { BufferFullError, CancelledError, CowbufError, MigrationFailedError, PeerRequestError } from '../errors.js';
+import { BufferFullError, CancelledError, CowbufError, MigrationFailedError, PeerError, PeerRequestError } from '../errors.js';
 import type { ThrottlePolicy } from '../buffer/throttle/policy.js';
 import type { LinkTracker } from '../monitor/link-tracker.js';
 import { ControlClient } from '../peer/channel.js';
@@ -103,6 +103,8 @@ export interface SourceContext {
   readonly onBlackout: (blackout: Blackout) => void;
   /** The admin's I/O limits on the drives that have any, read before cowbuf caps them. */
   readonly onLimits: (limits: ReadonlyMap<string, IoLimits>) => void;
+  /** The rollback's `abort` got no answer from the target: it is to be told again until it hears. */
+  readonly onAbortUnheard: () => void;
   /** Settles when an admin names the side to resume a migration in doubt. */
   readonly decided: Promise<Side>;
   /** The guest runs on the target and every page crossed: the VM provider retires this copy. */
@@ -169,7 +171,14 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       ctx.onLimits(limits);
       const wire = await wireVm(ctx.vm.spec, ctx.vm.accel, sizes, limits, signal);
       // Before the first `prepare`: one given up on by a cancel may still be carried out there.
-      revert.add(async () => void (await client.request({ method: 'abort', migration: ctx.id }, { timeoutMs: 30_000 })));
+      revert.add(async () => {
+        try {
+          await client.request({ method: 'abort', migration: ctx.id }, { timeoutMs: 30_000 });
+        } catch (error) {
+          if (!(error instanceof PeerRequestError && error.refused)) ctx.onAbortUnheard();
+          throw error;
+        }
+      });
       for (let waited = false; ; waited = true) {
         try {
           prepared = await client.request({ method: 'prepare', migration: ctx.id, vm: wire }, { signal });
@@ -241,7 +250,10 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       }
       const nbdProxy = proxies[0] as LocalProxy;
       for (const [index, disk] of disks.entries()) {
-        await qmp.blockdevAdd({ driver: 'nbd', 'node-name': nbdNode(index), server: { type: 'unix', path: nbdProxy.path }, export: disk.id });
+        // QEMU waits on the NBD handshake while the proxy dials the peer (a cut link may come back).
+        await qmp.blockdevAdd({ driver: 'nbd', 'node-name': nbdNode(index), server: { type: 'unix', path: nbdProxy.path }, export: disk.id }).catch((error: Error) => {
+          throw new PeerError(`the NBD export of ${disk.id} on ${ctx.peer.name} could not be reached: ${error.message}`, { cause: error });
+        });
         revert.add(() => qmp.blockdevDel(nbdNode(index)));
       }
       revert.add(() => cancelMirrors(qmp, disks.length));
