@@ -20,6 +20,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TickTrace } from '../src/migration/control-loop.js';
 import type { MigrationRecord } from '../src/migration/engine.js';
+import { CowbufError } from '../src/errors.js';
 import { run } from '../src/exec/run.js';
 import { simPolicy } from '../src/sim/policies.js';
 import { parseScenario, type Scenario } from '../src/sim/scenario.js';
@@ -98,7 +99,7 @@ async function footprints(sizes: ReadonlySet<number>, root: string): Promise<Map
       await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 2, `heartbeats of ${name}`, { timeoutMs: 120_000 });
       const op = await pair.source.api.call<{ id: string }>('POST', '/1.0/migrations', { vm: name, target: 'dst' });
       const done = await pair.source.api.call<{ metadata: MigrationRecord }>('GET', `/1.0/operations/${op.id}/wait`);
-      if (done.metadata.phase !== 'completed') throw new Error(`idle guest ${name}: ${done.metadata.error ?? done.metadata.phase}`);
+      if (done.metadata.phase !== 'completed') throw new CowbufError(`idle guest ${name} did not migrate: ${done.metadata.error ?? done.metadata.phase}`);
       found.set(ram, done.metadata.progress.ramTransferred);
       console.error(`idle guest of ${mib(ram)} MiB: RAM sent ${mib(done.metadata.progress.ramTransferred)} MiB`);
     }
