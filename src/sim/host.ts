@@ -52,7 +52,7 @@ export class HostSim {
     let overflowed = false;
     for (const run of active) {
       const cowBefore = run.cow;
-      sent += advance(run, { t, dt, share: shareOf(run), gamma: this.daemon.throttleOf(run.spec.id), mirrorReadySeconds: control.mirrorReadySeconds, convergence: control.convergence });
+      sent += advance(run, { t, dt, share: shareOf(run), gamma: this.daemon.throttleOf(run.spec.id), mirrorReadySeconds: control.mirrorReadySeconds, targetStartSeconds: control.targetStartSeconds, convergence: control.convergence });
       const room = this.shared ? this.bufferSize - (onDisk - cowBefore) : (run.spec.sizeState ?? Infinity);
       if (holdToDisk(run, cowBefore, room, t + dt)) overflowed = true;
       onDisk += run.cow - cowBefore;

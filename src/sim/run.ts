@@ -28,12 +28,17 @@ export interface Run {
   readonly spec: ScenarioMigration;
   phase: Phase | 'waiting' | MigrationStatus;
   baseLeft: number;
+  /** When the base had crossed: the target's QEMU starts then, the mirror once it runs. */
+  baseDoneAt: number | undefined;
   cow: number;
   /** Overlay bytes the mirror has still to copy. */
   backlog: number;
   mirror: Mirror;
   mirrorSince: number;
+  /** RAM QEMU still counts as to send (zero pages included), of it `ramDirty` re-dirtied after it was sent. */
   ramLeft: number;
+  ramDirty: number;
+  /** RAM bytes that crossed the link. */
   ramSent: number;
   convergence: ConvergenceState | undefined;
   setup: MigrationSetup | undefined;
@@ -52,11 +57,13 @@ export function newRun(spec: ScenarioMigration): Run {
     spec,
     phase: 'waiting',
     baseLeft: spec.disk,
+    baseDoneAt: undefined,
     cow: 0,
     backlog: 0,
     mirror: 'background',
     mirrorSince: 0,
     ramLeft: spec.ram,
+    ramDirty: 0,
     ramSent: 0,
     convergence: undefined,
     setup: undefined,
@@ -100,6 +107,7 @@ export interface TickContext {
   /** γ in effect, bytes/s (Infinity: unthrottled). */
   readonly gamma: number;
   readonly mirrorReadySeconds: number;
+  readonly targetStartSeconds: number;
   readonly convergence: ConvergenceConfig;
 }
 
@@ -125,6 +133,8 @@ export function advance(run: Run, ctx: TickContext): number {
     run.baseLeft -= sent;
     left -= sent;
     if (run.baseLeft > 0) return budget;
+    run.baseDoneAt ??= ctx.t + dt - left / ctx.share;
+    if (ctx.t + dt < run.baseDoneAt + ctx.targetStartSeconds) return budget - left;
     startMirror(run, ctx.t + dt);
   } else if (!run.postcopy) {
     // A write-blocking mirror carries each write before it completes; a background one marks its
@@ -144,10 +154,7 @@ export function advance(run: Run, ctx: TickContext): number {
     run.convergence = startConvergence(ctx.convergence, ctx.t + dt);
     run.setup = migrationSetup(ctx.convergence, run.spec.ram, run.spec.disk, ctx.share);
   }
-  const sent = Math.min(left, run.ramLeft);
-  run.ramLeft -= sent;
-  run.ramSent += sent;
-  left -= sent;
+  left -= sendRam(run, left);
   if (!run.postcopy) redirty(run, dt);
   converge(run, ctx);
   return budget - left;
@@ -156,7 +163,9 @@ export function advance(run: Run, ctx: TickContext): number {
 /** Share of this tick's writes that land on clusters not yet in the overlay. */
 function uniqueShare(run: Run): number {
   const set = run.spec.workingSet;
-  return run.spec.uniqueFraction * (set === undefined ? 1 : Math.max(0, 1 - run.cow / set));
+  if (set === undefined) return run.spec.uniqueFraction;
+  if (run.spec.writePattern === 'sequential') return run.cow < set ? run.spec.uniqueFraction : 0;
+  return run.spec.uniqueFraction * Math.max(0, 1 - run.cow / set);
 }
 
 function startMirror(run: Run, at: number): void {
@@ -179,11 +188,37 @@ function escalateMirror(run: Run, ctx: TickContext): void {
   }
 }
 
-/** The guest dirties RAM at its rate, slowed by the CPU throttle; a page dirtied twice before it is sent counts once. */
+/**
+ * Pre-copy's first pass walks all of RAM, paying the link only for pages that hold data; pages
+ * re-dirtied after they were sent cross in full. @returns the link bytes spent
+ */
+function sendRam(run: Run, budget: number): number {
+  const { ram } = run.spec;
+  const density = ram > 0 ? Math.min(1, (run.spec.ramResident ?? ram) / ram) : 1;
+  const firstLeft = run.ramLeft - run.ramDirty;
+  const first = density > 0 ? Math.min(firstLeft, budget / density) : firstLeft;
+  const dirty = Math.min(budget - first * density, run.ramDirty);
+  run.ramLeft -= first + dirty;
+  run.ramDirty -= dirty;
+  run.ramSent += first * density + dirty;
+  return first * density + dirty;
+}
+
+/**
+ * The guest dirties its RAM working set at its rate, slowed by the CPU throttle. A write adds to
+ * what is left only if it hits a page of the set that was sent and is clean again, so at most the
+ * sent part of the set is ever dirty.
+ */
 function redirty(run: Run, dt: number): void {
+  const { ram } = run.spec;
+  if (ram <= 0) return;
+  const set = Math.min(ram, run.spec.ramWorkingSet ?? ram);
   const throttle = (run.convergence?.cpuThrottlePercent ?? 0) / 100;
-  const clean = run.spec.ram > 0 ? 1 - run.ramLeft / run.spec.ram : 0;
-  run.ramLeft = Math.min(run.spec.ram, run.ramLeft + run.spec.ramDirtyRate * (1 - throttle) * dt * clean);
+  const sentOnce = 1 - (run.ramLeft - run.ramDirty) / ram;
+  const clean = Math.max(0, set * sentOnce - run.ramDirty);
+  const added = Math.min(clean, run.spec.ramDirtyRate * (1 - throttle) * dt * (clean / set));
+  run.ramDirty += added;
+  run.ramLeft += added;
 }
 
 /** The engine's convergence policy, sampled once per tick, and the switchover it waits for. */

@@ -28,7 +28,23 @@ export interface ScenarioMigration {
    * Absent: every write has the constant uniqueFraction.
    */
   readonly workingSet: number | undefined;
+  /**
+   * How writes cover the working set: `random` (the default) lands each on a uniformly random
+   * cluster, so new clusters thin out as the overlay fills; `sequential` cycles over it, so every
+   * write is new until the overlay holds the whole set (the test bed's guest writes this way).
+   */
+  readonly writePattern: WritePattern;
+  /** Bytes of RAM the guest keeps re-dirtying (pages outside it, once sent, stay clean); absent: all of `ram`. */
+  readonly ramWorkingSet: number | undefined;
+  /**
+   * Bytes of RAM that hold data. Pre-copy sends a zero page as a header of a few bytes, so the
+   * first pass costs the link only this much; absent: all of `ram`.
+   */
+  readonly ramResident: number | undefined;
 }
+
+export type WritePattern = 'random' | 'sequential';
+const WRITE_PATTERNS: readonly WritePattern[] = ['random', 'sequential'];
 
 /** How the daemon watches and acts, so policies get what they would get for real. */
 export interface ScenarioControl {
@@ -42,6 +58,8 @@ export interface ScenarioControl {
   readonly assumedLinkRate: number;
   /** Seconds the disk mirror gets in each mode before the engine escalates. */
   readonly mirrorReadySeconds: number;
+  /** Seconds from the base's end to the mirror's start: the engine starts the target's QEMU (0: at once). */
+  readonly targetStartSeconds: number;
   readonly convergence: ConvergenceConfig;
 }
 
@@ -58,7 +76,7 @@ export interface Scenario {
 export const DEFAULT_TICK_SECONDS = 0.5;
 export const DEFAULT_MAX_SECONDS = 86_400;
 /** The daemon's defaults (config/cowbuf.example.yaml); the sampling lag is a zfs buffer's. */
-const DEFAULT_CONTROL = { periodSeconds: 0.5, samplingLagSeconds: 2, hysteresis: 0.05, assumedLinkRate: 12_500_000, mirrorReadySeconds: 60 };
+const DEFAULT_CONTROL = { periodSeconds: 0.5, samplingLagSeconds: 2, hysteresis: 0.05, assumedLinkRate: 12_500_000, mirrorReadySeconds: 60, targetStartSeconds: 0 };
 
 /** @throws ValidationError naming the first bad field, e.g. `migrations[1].writeRate` */
 export function parseScenario(input: unknown): Scenario {
@@ -93,8 +111,8 @@ export function parseScenario(input: unknown): Scenario {
 /** The `control` section: what the daemon does; its defaults when absent. */
 export function parseControl(input: unknown): ScenarioControl {
   if (input === undefined) return { ...DEFAULT_CONTROL, convergence: parseConvergence('control.convergence', undefined) };
-  const c = object('control', input, [], ['periodSeconds', 'samplingLagSeconds', 'hysteresis', 'assumedLinkRate', 'mirrorReadySeconds', 'convergence']);
-  const seconds = (key: 'periodSeconds' | 'samplingLagSeconds' | 'mirrorReadySeconds', min: number) =>
+  const c = object('control', input, [], ['periodSeconds', 'samplingLagSeconds', 'hysteresis', 'assumedLinkRate', 'mirrorReadySeconds', 'targetStartSeconds', 'convergence']);
+  const seconds = (key: 'periodSeconds' | 'samplingLagSeconds' | 'mirrorReadySeconds' | 'targetStartSeconds', min: number) =>
     c[key] === undefined ? DEFAULT_CONTROL[key] : number(`control.${key}`, c[key], { min });
   return {
     periodSeconds: seconds('periodSeconds', 0.05),
@@ -102,6 +120,7 @@ export function parseControl(input: unknown): ScenarioControl {
     hysteresis: c.hysteresis === undefined ? DEFAULT_CONTROL.hysteresis : number('control.hysteresis', c.hysteresis, { min: 0, max: 1 }),
     assumedLinkRate: c.assumedLinkRate === undefined ? DEFAULT_CONTROL.assumedLinkRate : positiveRate('control.assumedLinkRate', c.assumedLinkRate),
     mirrorReadySeconds: seconds('mirrorReadySeconds', 1),
+    targetStartSeconds: seconds('targetStartSeconds', 0),
     convergence: parseConvergence('control.convergence', c.convergence),
   };
 }
@@ -115,7 +134,7 @@ function parseMigration(field: string, input: unknown): ScenarioMigration {
 export type Workload = Omit<ScenarioMigration, 'id' | 'start'>;
 
 export const WORKLOAD_REQUIRED = ['disk', 'ram', 'writeRate', 'uniqueFraction', 'ramDirtyRate'] as const;
-export const WORKLOAD_OPTIONAL = ['sizeState', 'workingSet'] as const;
+export const WORKLOAD_OPTIONAL = ['sizeState', 'workingSet', 'writePattern', 'ramWorkingSet', 'ramResident'] as const;
 
 /** The workload fields of `entry`, an object already checked for its keys. */
 export function parseWorkload(field: string, entry: Json): Workload {
@@ -125,9 +144,23 @@ export function parseWorkload(field: string, entry: Json): Workload {
     writeRate: parseRate(`${field}.writeRate`, entry.writeRate),
     uniqueFraction: number(`${field}.uniqueFraction`, entry.uniqueFraction, { min: 0, max: 1 }),
     ramDirtyRate: parseRate(`${field}.ramDirtyRate`, entry.ramDirtyRate),
-    sizeState: entry.sizeState === undefined ? undefined : parsePositiveSize(`${field}.sizeState`, entry.sizeState),
-    workingSet: entry.workingSet === undefined ? undefined : parsePositiveSize(`${field}.workingSet`, entry.workingSet),
+    sizeState: optionalSize(`${field}.sizeState`, entry.sizeState),
+    workingSet: optionalSize(`${field}.workingSet`, entry.workingSet),
+    writePattern: parsePattern(`${field}.writePattern`, entry.writePattern),
+    ramWorkingSet: optionalSize(`${field}.ramWorkingSet`, entry.ramWorkingSet),
+    ramResident: optionalSize(`${field}.ramResident`, entry.ramResident),
   };
+}
+
+function optionalSize(field: string, input: unknown): number | undefined {
+  return input === undefined ? undefined : parsePositiveSize(field, input);
+}
+
+function parsePattern(field: string, input: unknown): WritePattern {
+  if (input === undefined) return 'random';
+  const pattern = WRITE_PATTERNS.find((candidate) => candidate === input);
+  if (!pattern) throw new ValidationError(field, input, `one of ${WRITE_PATTERNS.join(', ')}`);
+  return pattern;
 }
 
 function parseStep(field: string, input: unknown): LinkStep {

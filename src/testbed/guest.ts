@@ -20,6 +20,8 @@ export interface GuestWorkload {
   readonly diskSpanMiB: number;
   /** MiB/s of RAM dirtied. */
   readonly dirtyRateMiB: number;
+  /** MiB of RAM (a tmpfs file) the dirtying cycles over; the guest's default is 32. */
+  readonly dirtySpanMiB?: number;
   /** Iterations between read-back verifications of the whole span (0: never). */
   readonly verifyEvery: number;
   /** Milliseconds between `TICK` lines, which time the guest's pauses from the host (0: none). */
@@ -48,6 +50,7 @@ export function guestAppend(workload: GuestWorkload): string {
     `cowbuf.disk_rate=${workload.diskRateMiB}`,
     `cowbuf.disk_span=${workload.diskSpanMiB}`,
     `cowbuf.dirty_rate=${workload.dirtyRateMiB}`,
+    ...(workload.dirtySpanMiB !== undefined ? [`cowbuf.dirty_span=${workload.dirtySpanMiB}`] : []),
     `cowbuf.verify_every=${workload.verifyEvery}`,
     `cowbuf.tick_ms=${workload.tickMs ?? 100}`,
     ...(workload.ip !== undefined ? [`cowbuf.ip=${workload.ip}`] : []),
