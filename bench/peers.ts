@@ -15,7 +15,7 @@ import { runStrategy, STRATEGIES } from './peers/strategies.js';
 import { DISK_DATA, LOCAL_SPACE_PER_GUEST, WORKLOADS, type Workload } from './peers/workloads.js';
 
 /** The matrix stops starting runs after this, so the bench ends within half an hour unattended. */
-const BUDGET_MS = 27 * 60_000;
+const BUDGET_MS = 25 * 60_000;
 
 const PEERS: ReadonlyArray<{ readonly name: string; readonly run: (dir: string, workload: Workload) => Promise<RunResult> }> = [
   { name: 'cowbuf deadline', run: (dir, w) => runCowbuf('deadline', dir, w) },

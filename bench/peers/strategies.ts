@@ -48,7 +48,7 @@ export const STRATEGIES: readonly Strategy[] = [
 ];
 
 /** The time allowed, as a multiple of the floor, past which a peer counts as not converging. */
-const ALLOWED_FLOORS = 3;
+const ALLOWED_FLOORS = 2;
 
 async function migrateOne(env: ReplayHost, guest: ReplayGuest, strategy: Strategy, stateDir: string | undefined): Promise<number> {
   let targetDisk: string;
