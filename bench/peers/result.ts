@@ -85,7 +85,7 @@ export async function summarize(facts: RunFacts): Promise<RunResult> {
 }
 
 /** Seconds of heartbeats before the migration that give the guest's own write rate. */
-const WARM_MS = 6000;
+const WARM_MS = 10_000;
 
 export interface Measured {
   readonly peer: string;
