@@ -4,7 +4,7 @@
  * libvirt sequence (background and write-blocking mirror) and "launch and pray", all replayed
  * with raw QMP (bench/peers/strategies.ts says what each sends and where it was read). Prints one
  * markdown table and writes it into docs/benchmarks.md between its markers.
- * Needs root and the test bed. `npx tsx bench/peers.ts [workload…] [--peer=<substring>]`
+ * Needs root and the test bed. `npx tsx bench/peers.ts [workload…] [--peer=<substring>] [--minutes=25]`
  */
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -14,8 +14,6 @@ import { markdownTable, type RunResult } from './peers/result.js';
 import { runStrategy, STRATEGIES } from './peers/strategies.js';
 import { DISK_DATA, LOCAL_SPACE_PER_GUEST, WORKLOADS, type Workload } from './peers/workloads.js';
 
-/** The matrix stops starting runs after this, so the bench ends within half an hour unattended. */
-const BUDGET_MS = 25 * 60_000;
 
 const PEERS: ReadonlyArray<{ readonly name: string; readonly run: (dir: string, workload: Workload) => Promise<RunResult> }> = [
   { name: 'cowbuf deadline', run: (dir, w) => runCowbuf('deadline', dir, w) },
@@ -25,6 +23,8 @@ const PEERS: ReadonlyArray<{ readonly name: string; readonly run: (dir: string, 
 
 const args = process.argv.slice(2);
 const peerFilter = args.find((a) => a.startsWith('--peer='))?.slice('--peer='.length);
+// The matrix stops starting runs after this, so the bench ends within half an hour unattended.
+const budgetMs = Number(args.find((a) => a.startsWith('--minutes='))?.slice('--minutes='.length) ?? 25) * 60_000;
 const named = args.filter((a) => !a.startsWith('--'));
 const workloads = named.length > 0 ? WORKLOADS.filter((w) => named.includes(w.name)) : WORKLOADS;
 const peers = PEERS.filter((p) => peerFilter === undefined || p.name.includes(peerFilter));
@@ -37,7 +37,7 @@ const results: RunResult[] = [];
 const skipped: string[] = [];
 for (const workload of workloads) {
   for (const peer of peers) {
-    if (Date.now() - started > BUDGET_MS) {
+    if (Date.now() - started > budgetMs) {
       skipped.push(`${workload.name} × ${peer.name}`);
       continue;
     }
