@@ -21,8 +21,9 @@ import { blackoutText } from '../src/migration/source.js';
 import { run } from '../src/exec/run.js';
 import { startDaemonPair } from '../src/testbed/daemons.js';
 import { guestVmBody, readSerial, waitForSerial, type SerialReport } from '../src/testbed/guest.js';
-import { SerialClock, longestGap, type StampedLine } from '../src/testbed/serial-clock.js';
+import { SerialClock, longestGap } from '../src/testbed/serial-clock.js';
 import { ensureZfsFuse, stopZfsFuse } from '../src/testbed/zfs.js';
+import { heartbeatRate, quantile } from './peers/measure.js';
 
 const LINK = 100e6 / 8;
 const runs = Number(process.argv[2] ?? 3);
@@ -33,19 +34,6 @@ const startedZfs = await ensureZfsFuse();
 /** MiB/s written by the guest between two serial snapshots (16 blocks of 64 KiB = 1 MiB). */
 function writeRate(a: SerialReport, b: SerialReport, seconds: number): number {
   return ((b.heartbeats.at(-1)?.seq ?? 0) - (a.heartbeats.at(-1)?.seq ?? 0)) / 16 / seconds;
-}
-
-/** MiB/s the guest wrote on the source while it migrated, from its host-stamped heartbeats. */
-function retainedRate(lines: readonly StampedLine[]): number {
-  const seq = (line: StampedLine | undefined) => Number(/seq=(\d+)/.exec(line?.line ?? '')?.[1] ?? 0);
-  const first = lines[0];
-  const last = lines.at(-1);
-  return first && last && last.at > first.at ? (seq(last) - seq(first)) / 16 / ((last.at - first.at) / 1000) : NaN;
-}
-
-function quantile(values: readonly number[], q: number): number {
-  const sorted = [...values].sort((x, y) => x - y);
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
 }
 
 const results: Array<{ ratio: number; retained: number; p50: number; p99: number; monitorP99: number; lagP99: number; early: number; seconds: number; movedMiB: number; blackoutMs: number; gapMs: number; parts: string }> = [];
@@ -86,7 +74,7 @@ for (let i = 0; i < runs; i += 1) {
     const monitor = ticks.flatMap((t) => t.migrations.flatMap((m) => (m.monitorMs === undefined ? [] : [m.monitorMs])));
     results.push({
       ratio: seconds / (moved / LINK),
-      retained: retainedRate(clock.lines(/^HB /).filter((line) => line.file === vm.serialLog && line.at >= began)) / before,
+      retained: heartbeatRate(clock.lines(/^HB /).filter((line) => line.file === vm.serialLog && line.at >= began)) / before,
       p50: quantile(latencies, 0.5),
       p99: quantile(latencies, 0.99),
       monitorP99: quantile(monitor, 0.99),
