@@ -570,7 +570,7 @@ export class Engine extends EventEmitter<EngineEvents> {
         this.aborts.get(id)?.abort(error);
       }
       // Broken, the streams fail QEMU's NBD and RAM clients at once instead of when TCP gives up.
-      this.links.sever(loss.peer, error);
+      this.links.sever(loss.peer);
     }
     this.emit('tick', trace);
   }

@@ -108,10 +108,12 @@ export class LinkTracker {
 
   /**
    * Breaks every stream to `peer`: a cut link errors no socket for many minutes, and QEMU's NBD
-   * and RAM clients on the far side of our splices wait on them until one does.
+   * and RAM clients on the far side of our splices wait on them until one does. Closed, not
+   * errored: these are the raw sockets under TLS, and an `error` nobody listens for on one of
+   * them would take the daemon down.
    */
-  sever(peer: string, reason: Error): void {
-    for (const socket of this.peers.get(peer)?.streams.keys() ?? []) socket.destroy(reason);
+  sever(peer: string): void {
+    for (const socket of this.peers.get(peer)?.streams.keys() ?? []) socket.destroy();
   }
 
   /** The last estimate for `peer`, without sampling (the control loop owns the sampling clock). */
