@@ -13,11 +13,6 @@ const REQUEST_TIMEOUT_MS = 20_000;
  * @throws PeerError (unreachable, refused, timed out), ValidationError naming a bad field of its answer
  */
 export async function askHeadroom(peer: TrustedPeer, identity: Identity, signal: AbortSignal): Promise<Headroom> {
-  const client = await ControlClient.open(peer, identity, { timeoutMs: 10_000, signal });
-  try {
-    const answer = await client.request({ method: 'headroom' }, { timeoutMs: REQUEST_TIMEOUT_MS, signal });
-    return { ...parseHeadroom(answer), host: peer.name };
-  } finally {
-    client.close();
-  }
+  const answer = await ControlClient.once(peer, identity, { method: 'headroom' }, { timeoutMs: REQUEST_TIMEOUT_MS, signal });
+  return { ...parseHeadroom(answer), host: peer.name };
 }

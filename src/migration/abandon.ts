@@ -15,13 +15,8 @@ import type { TrustedPeer } from '../peer/trust.js';
 export async function abortUntilHeard(peer: TrustedPeer, identity: Identity, migration: string, signal: AbortSignal, retryMs = 5000): Promise<number> {
   for (let tries = 1; ; tries += 1) {
     try {
-      const client = await ControlClient.open(peer, identity, { timeoutMs: 10_000, signal });
-      try {
-        await client.request({ method: 'abort', migration }, { timeoutMs: 30_000, signal });
-        return tries;
-      } finally {
-        client.close();
-      }
+      await ControlClient.once(peer, identity, { method: 'abort', migration }, { timeoutMs: 30_000, signal });
+      return tries;
     } catch (error) {
       if (signal.aborted) throw signal.reason;
       if (error instanceof PeerRequestError && error.refused) throw error;

@@ -381,7 +381,8 @@ export class ControlLoop {
     for (const migration of this.migrations.values()) {
       const own = migration.overlays.map((overlay) => readings.get(overlay.id));
       if (failed.has(migration.id) || !own.every((reading) => reading !== undefined)) continue;
-      this.sampled.set(migration.id, { cow: own.reduce((sum, r) => sum + r.allocated, 0), uniqueFraction: uniqueFraction(own), writeRates: own.map((r) => r.estimate.writeRate), extents: own.map((r) => r.extent ?? r.allocated), monitorMs: own.reduce<number | undefined>((most, r) => (r.monitorMs === undefined ? most : Math.max(most ?? 0, r.monitorMs)), undefined), t });
+      // A migration's overlays are one VM's, measured by one set of queries: one round trip.
+      this.sampled.set(migration.id, { cow: own.reduce((sum, r) => sum + r.allocated, 0), uniqueFraction: uniqueFraction(own), writeRates: own.map((r) => r.estimate.writeRate), extents: own.map((r) => r.extent ?? r.allocated), monitorMs: own[0]?.monitorMs, t });
     }
     return failed;
   }

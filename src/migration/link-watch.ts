@@ -19,10 +19,11 @@ export interface LinkLoss {
 
 /** `running` says whether a migration is under way (not queued, not settled). */
 export function linkLosses(trace: Pick<TickTrace, 'links'>, records: Iterable<MigrationHead>, lostSeconds: number, running: (id: string) => boolean): LinkLoss[] {
+  const lost = trace.links.filter((link) => (link.stalledSeconds ?? 0) >= lostSeconds);
+  if (lost.length === 0) return [];
   const all = [...records];
-  return trace.links.flatMap((link) => {
-    const seconds = link.stalledSeconds;
-    if (seconds === undefined || seconds < lostSeconds) return [];
+  return lost.flatMap((link) => {
+    const seconds = link.stalledSeconds ?? 0;
     const toPeer = all.filter((record) => record.peer === link.peer && running(record.id));
     if (toPeer.length === 0 || toPeer.some((record) => HANDOFF.has(record.phase))) return [];
     return [{ peer: link.peer, seconds, rollBack: toPeer.map((record) => record.id) }];

@@ -38,12 +38,7 @@ export interface Recovered {
 
 async function askTarget(ctx: RecoveryContext, method: 'abort', migration: string): Promise<void> {
   if (!ctx.peer) throw new Error('the target is no longer trusted');
-  const client = await ControlClient.open(ctx.peer, ctx.identity, { timeoutMs: 10_000 });
-  try {
-    await client.request({ method, migration }, { timeoutMs: 60_000 });
-  } finally {
-    client.close();
-  }
+  await ControlClient.once(ctx.peer, ctx.identity, { method, migration }, { timeoutMs: 60_000 });
 }
 
 /** @param limits the admin's I/O limits by disk id (none: the drives had none) */

@@ -285,6 +285,19 @@ export class ControlClient {
     return new ControlClient(peer, tls);
   }
 
+  /**
+   * One request on a connection of its own (dialled within 10 s), closed after the answer.
+   * @throws what `open` and `request` throw
+   */
+  static async once(peer: TrustedPeer, identity: Identity, request: WithoutId<PeerRequest>, options: RequestOptions = {}): Promise<Json | undefined> {
+    const client = await ControlClient.open(peer, identity, { timeoutMs: 10_000, ...(options.signal ? { signal: options.signal } : {}) });
+    try {
+      return await client.request(request, options);
+    } finally {
+      client.close();
+    }
+  }
+
   /** @throws PeerRequestError (refused, timed out or disconnected), or the signal's reason */
   async request(request: WithoutId<PeerRequest>, options: RequestOptions = {}): Promise<Json | undefined> {
     const id = this.nextId++;
