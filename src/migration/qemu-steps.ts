@@ -100,6 +100,15 @@ export function supportedParameters(wanted: Readonly<Record<string, number>>, of
 }
 
 /**
+ * A mirror that failed between the state read and its cancel refuses the cancel; its completion
+ * event (already listened for) then says how it ended. Any other refusal is the error.
+ */
+async function concludedMeanwhile(qmp: QmpCommands, job: string, error: unknown): Promise<void> {
+  const info = (await qmp.queryBlockJobs()).find((candidate) => candidate.device === job);
+  if (info?.status !== 'concluded') throw error;
+}
+
+/**
  * At pre-switchover: a ready mirror cancelled completes without pivoting (the source keeps its
  * chain), after draining what is in flight. All are cancelled at once and their completion is
  * awaited as events, since every millisecond here is blackout. The RAM may continue only onto a
@@ -108,14 +117,15 @@ export function supportedParameters(wanted: Readonly<Record<string, number>>, of
  */
 export async function finishMirrors(qmp: QmpCommands, client: QmpClient, count: number, timeoutMs = 60_000): Promise<void> {
   const jobs = Array.from({ length: count }, (_, index) => mirrorJob(index));
-  const state = new Map((await qmp.queryBlockJobs()).map((job) => [job.device, job]));
-  for (const job of jobs) {
-    const info = state.get(job);
-    if (!info?.ready) throw new CowbufError(`mirror ${job} is not in sync at the switchover (${info ? info.status : 'gone'})`);
-  }
+  // Heard from before the state is read: a mirror that fails from then on is told by its event.
   const ended = client.listen('BLOCK_JOB_COMPLETED', 'BLOCK_JOB_CANCELLED');
   try {
-    await Promise.all(jobs.map((job) => qmp.blockJobCancel(job)));
+    const state = new Map((await qmp.queryBlockJobs()).map((job) => [job.device, job]));
+    for (const job of jobs) {
+      const info = state.get(job);
+      if (!info?.ready) throw new CowbufError(`mirror ${job} is not in sync at the switchover (${info ? `${info.status}${info.error ? `: ${info.error}` : ''}` : 'gone'})`);
+    }
+    await Promise.all(jobs.map((job) => qmp.blockJobCancel(job).catch(async (error: unknown) => concludedMeanwhile(qmp, job, error))));
     const pending = new Set(jobs);
     while (pending.size > 0) {
       const event = await ended.next({ timeoutMs });

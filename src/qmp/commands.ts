@@ -18,6 +18,8 @@ export interface BlockJobInfo {
   readonly ready: boolean;
   readonly status: string;
   readonly speed: number;
+  /** Why a concluded job failed. */
+  readonly error?: string;
 }
 
 export interface NamedBlockNode {

@@ -46,8 +46,9 @@ describe('the target failing the mirror’s writes', { timeout: 180_000 }, () =>
       expect(removed).toBeDefined();
       expect(done.phase).toBe('failed');
       // On loopback RAM may complete before a mirrored write is refused: QEMU then fails the
-      // completion itself, on flushing the dead NBD target. Either way, before the switchover.
-      expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase ram: (mirror cowbuf-mirror0 (failed writing to the target|stopped)|RAM migration failed: Error in migration completion: Input/output error)`));
+      // completion itself, on flushing the dead NBD target (10.0 says so; 7.2 gives no reason).
+      // Either way, before the switchover.
+      expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase ram: (mirror cowbuf-mirror0 (failed writing to the target|stopped)|RAM migration failed(: Error in migration completion: Input/output error)?$)`));
       expect(migration.phases).not.toContain('switchover');
       await expectKeptAtSource(migration.pair, migration.vm, scope().path('target/vms'));
     } finally {
@@ -55,20 +56,25 @@ describe('the target failing the mirror’s writes', { timeout: 180_000 }, () =>
     }
   });
 
-  it('in the final drain at the switchover (a mirror behind, its NBD export gone): rolled back, the guest resumes at the source with every write', async () => {
+  it('in the final drain at the switchover (its NBD export gone as the drain starts): rolled back, the guest resumes at the source with every write', async () => {
     let removed: Promise<unknown> | undefined;
     const migration = await busyGuestMigrating((phase, source, target) => {
-      // A mirror that fell behind (held at 64 KiB/s from the RAM phase on) still has the guest's
-      // last writes to copy when the guest stops; the target refuses them as the drain starts.
-      if (phase === 'ram') void source.qmp.execute('block-job-set-speed', { device: 'cowbuf-mirror0', speed: 64 * 1024 });
-      if (phase === 'switchover') removed = target?.commands.blockExportDel('exp-vdisk0', 'hard');
+      // The export must be gone before the drain touches it, and the drain starts within a
+      // monitor round trip of the stop: racing it lost in CI. So the mirror is paused through
+      // the RAM phase (holding whatever the guest wrote meanwhile; a speed limit cannot hold it,
+      // QEMU 7.2 ignores one on a ready mirror), the export goes at the switchover, and only then
+      // does the mirror resume, under the drain the source has started (a cancel waits for a
+      // paused job).
+      if (phase === 'ram') void source.qmp.execute('job-pause', { id: 'cowbuf-mirror0' });
+      if (phase === 'switchover') removed = target?.commands.blockExportDel('exp-vdisk0', 'hard').then(() => source.qmp.execute('job-resume', { id: 'cowbuf-mirror0' }));
     });
     try {
       const done = await migration.done;
       await removed;
       expect(removed).toBeDefined();
       expect(done.phase).toBe('failed');
-      expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase switchover: mirror cowbuf-mirror0 ended out of sync`));
+      // The resumed mirror fails either before the source's cancel reached it or while it drains.
+      expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase switchover: mirror cowbuf-mirror0 (ended out of sync|is not in sync at the switchover)`));
       await expectKeptAtSource(migration.pair, migration.vm, scope().path('target/vms'));
     } finally {
       await migration.pair.close();

@@ -2,7 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
 import { report } from '../support/report.js';
-import { useScope } from '../support/testbed.js';
+import { listening, useScope } from '../support/testbed.js';
 
 const scope = useScope('link');
 
@@ -42,15 +42,6 @@ function receivedAt(series: readonly Received[], wall: number): number {
 /** What the link delivered, as the receiver counted it, over the `ms` before `wall`. */
 function deliveredRate(series: readonly Received[], wall: number, ms: number): number {
   return ((receivedAt(series, wall) - receivedAt(series, wall - ms)) * 1000) / ms;
-}
-
-/** Waits until something listens on `port` in `netns` (the sink starts through tsx, which takes a while). */
-async function listening(netns: string, port: number): Promise<void> {
-  for (let tries = 0; tries < 100; tries += 1) {
-    if ((await run('ss', ['-ltnH', `sport = :${port}`], { netns })).stdout.trim() !== '') return;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`nothing listens on port ${port} in ${netns} after 10 s`);
 }
 
 describe('the link tracker on a real shaped link', { timeout: 120_000 }, () => {

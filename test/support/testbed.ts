@@ -93,3 +93,12 @@ export async function putOverlay(vm: RunningVm, base: string, overlay: string, s
   await vm.commands.blockdevAdd({ driver: 'qcow2', 'node-name': 'overlay0', file: { driver: 'file', 'node-name': 'overlay0-file', filename: overlay }, backing: null });
   await vm.commands.blockdevSnapshot(GUEST_DISK.nodeName, 'overlay0');
 }
+
+/** Waits until something listens on `port` in `netns`: a server started in a namespace takes a while to bind. */
+export async function listening(netns: string, port: number): Promise<void> {
+  for (let tries = 0; tries < 100; tries += 1) {
+    if ((await run('ss', ['-ltnH', `sport = :${port}`], { netns })).stdout.trim() !== '') return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`nothing listens on port ${port} in ${netns} after 10 s`);
+}
