@@ -150,7 +150,8 @@ describe('metrics that count what matters', () => {
   });
 });
 
-describe('scale', () => {
+// About 3 s on an idle core, and the unit project shares the host with the integration suite's guests.
+describe('scale', { timeout: 120_000 }, () => {
   it('runs 10 000 ticks with 100 concurrent migrations to the end', () => {
     const migrations = Array.from({ length: 100 }, (_, i) => ({
       id: `vm${i}`,

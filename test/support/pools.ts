@@ -9,12 +9,13 @@ const ROOT = new URL('../../build/test-runs/', import.meta.url).pathname;
 /** @returns a maker of a fresh pool of `size` bytes and a scratch directory beside it */
 export function usePools(size: number): () => Promise<{ pool: TestPool; scratch: string }> {
   const pools: TestPool[] = [];
+  // zfs-fuse takes its time to destroy a pool while the integration suite loads the host.
   afterAll(async () => {
     for (const pool of pools) {
       await pool.destroy();
       await rm(pool.dir, { recursive: true, force: true });
     }
-  });
+  }, 120_000);
   return async () => {
     await mkdir(ROOT, { recursive: true });
     const scratch = await mkdtemp(join(ROOT, 'zfs-'));
