@@ -10,6 +10,7 @@
  *     ├── PeerError                the other daemon: untrusted, unreachable, or it refused
  *     │   ├── TrustError               certificate not pinned, expired, or trust store problem
  *     │   ├── PeerRequestError         a control request failed (its reason from the peer)
+ *     │   ├── UnreachableError         no connection to the peer (its address, the socket's code)
  *     │   └── LinkLostError            the link to the peer acknowledged nothing for too long
  *     ├── StorageError             the buffer volume cannot do what was asked
  *     │   ├── VolumeExistsError        the volume is already there (init on an initialised host)
@@ -83,6 +84,20 @@ export class PeerError extends CowbufError {
 
 export class TrustError extends PeerError {
   override readonly name: string = 'TrustError';
+}
+
+/** A dial that got no connection: `label` (which peer) at `address`, with the socket's `code`. */
+export class UnreachableError extends PeerError {
+  override readonly name: string = 'UnreachableError';
+  constructor(
+    readonly label: string,
+    readonly address: string,
+    readonly code: string | undefined,
+    reason: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${label} (${address}) cannot be reached: ${reason}`, options);
+  }
 }
 
 /** A cut link: bytes waited to go to `peerName` and none was acknowledged for `seconds`. */

@@ -8,7 +8,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import type { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect, createServer, type TLSSocket } from 'node:tls';
 import { FrameDecoder, encodeLine, type JsonObject } from '../jsonl.js';
-import { PeerRequestError, TrustError, ValidationError } from '../errors.js';
+import { PeerError, PeerRequestError, TrustError, UnreachableError, ValidationError } from '../errors.js';
 import { PendingCalls } from '../rpc/pending.js';
 import { object, type Json } from '../validate.js';
 import type { Identity } from './identity.js';
@@ -182,7 +182,8 @@ export async function dialTls(label: string, address: string, fingerprint: strin
   const host = address.slice(0, separator).replace(/^\[|\]$/g, '');
   const port = Number(address.slice(separator + 1));
   const raw = netConnect({ host, port });
-  const timer = setTimeout(() => raw.destroy(new Error(`connecting to ${label} (${address}) timed out`)), options.timeoutMs ?? 10_000);
+  const timeoutMs = options.timeoutMs ?? 10_000;
+  const timer = setTimeout(() => raw.destroy(new Error(`no connection within ${timeoutMs / 1000} s`)), timeoutMs);
   const onAbort = () => raw.destroy(options.signal?.reason instanceof Error ? options.signal.reason : new Error('aborted'));
   options.signal?.addEventListener('abort', onAbort, { once: true });
   try {
@@ -203,7 +204,9 @@ export async function dialTls(label: string, address: string, fingerprint: strin
     return { tls, raw, cert };
   } catch (error) {
     raw.destroy();
-    throw error;
+    // The socket's own error names no peer ("connect ENETUNREACH 10.213.1.2:8443"): say which.
+    if (error instanceof PeerError || options.signal?.aborted) throw error;
+    throw new UnreachableError(label, address, (error as NodeJS.ErrnoException).code, (error as Error).message, { cause: error });
   } finally {
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);

@@ -9,7 +9,7 @@ import { connect as netConnect, createServer, type Server, type Socket } from 'n
 import { rm } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
-import { PeerError, TrustError } from '../errors.js';
+import { PeerError, TrustError, UnreachableError } from '../errors.js';
 import type { Extent, ExtentSink } from '../storage/shipping.js';
 import { ExtentDecoder, ExtentEncoder } from './extents.js';
 import type { Identity } from './identity.js';
@@ -237,6 +237,7 @@ const OUTAGE_DEADLINE_MS = 60_000;
  * restarted one discards what it had incoming), a refused stream or a wrong certificate is final.
  */
 function outage(error: unknown): boolean {
+  if (error instanceof UnreachableError) return error.code !== 'ECONNREFUSED';
   return !(error instanceof TrustError || error instanceof PeerError || (error as NodeJS.ErrnoException).code === 'ECONNREFUSED');
 }
 

@@ -1,13 +1,15 @@
 /**
- * Two hosts on one machine: two network namespaces joined by a veth pair, the source side's
- * egress shaped with `tc tbf` (the direction migration data flows). Addresses are private to the
- * pair's own namespaces, so pairs never collide and nothing outside them is ever a target.
- * Namespaces are named after the creating PID so a later run can sweep what a crashed one left.
+ * Hosts on one machine: a source and one or more targets, network namespaces each joined to the
+ * source by a veth pair of its own, the source side's egress shaped with `tc tbf` (the direction
+ * migration data flows), so each target's link is shaped and cut apart from the others'.
+ * Addresses are private to the bed's own namespaces, so beds never collide and nothing outside
+ * them is ever a target. Namespaces are named after the creating PID so a later run can sweep
+ * what a crashed one left.
  *
- * The guests' network is apart from that link, as in a data centre: a bridge in each host joined
- * by an unshaped veth pair of its own (one L2 segment, so a guest keeps its address when it moves),
- * and a client namespace on the source's bridge that pings the guests. Shaping or cutting the
- * migration link never touches it.
+ * The guests' network is apart from those links, as in a data centre: a bridge in each host, each
+ * target's joined to the source's by an unshaped veth pair of its own (one L2 segment, so a guest
+ * keeps its address when it moves), and a client namespace on the source's bridge that pings the
+ * guests. Shaping or cutting a migration link never touches it.
  */
 import { ValidationError } from '../errors.js';
 import { processAlive, run } from '../exec/run.js';
@@ -27,16 +29,24 @@ export interface Client {
   readonly ip: string;
 }
 
-export interface TwoHosts {
-  readonly src: Host;
-  readonly dst: Host;
-  readonly client: Client;
-  /** Shapes src→dst to `rate` (tc syntax, e.g. `100mbit`); replaces any earlier shaping. */
+/** The migration link from the source to one target. */
+export interface Link {
+  readonly target: Host;
+  /** Shapes src→target to `rate` (tc syntax, e.g. `100mbit`); replaces any earlier shaping. */
   shape(rate: string): Promise<void>;
   unshape(): Promise<void>;
   /** Takes the link down (netem is not available here: a cut is a link down). */
   cut(): Promise<void>;
   restore(): Promise<void>;
+}
+
+/** The source and its first target, `dst`, whose link the methods act on; `more` for the other targets. */
+export interface TwoHosts extends Omit<Link, 'target'> {
+  readonly src: Host;
+  readonly dst: Host;
+  readonly client: Client;
+  /** The links to the targets after `dst`, each with a namespace and a subnet of its own. */
+  readonly more: readonly Link[];
   /**
    * The target refuses new TCP connections to `port` and drops everything from the source's
    * local ports `cut` (nftables in its namespace), while the other established connections carry
@@ -77,57 +87,85 @@ async function vethPair(a: string, nsA: string, b: string, nsB: string): Promise
   await run('ip', ['link', 'add', a, 'netns', nsA, 'type', 'veth', 'peer', 'name', b, 'netns', nsB]);
 }
 
-export async function createTwoHosts(): Promise<TwoHosts> {
+/** The link to `target`, shaped and cut at its source end, veth `a`. */
+function link(target: Host, src: Host, a: string): Link {
+  return {
+    target,
+    shape: async (rate) => {
+      await run('tc', ['-n', src.ns, 'qdisc', 'replace', 'dev', a, 'root', 'tbf', 'rate', rate, 'burst', '64kb', 'latency', '50ms']);
+    },
+    unshape: async () => {
+      await run('tc', ['-n', src.ns, 'qdisc', 'del', 'dev', a, 'root'], { okExitCodes: [2] });
+    },
+    cut: async () => {
+      await run('ip', ['-n', src.ns, 'link', 'set', a, 'down']);
+    },
+    restore: async () => {
+      await run('ip', ['-n', src.ns, 'link', 'set', a, 'up']);
+    },
+  };
+}
+
+/** @param options.moreTargets targets beyond `dst` (at most 8) */
+export async function createTwoHosts(options: { readonly moreTargets?: number } = {}): Promise<TwoHosts> {
+  const more = options.moreTargets ?? 0;
+  if (!Number.isInteger(more) || more < 0 || more > 8) throw new ValidationError('moreTargets', more, 'an integer in 0..8');
   // Interface names get at most 15 characters: the id is ≤ 12 (a base-36 pid of ≤ 5 digits, a
   // counter of ≤ 2), suffixes ≤ 2.
   const id = `${PREFIX}${process.pid.toString(36)}x${(counter++).toString(36)}`;
+  // Target k's link is 10.213.k.0/30, its veths `a<k>`/`b<k>` (`a`/`b` for dst, as before).
+  const suffix = (k: number) => (k === 0 ? '' : String(k));
   const src: Host = { ns: `${id}s`, ip: '10.213.0.1', veth: `${id}a`, bridge: BRIDGE };
-  const dst: Host = { ns: `${id}d`, ip: '10.213.0.2', veth: `${id}b`, bridge: BRIDGE };
+  const targets: Host[] = Array.from({ length: more + 1 }, (_, k) => ({ ns: `${id}d${suffix(k)}`, ip: `10.213.${k}.2`, veth: `${id}b${suffix(k)}`, bridge: BRIDGE }));
+  const [dst] = targets as [Host];
   const client: Client = { ns: `${id}c`, ip: `${GUEST_SUBNET}.100` };
   const created: string[] = [];
   const destroy = async () => {
     for (const ns of created.splice(0).reverse()) await run('ip', ['netns', 'del', ns], { okExitCodes: [1] });
   };
   try {
-    for (const ns of [src.ns, dst.ns, client.ns]) {
+    for (const ns of [src.ns, ...targets.map((target) => target.ns), client.ns]) {
       await run('ip', ['netns', 'add', ns]);
       created.push(ns);
       await run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     }
-    await vethPair(src.veth, src.ns, dst.veth, dst.ns);
-    for (const host of [src, dst]) {
-      await run('ip', ['-n', host.ns, 'addr', 'add', `${host.ip}/30`, 'dev', host.veth]);
-      await run('ip', ['-n', host.ns, 'link', 'set', host.veth, 'up']);
+    for (const host of [src, ...targets]) {
       await run('ip', ['-n', host.ns, 'link', 'add', host.bridge, 'type', 'bridge']);
       await run('ip', ['-n', host.ns, 'link', 'set', host.bridge, 'up']);
     }
-    await vethPair(`${id}ga`, src.ns, `${id}gb`, dst.ns);
-    await vethPair(`${id}ca`, src.ns, `${id}cb`, client.ns);
-    for (const [ns, port] of [[src.ns, `${id}ga`], [dst.ns, `${id}gb`], [src.ns, `${id}ca`]] as const) {
-      await run('ip', ['-n', ns, 'link', 'set', port, 'master', BRIDGE, 'up']);
+    for (const [k, target] of targets.entries()) {
+      const a = `${id}a${suffix(k)}`;
+      await vethPair(a, src.ns, target.veth, target.ns);
+      await run('ip', ['-n', src.ns, 'addr', 'add', `10.213.${k}.1/30`, 'dev', a]);
+      await run('ip', ['-n', src.ns, 'link', 'set', a, 'up']);
+      await run('ip', ['-n', target.ns, 'addr', 'add', `${target.ip}/30`, 'dev', target.veth]);
+      await run('ip', ['-n', target.ns, 'link', 'set', target.veth, 'up']);
+      // The source's daemon listens on its first link's address: the others reach it over their own.
+      if (k > 0) await run('ip', ['-n', target.ns, 'route', 'add', `${src.ip}/32`, 'via', `10.213.${k}.1`]);
+      const [ga, gb] = k === 0 ? [`${id}ga`, `${id}gb`] : [`${id}g${k}`, `${id}h${k}`];
+      await vethPair(ga, src.ns, gb, target.ns);
+      await run('ip', ['-n', src.ns, 'link', 'set', ga, 'master', BRIDGE, 'up']);
+      await run('ip', ['-n', target.ns, 'link', 'set', gb, 'master', BRIDGE, 'up']);
     }
+    await vethPair(`${id}ca`, src.ns, `${id}cb`, client.ns);
+    await run('ip', ['-n', src.ns, 'link', 'set', `${id}ca`, 'master', BRIDGE, 'up']);
     await run('ip', ['-n', client.ns, 'addr', 'add', `${client.ip}/24`, 'dev', `${id}cb`]);
     await run('ip', ['-n', client.ns, 'link', 'set', `${id}cb`, 'up']);
   } catch (error) {
     await destroy();
     throw error;
   }
+  const links = targets.map((target, k) => link(target, src, `${id}a${suffix(k)}`));
+  const [first] = links as [Link];
   return {
     src,
     dst,
     client,
-    shape: async (rate) => {
-      await run('tc', ['-n', src.ns, 'qdisc', 'replace', 'dev', src.veth, 'root', 'tbf', 'rate', rate, 'burst', '64kb', 'latency', '50ms']);
-    },
-    unshape: async () => {
-      await run('tc', ['-n', src.ns, 'qdisc', 'del', 'dev', src.veth, 'root'], { okExitCodes: [2] });
-    },
-    cut: async () => {
-      await run('ip', ['-n', src.ns, 'link', 'set', src.veth, 'down']);
-    },
-    restore: async () => {
-      await run('ip', ['-n', src.ns, 'link', 'set', src.veth, 'up']);
-    },
+    more: links.slice(1),
+    shape: first.shape,
+    unshape: first.unshape,
+    cut: first.cut,
+    restore: first.restore,
     refuseNew: async (port, cut = []) => {
       const nft = (...args: string[]) => run('ip', ['netns', 'exec', dst.ns, 'nft', ...args]);
       await nft('add', 'table', 'inet', 'cowbuf_fault');

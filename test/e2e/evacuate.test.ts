@@ -1,52 +1,84 @@
 import { describe, expect, it } from 'vitest';
 import type { EvacuationRecord } from '../../src/evacuation/progress.js';
-import { startDaemonPair } from '../../src/testbed/daemons.js';
+import { startDaemonPair, type DaemonHost, type DaemonPair } from '../../src/testbed/daemons.js';
 import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
-import { qemuImg, useScope } from '../support/testbed.js';
+import { qemuProcesses, type VmView } from '../support/faults.js';
+import { qemuImg, until, useScope } from '../support/testbed.js';
 
 const MiB = 1024 ** 2;
 const scope = useScope('evacuate');
+const NAMES = ['g1', 'g2', 'g3', 'g4'];
 
-describe('evacuating a host', { timeout: 400_000 }, () => {
-  it('moves every busy guest to the trusted peer within its incoming limit, each with every write kept', async () => {
-    // The target takes one incoming migration at a time: the batch must respect that, not a constant.
-    const pair = await startDaemonPair({ dir: scope().dir, bufferSize: 128 * MiB, linkRate: '200mbit', migration: { maxIncoming: 1 } });
+/** Two more verifications of `vm`'s ledger where it runs, none with a lost write or an I/O error. */
+async function expectWritesKept(host: DaemonHost, vm: string): Promise<void> {
+  const guest = (await host.api.call<VmView[]>('GET', '/1.0/vms')).find((candidate) => candidate.name === vm);
+  expect(guest, `${vm} on ${host.name}`).toMatchObject({ running: true, throttled: false });
+  const serial = await waitForSerial(guest?.serialLog ?? '', (r) => r.verifications.length >= 2, `two verifications of ${vm} on ${host.name}`, { timeoutMs: 90_000 });
+  expect(serial.verifications.every((v) => v.lost === 0)).toBe(true);
+  expect(serial.ioErrors).toEqual([]);
+}
+
+/** Evacuates the source while `onProgress` sees every batch update; the batch as it ended. */
+async function evacuate(pair: DaemonPair, onProgress: (record: EvacuationRecord) => void): Promise<EvacuationRecord> {
+  const events = new AbortController();
+  const watching = pair.source.api.events((event) => {
+    if (event.type === 'evacuation') onProgress(event.metadata as EvacuationRecord);
+  }, events.signal);
+  const started = await pair.source.api.call<EvacuationRecord>('POST', '/1.0/evacuations', {});
+  let batch = started;
+  for (let i = 0; batch.status === 'running' || batch.status === 'cancelling'; i += 1) {
+    expect(i, 'the evacuation never ended').toBeLessThan(2400);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    batch = await pair.source.api.call<EvacuationRecord>('GET', `/1.0/evacuations/${started.id}`);
+  }
+  events.abort();
+  await watching.catch(() => undefined);
+  return batch;
+}
+
+describe('evacuating a host onto two others', { timeout: 600_000 }, () => {
+  it('spreads four busy guests within each target’s incoming limit; a target cut off mid-batch keeps nothing, its guests write on at the source, the rest land with every write', async () => {
+    // Each target takes one incoming migration at a time: the batch must respect that, not a constant.
+    const pair = await startDaemonPair({ dir: scope().dir, bufferSize: 192 * MiB, linkRate: '200mbit', moreTargets: 1, migration: { maxIncoming: 1, linkLostSeconds: 8 } });
     try {
-      const names = ['g1', 'g2', 'g3'];
-      for (const name of names) {
+      const cutOff = pair.more[0] as DaemonHost;
+      const link = pair.hosts.more[0];
+      for (const name of NAMES) {
         const disk = scope().path(`${name}.qcow2`);
         await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
         const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody(name, disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 2, verifyEvery: 3 }, 128));
         await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, `heartbeats of ${name}`);
       }
-      let mostAtOnce = 0;
-      const events = new AbortController();
-      const watching = pair.source.api.events((event) => {
-        if (event.type !== 'evacuation') return;
-        const running = (event.metadata as EvacuationRecord).vms.filter((vm) => vm.outcome === 'running').length;
-        mostAtOnce = Math.max(mostAtOnce, running);
-      }, events.signal);
-      const started = await pair.source.api.call<EvacuationRecord>('POST', '/1.0/evacuations', {});
-      let batch = started;
-      for (let i = 0; batch.status === 'running' || batch.status === 'cancelling'; i += 1) {
-        expect(i, 'the evacuation never ended').toBeLessThan(1200);
-        await new Promise((resolve) => setTimeout(resolve, 250));
-        batch = await pair.source.api.call<EvacuationRecord>('GET', `/1.0/evacuations/${started.id}`);
-      }
-      events.abort();
-      await watching.catch(() => undefined);
+      const mostAtOnce = new Map<string, number>();
+      let cut: Promise<void> | undefined;
+      const batch = await evacuate(pair, (record) => {
+        for (const target of record.targets) {
+          const running = record.vms.filter((vm) => vm.target === target && vm.outcome === 'running').length;
+          mostAtOnce.set(target, Math.max(mostAtOnce.get(target) ?? 0, running));
+        }
+        // Mid-flight: the first guest bound for dst2 has its base there and is mirroring.
+        if (!cut && record.vms.some((vm) => vm.target === 'dst2' && (vm.phase === 'mirror' || vm.phase === 'ram'))) cut = link?.cut();
+      });
+      await cut;
+      expect(cut, 'no guest bound for dst2 reached the mirror').toBeDefined();
       expect(batch.status, JSON.stringify(batch)).toBe('done');
-      expect(batch.total).toMatchObject({ moved: 3, failed: 0, left: 0 });
-      expect(mostAtOnce).toBeGreaterThan(0);
-      expect(mostAtOnce).toBeLessThanOrEqual(1);
-      expect(await pair.source.api.call('GET', '/1.0/vms')).toEqual([]);
-      const arrived = await pair.target.api.call<Array<{ name: string; serialLog: string }>>('GET', '/1.0/vms');
-      expect(arrived.map((vm) => vm.name).sort()).toEqual(names);
-      for (const vm of arrived) {
-        const serial = await waitForSerial(vm.serialLog, (r) => r.verifications.length >= 2, `two verifications of ${vm.name} on the target`, { timeoutMs: 90_000 });
-        expect(serial.verifications.every((v) => v.lost === 0)).toBe(true);
-        expect(serial.ioErrors).toEqual([]);
-      }
+      expect(new Set(batch.vms.map((vm) => vm.target))).toEqual(new Set(['dst', 'dst2']));
+      expect(Math.max(...mostAtOnce.values())).toBeLessThanOrEqual(1);
+      const toDst = batch.vms.filter((vm) => vm.target === 'dst');
+      const toCut = batch.vms.filter((vm) => vm.target === 'dst2');
+      expect(toDst.map((vm) => vm.outcome)).toEqual(toDst.map(() => 'moved'));
+      expect(toCut.map((vm) => vm.outcome)).toEqual(toCut.map(() => 'failed'));
+      for (const vm of toCut) expect(vm.error).toMatch(/dst2/);
+      expect(batch.total).toMatchObject({ moved: toDst.length, failed: toCut.length, left: 0 });
+      // Every guest runs in exactly one place, with every write: dst's where they landed, the
+      // cut target's back at the source, while its link is still down.
+      expect((await pair.source.api.call<VmView[]>('GET', '/1.0/vms')).map((vm) => vm.name).sort()).toEqual(toCut.map((vm) => vm.vm).sort());
+      expect((await pair.target.api.call<VmView[]>('GET', '/1.0/vms')).map((vm) => vm.name).sort()).toEqual(toDst.map((vm) => vm.vm).sort());
+      for (const vm of toCut) await expectWritesKept(pair.source, vm.vm);
+      for (const vm of toDst) await expectWritesKept(pair.target, vm.vm);
+      // Once the link is back, the cut target drops what it had incoming (the source tells it).
+      await link?.restore();
+      await until('dst2 drops what it had incoming', async () => (await cutOff.api.call<unknown[]>('GET', '/1.0/vms')).length === 0 && (await qemuProcesses(cutOff.stateDir)) === 0, 90_000);
     } finally {
       await pair.close();
     }

@@ -1,3 +1,6 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { ApiError } from '../../src/cli/client.js';
 import { run } from '../../src/exec/run.js';
@@ -24,7 +27,13 @@ describe('definitions and targets that cannot be, over the real API', { timeout:
     try {
       const disk = scope().path('g1.qcow2');
       await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
-      const body = guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 1, verifyEvery: 3 }, 128);
+      // A cdrom is never shipped: the target must hold the same image at the same path.
+      const cdroms = scope().path('cdroms');
+      await mkdir(cdroms);
+      const [image, another] = [join(cdroms, 'cd.iso'), scope().path('another.iso')];
+      await writeFile(image, randomBytes(MiB));
+      await writeFile(another, randomBytes(MiB));
+      const body = { ...guestVmBody('g1', disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 1, verifyEvery: 3 }, 128), cdroms: [{ id: 'cd0', file: image }] };
       const refused = (extra: Record<string, unknown>) => pair.source.api.call('POST', '/1.0/vms', { ...body, ...extra }).then(() => 'accepted', (error: ApiError) => `${error.status} ${error.message}`);
       expect(await refused({ machine: 'q35' })).toMatch(/^400 .*`machine`.*q35/);
       expect(await refused({ nics: [{ id: 'net0', mac: '01:00:5e:00:00:01', bridge: 'br0' }] })).toMatch(/^400 .*`nics\[0\]\.mac`/);
@@ -41,6 +50,15 @@ describe('definitions and targets that cannot be, over the real API', { timeout:
       await pair.kill('target');
       await pair.restart('target', { accel: 'kvm' });
       expect((await refusedWith(pair, 'g1')).error).toMatch(/accelerator: the guest runs under TCG on the source and would run under KVM here/);
+
+      // A target that lacks the cdrom image, then one that holds another image at its path (each
+      // daemon in a mount namespace of its own, over the same filesystem as the source).
+      await pair.kill('target');
+      await pair.restart('target', {}, [{ target: cdroms }]);
+      expect((await refusedWith(pair, 'g1')).error).toMatch(new RegExp(`cdrom cd0 ${image}: missing on this host`));
+      await pair.kill('target');
+      await pair.restart('target', {}, [{ target: image, source: another }]);
+      expect((await refusedWith(pair, 'g1')).error).toMatch(new RegExp(`cdrom cd0 ${image}: differs from the source's \\(sha256 [0-9a-f]{12}… here, [0-9a-f]{12}… there`));
       await pair.kill('target');
       await pair.restart('target');
 

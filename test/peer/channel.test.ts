@@ -2,7 +2,7 @@ import { X509Certificate } from 'node:crypto';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { PeerError, PeerRequestError, TrustError } from '../../src/errors.js';
+import { PeerError, PeerRequestError, TrustError, UnreachableError } from '../../src/errors.js';
 import { ControlClient, dialPeer } from '../../src/peer/channel.js';
 import { proxyToPeer, spliceToLocal } from '../../src/peer/transfer.js';
 import { handlers, usePeers } from '../support/peers.js';
@@ -34,6 +34,18 @@ describe('the peer channel (mutual TLS, pinned certificates)', () => {
     await impostor.trust.add('src', source.identity.cert, '127.0.0.1:1');
     const peer = await source.trust.add('dst', target.identity.cert, `127.0.0.1:${port}`);
     await expect(dialPeer(peer, source.identity, { type: 'hello', kind: 'control' })).rejects.toBeInstanceOf(TrustError);
+  });
+
+  it('names the peer and its address when nothing answers there, keeping the socket\'s code', async () => {
+    const [source, target] = [await daemon(), await daemon()];
+    // A port that was just free: nothing listens on it.
+    const free = createServer();
+    const port = await new Promise<number>((resolve) => free.listen(0, '127.0.0.1', () => resolve((free.address() as { port: number }).port)));
+    await new Promise((resolve) => free.close(resolve));
+    const peer = await source.trust.add('dst2', target.identity.cert, `127.0.0.1:${port}`);
+    const dialled = dialPeer(peer, source.identity, { type: 'hello', kind: 'control' });
+    await expect(dialled).rejects.toBeInstanceOf(UnreachableError);
+    await expect(dialled).rejects.toMatchObject({ code: 'ECONNREFUSED', message: expect.stringMatching(new RegExp(`^peer dst2 \\(127\\.0\\.0\\.1:${port}\\) cannot be reached: connect ECONNREFUSED`)) as unknown });
   });
 
   it('treats an expired certificate as untrusted, and refuses to pin one', async () => {

@@ -102,3 +102,11 @@ export async function listening(netns: string, port: number): Promise<void> {
   }
   throw new Error(`nothing listens on port ${port} in ${netns} after 10 s`);
 }
+
+/** Waits until `check` holds, or fails naming `what`. */
+export async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  for (const end = Date.now() + timeoutMs; !(await check()); ) {
+    if (Date.now() > end) throw new Error(`${what}: not after ${timeoutMs / 1000} s`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+}
