@@ -18,7 +18,7 @@
 import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TickTrace } from '../src/migration/control-loop.js';
+import type { TickTrace } from '../src/migration/tick-trace.js';
 import type { MigrationRecord } from '../src/migration/engine.js';
 import { CowbufError } from '../src/errors.js';
 import { run } from '../src/exec/run.js';

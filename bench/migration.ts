@@ -15,7 +15,7 @@
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { TickTrace } from '../src/migration/control-loop.js';
+import type { TickTrace } from '../src/migration/tick-trace.js';
 import type { MigrationRecord } from '../src/migration/engine.js';
 import { blackoutText } from '../src/migration/source.js';
 import { run } from '../src/exec/run.js';

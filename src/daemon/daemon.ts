@@ -14,7 +14,7 @@ import { ConfigError, loadConfig, volumeConfig, type Config } from '../config/co
 import { engineConfigOf } from '../config/engine-config.js';
 import { CowbufError } from '../errors.js';
 import { run } from '../exec/run.js';
-import type { TickTrace } from '../migration/control-loop.js';
+import type { TickTrace } from '../migration/tick-trace.js';
 import { Engine } from '../migration/engine.js';
 import { FINAL } from '../migration/record.js';
 import { ensureIdentity, type Identity } from '../peer/identity.js';

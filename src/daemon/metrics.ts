@@ -1,6 +1,6 @@
 /** Prometheus text exposition of the buffer, the migrations, the links and the control loop. */
 import { usedBytes, type Partition } from '../buffer/partition.js';
-import type { TickTrace } from '../migration/control-loop.js';
+import type { TickTrace } from '../migration/tick-trace.js';
 import type { MigrationRecord } from '../migration/engine.js';
 import { FINAL } from '../migration/record.js';
 

@@ -25,6 +25,7 @@ import type { QmpClient } from '../qmp/client.js';
 import type { IoLimits, QmpCommands } from '../qmp/commands.js';
 import { capWrites } from '../buffer/throttle/limits.js';
 import { EarlyWarning } from './early-warning.js';
+import { linkTrace, type TickTrace, type TickTrigger, type TraceEntry } from './tick-trace.js';
 
 export interface LoopMigration {
   readonly id: string;
@@ -52,45 +53,6 @@ export interface LoopMigration {
   lastApplied: readonly number[] | undefined;
   /** This migration's policy; the loop's default when absent. */
   readonly policy?: ThrottlePolicy;
-}
-
-export interface TraceEntry {
-  readonly id: string;
-  readonly bin: number;
-  readonly cow: number;
-  readonly shards: ReadonlyArray<{ readonly bin: string; readonly bytes: number; readonly priority: number }>;
-  readonly frozen: boolean;
-  readonly meanPriority: number;
-  readonly linkShare: number;
-  readonly remainingBytes: number;
-  readonly uniqueFraction: number;
-  readonly throttle: number;
-  /** `bps_wr` in force on each drive after this tick, when throttled. */
-  readonly drives?: readonly number[];
-  readonly applied: boolean;
-  /** How long applying it took (QMP round trips), when it was applied this tick. */
-  readonly actuationMs?: number;
-  /** This tick's monitor round trip for a read-only query on the same VM: actuation's floor. */
-  readonly monitorMs?: number;
-  /** Write threshold armed on each overlay file after this tick (undefined: disarmed, or not yet armed). */
-  readonly thresholds?: ReadonlyArray<number | undefined>;
-  /** Why this migration was not sampled or actuated this tick (its last sample stood in). */
-  readonly error?: string;
-}
-
-export type TickTrigger = 'period' | 'write-threshold';
-
-export interface TickTrace {
-  readonly t: number;
-  /** `period` for the timer's ticks, `write-threshold` for one run early because an overlay crossed its threshold. */
-  readonly trigger: TickTrigger;
-  readonly durationMs: number;
-  /** How much longer than the period the interval since the previous tick was. */
-  readonly lagMs: number;
-  readonly capacity: number;
-  /** Per peer: the acknowledged-bytes rate U, and the rate of its interface's tx counter beside it when one is watched. */
-  readonly links: ReadonlyArray<{ readonly peer: string; readonly rate: number; readonly phase: string; readonly bytesAcked: number; readonly interfaceRate?: number; readonly stalledSeconds?: number }>;
-  readonly migrations: readonly TraceEntry[];
 }
 
 export interface ControlLoopOptions {
@@ -349,15 +311,7 @@ export class ControlLoop {
       durationMs: performance.now() - began,
       lagMs,
       capacity: this.state.capacity,
-      links: links.map((reading) => ({
-        peer: reading.peer,
-        rate: reading.estimate.rate,
-        phase: reading.estimate.phase,
-        bytesAcked: reading.bytesAcked,
-        ...(reading.interfaceEstimate ? { interfaceRate: reading.interfaceEstimate.rate } : {}),
-        // Bytes waiting and none acknowledged since then: how long the link has been cut.
-        ...(reading.estimate.stalledSince !== undefined ? { stalledSeconds: t - reading.estimate.stalledSince } : {}),
-      })),
+      links: links.map((reading) => linkTrace(reading, t)),
       migrations: entries,
     };
   }

@@ -8,10 +8,9 @@
 import { EventEmitter } from 'node:events';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { randomUUID } from 'node:crypto';
 import { resize } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
-import { BufferFullError, CancelledError, CowbufError, InDoubtError, LinkLostError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { CancelledError, LinkLostError, ValidationError } from '../errors.js';
 import { systemInventory } from '../host/inventory-systeminformation.js';
 import type { HostInventory } from '../host/inventory.js';
 import { CowTracker } from '../monitor/cow-tracker.js';
@@ -19,7 +18,7 @@ import { LinkTracker } from '../monitor/link-tracker.js';
 import { listenPeer, type PeerListener } from '../peer/channel.js';
 import { Enrollment } from '../peer/enrollment.js';
 import type { Identity } from '../peer/identity.js';
-import type { TrustStore, TrustedPeer } from '../peer/trust.js';
+import type { TrustStore } from '../peer/trust.js';
 import { openShipping } from '../storage/registry.js';
 import type { DiskShipping } from '../storage/shipping.js';
 import type { BufferVolume } from '../storage/volume.js';
@@ -31,18 +30,19 @@ import { checkAdoptable } from '../vm/adoptable.js';
 import { computeHeadroom, type Headroom } from '../evacuation/headroom.js';
 import type { EvacuationRecord } from '../evacuation/progress.js';
 import { Admission } from './admission.js';
-import { ControlLoop, type TickTrace } from './control-loop.js';
+import { ControlLoop } from './control-loop.js';
 import type { ConvergenceConfig } from './convergence.js';
 import { Evacuations } from './evacuations.js';
-import { completeHandoff, type Side } from './handoff.js';
-import { abortUntilHeard } from './abandon.js';
+import type { Side } from './handoff.js';
+import { Ledger, type MigrationLog, type MigrationRecord } from './ledger.js';
 import { linkLosses } from './link-watch.js';
-import { FINAL as TERMINAL, HANDOFF, headOf, type MigrationHead, type Phase } from './record.js';
-import { blackoutText, runSource, type Blackout, type Progress } from './source.js';
+import { runOutgoing, type RunParts } from './outgoing.js';
+import { FINAL as TERMINAL, HANDOFF } from './record.js';
 import { Persistence } from './persistence.js';
 import { localFacts } from './preflight.js';
-import { afterQmpLoss, restart, type RestartHost } from './restart.js';
+import { restart, restartHostOf } from './restart.js';
 import { TargetSide } from './target.js';
+import type { TickTrace } from './tick-trace.js';
 
 export interface EngineConfig {
   readonly stateDir: string;
@@ -68,21 +68,14 @@ export interface EngineConfig {
   readonly incomingDataset?: string;
 }
 
-export interface MigrationRecord extends MigrationHead {
-  progress: Progress;
-  /** The switchover as the hosts saw it, once the guest runs on the target. */
-  blackout?: Blackout;
-  /** From the last control tick: own bin, overlay bytes, shards, γ, link share. */
-  buffer?: { bin: number; cow: number; shards: number; frozen: boolean; throttle: number; linkShare: number };
-  readonly decisions: string[];
-}
+export type { MigrationRecord } from './ledger.js';
 
 export interface EngineEvents {
   migration: [MigrationRecord];
   /** An evacuation batch changed: a VM started or ended, or a migration of it progressed. */
   evacuation: [EvacuationRecord];
   tick: [TickTrace];
-  log: [{ level: 'info' | 'warn' | 'error'; migration?: string; message: string }];
+  log: [MigrationLog];
   /** A paused VM started here for an incoming migration. */
   incoming: [ManagedVm, string];
   arrived: [ManagedVm];
@@ -104,20 +97,17 @@ export interface EngineDeps {
 }
 
 
-const EMPTY_PROGRESS: Progress = { baseSent: 0, baseTotal: 0, mirrorRemaining: 0, mirrorCopied: 0, ramRemaining: 0, ramTotal: 0, ramTransferred: 0, ramStreams: 0, downtimeLimitMs: 0, cpuThrottlePercent: 0, postcopyRequests: 0 };
-
 export class Engine extends EventEmitter<EngineEvents> {
   readonly vms = new Map<string, ManagedVm>();
   readonly provider: VmProvider;
   readonly loop: ControlLoop;
   readonly links: LinkTracker;
   readonly cow = new CowTracker();
-  private readonly records = new Map<string, MigrationRecord>();
-  private readonly aborts = new Map<string, AbortController>();
+  private readonly ledger: Ledger;
   /** Background work that outlives its migration (telling a target it was rolled back) stops with the engine. */
   private readonly closing = new AbortController();
-  /** An admin's word for each migration past its point of no return (`resolve`). */
-  private readonly resolvers = new Map<string, (side: Side) => void>();
+  /** What an outgoing migration's run, its background work and a restart use of the engine. */
+  private readonly parts: RunParts;
   private readonly admission: Admission;
   private readonly target: TargetSide;
   private listener: PeerListener | undefined;
@@ -136,6 +126,7 @@ export class Engine extends EventEmitter<EngineEvents> {
     this.shipping = deps.shipping ?? openShipping({ driver: deps.volume.driver, incomingDataset: config.incomingDataset });
     this.links = new LinkTracker({ interfaces: inventory });
     this.state = new Persistence(join(config.stateDir, 'journal'));
+    this.ledger = new Ledger({ state: this.state, changed: (record) => this.emit('migration', record), log: (entry) => this.emit('log', entry) });
     this.enrollment = new Enrollment({
       stateDir: config.stateDir,
       identity: deps.identity,
@@ -154,19 +145,19 @@ export class Engine extends EventEmitter<EngineEvents> {
       mirrorReadySeconds: config.mirrorReadySeconds,
       cow: this.cow,
       links: this.links,
-      onMustFail: (id, bytes) => this.fail(id, `the buffer cannot hold its overlay (${bytes} bytes over)`),
+      onMustFail: (id, bytes) => this.ledger.fail(id, `the buffer cannot hold its overlay (${bytes} bytes over)`),
       onTick: (trace) => this.onTick(trace),
       onError: (error) => this.emit('log', { level: 'error', message: `control loop: ${(error as Error).message}` }),
     });
     this.admission = new Admission({
       maxOutgoing: config.maxOutgoing,
       minBinBytes: config.minBinBytes,
-      running: () => this.aborts.size,
+      running: () => this.ledger.running,
       partition: () => this.loop.partition,
       verifyRoom: () => deps.volume.verifyRoom(),
       start: (id) => {
         this.loop.admit(id);
-        void this.run(this.get(id));
+        void runOutgoing(this.parts, this.get(id));
       },
       paused: (reason) => this.emit('log', { level: 'warn', message: `admission paused: ${reason}` }),
     });
@@ -190,6 +181,29 @@ export class Engine extends EventEmitter<EngineEvents> {
       headroom: (signal) => this.headroom(signal),
     });
     this.evacuations = new Evacuations({ engine: this, identity: deps.identity, trust: deps.trust, config });
+    this.parts = {
+      ledger: this.ledger,
+      identity: deps.identity,
+      shipping: this.shipping,
+      bufferPath: deps.volume.mountpoint,
+      provider: this.provider,
+      peer: (name) => deps.trust.get(name),
+      forget: (vm) => {
+        if (vm && this.vms.get(vm.spec.name) === vm) this.vms.delete(vm.spec.name);
+      },
+      log: (entry) => this.emit('log', entry),
+      closing: this.closing.signal,
+      vms: this.vms,
+      runDir: config.runDir,
+      loop: this.loop,
+      links: this.links,
+      convergence: config.convergence,
+      mirrorReadySeconds: config.mirrorReadySeconds,
+      state: this.state,
+      target: this.target,
+      requeue: (id) => this.admission.push(id),
+      admitNext: () => void this.admission.admit(),
+    };
   }
 
   get peerPort(): number | undefined {
@@ -216,9 +230,9 @@ export class Engine extends EventEmitter<EngineEvents> {
   async close(): Promise<void> {
     this.closing.abort(new CancelledError('daemon shutting down'));
     this.evacuations.stop();
-    for (const id of this.admission.drain()) this.settle(id, 'cancelled', 'daemon shutting down');
-    const running = [...this.aborts.keys()].map((id) => this.waitFor(id));
-    for (const controller of this.aborts.values()) controller.abort(new CancelledError('daemon shutting down'));
+    for (const id of this.admission.drain()) this.ledger.settle(id, 'cancelled', 'daemon shutting down');
+    const running = this.ledger.runningIds().map((id) => this.waitFor(id));
+    this.ledger.abortAll(new CancelledError('daemon shutting down'));
     await Promise.allSettled(running);
     await this.evacuations.settled();
     await this.loop.stop();
@@ -278,7 +292,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       host: this.deps.identity.fingerprint,
       partition: this.loop.partition,
       minBinBytes: config.minBinBytes,
-      outgoing: { used: this.aborts.size, limit: config.maxOutgoing },
+      outgoing: { used: this.ledger.running, limit: config.maxOutgoing },
       maxIncoming: config.maxIncoming,
       incoming: this.target.arriving(),
       availableMemory,
@@ -293,13 +307,12 @@ export class Engine extends EventEmitter<EngineEvents> {
   }
 
   list(): readonly MigrationRecord[] {
-    return [...this.records.values()];
+    return this.ledger.list();
   }
 
+  /** @throws UnknownMigrationError */
   get(id: string): MigrationRecord {
-    const record = this.records.get(id);
-    if (!record) throw new UnknownMigrationError(id);
-    return record;
+    return this.ledger.get(id);
   }
 
   /** @throws ValidationError (unknown VM or peer, VM already migrating, unknown policy) */
@@ -308,21 +321,9 @@ export class Engine extends EventEmitter<EngineEvents> {
     if (!this.deps.trust.get(peerName)) throw new ValidationError('target', peerName, `a trusted peer (${this.deps.trust.list().map((p) => p.name).join(', ') || 'none'})`);
     const policy = throttlePolicy(options.policy ?? this.deps.config.policy);
     if (this.list().some((record) => record.vm === vmName && !TERMINAL.has(record.phase))) throw new ValidationError('vm', vmName, 'a VM that is not already migrating');
-    const now = new Date().toISOString();
-    const record: MigrationRecord = {
-      id: `${vmName}-${randomUUID().slice(0, 8)}`,
-      vm: vmName,
-      peer: peerName,
-      policy: policy.name,
-      phase: 'queued',
-      createdAt: now,
-      updatedAt: now,
-      progress: { ...EMPTY_PROGRESS },
-      decisions: [],
-    };
-    this.records.set(record.id, record);
+    const record = this.ledger.create(vmName, peerName, policy.name);
     this.admission.push(record.id);
-    this.changed(record);
+    this.ledger.changed(record);
     void this.admission.admit();
     return record;
   }
@@ -332,9 +333,9 @@ export class Engine extends EventEmitter<EngineEvents> {
     const record = this.get(id);
     if (HANDOFF.has(record.phase)) throw new ValidationError('migration', id, `a migration before its point of no return (it is ${record.phase}: its guest is the target's unless the target says otherwise; \`resolve\` it if the target is lost)`);
     if (this.admission.remove(id)) {
-      this.settle(id, 'cancelled', 'cancelled while queued');
+      this.ledger.settle(id, 'cancelled', 'cancelled while queued');
     } else {
-      this.aborts.get(id)?.abort(new CancelledError('cancelled by request'));
+      this.ledger.abort(id, new CancelledError('cancelled by request'));
     }
     return record;
   }
@@ -345,17 +346,7 @@ export class Engine extends EventEmitter<EngineEvents> {
    * target that answers that the guest runs there wins. @throws UnknownMigrationError, ValidationError
    */
   resolve(id: string, side: Side): MigrationRecord {
-    const record = this.get(id);
-    const resolver = this.resolvers.get(id);
-    if (!HANDOFF.has(record.phase) || !resolver) throw new ValidationError('migration', id, `a migration in doubt (it is ${record.phase})`);
-    record.decisions.push(`an admin resolved it: resume on the ${side}`);
-    this.emit('log', { level: 'warn', migration: id, message: `resolved by an admin: resume on the ${side}` });
-    resolver(side);
-    return record;
-  }
-
-  private decision(id: string): Promise<Side> {
-    return new Promise((resolve) => this.resolvers.set(id, resolve));
+    return this.ledger.resolve(id, side);
   }
 
   /** Resolves once the migration reached a final phase. */
@@ -372,203 +363,17 @@ export class Engine extends EventEmitter<EngineEvents> {
     });
   }
 
-  private async run(record: MigrationRecord): Promise<void> {
-    const controller = new AbortController();
-    this.aborts.set(record.id, controller);
-    const vm = this.vms.get(record.vm);
-    const peer = this.deps.trust.get(record.peer);
-    try {
-      // On disk before any side effect: a restart must know this migration was in flight.
-      await this.journal(record);
-      if (!vm || !peer) throw new CowbufError(`VM ${record.vm} or peer ${record.peer} went away`);
-      await runSource({
-        id: record.id,
-        vm,
-        peer,
-        identity: this.deps.identity,
-        bufferPath: this.deps.volume.mountpoint,
-        runDir: this.deps.config.runDir,
-        shipping: this.shipping,
-        loop: this.loop,
-        links: this.links,
-        convergence: this.deps.config.convergence,
-        mirrorReadySeconds: this.deps.config.mirrorReadySeconds,
-        policy: throttlePolicy(record.policy),
-        signal: controller.signal,
-        onPhase: (phase) => {
-          // Final phases are recorded by settle(), together with their error.
-          if (TERMINAL.has(phase)) return;
-          record.phase = phase;
-          this.changed(record);
-        },
-        onProgress: (progress) => {
-          record.progress = { ...record.progress, ...progress };
-          this.changed(record);
-        },
-        onDecision: (message) => {
-          record.decisions.push(message);
-          this.emit('log', { level: 'info', migration: record.id, message });
-          this.changed(record);
-        },
-        onBlackout: (blackout) => {
-          record.blackout = blackout;
-        },
-        onLimits: (limits) => {
-          if (limits.size > 0) record.ioLimits = Object.fromEntries(limits);
-        },
-        onAbortUnheard: () => this.tellAborted(record.id, peer),
-        decided: this.decision(record.id),
-        departed: (left) => this.provider.departed(left, record.id),
-      });
-      this.forget(vm);
-      this.settle(record.id, 'completed', undefined, record.blackout && `blackout ${blackoutText(record.blackout)}`);
-    } catch (error) {
-      if (error instanceof InDoubtError) {
-        // Stopped (a shutdown) before the target answered: the journal keeps it in doubt and
-        // the next start asks again.
-        record.phase = 'in-doubt';
-        this.changed(record);
-        return;
-      }
-      const lost = vm && vm.qmp.state === 'idle' && vm.running() ? await afterQmpLoss(this.restartHost(), headOf(record), vm) : undefined;
-      if (lost) this.settle(record.id, lost.phase, lost.error && `${(error as Error).message}; ${lost.error}`);
-      else this.settle(record.id, controller.signal.reason instanceof CancelledError ? 'cancelled' : 'failed', (error as Error).message);
-    } finally {
-      this.aborts.delete(record.id);
-      this.resolvers.delete(record.id);
-      this.loop.remove(record.id);
-      void this.admission.admit();
-    }
-  }
-
-  private fail(id: string, reason: string): void {
-    const record = this.records.get(id);
-    if (!record) return;
-    record.decisions.push(reason);
-    this.emit('log', { level: 'error', migration: id, message: reason });
-    this.aborts.get(id)?.abort(new BufferFullError(reason));
-  }
-
-  private settle(id: string, phase: Phase, error?: string, detail?: string): void {
-    const record = this.get(id);
-    record.phase = phase;
-    if (error) record.error = error;
-    this.changed(record);
-    const said = error ?? detail;
-    this.emit('log', { level: phase === 'completed' ? 'info' : 'warn', migration: id, message: `migration ${phase}${said ? `: ${said}` : ''}` });
-  }
-
-  /**
-   * A restart found this migration past its point of no return: ask the target again, in the
-   * background (the daemon must come up meanwhile), until it answers or an admin resolves it.
-   */
-  private continueHandoff(id: string, vm: ManagedVm | undefined, spec: VmSpec): void {
-    const record = this.get(id);
-    const controller = new AbortController();
-    this.aborts.set(id, controller);
-    record.phase = 'in-doubt';
-    this.changed(record);
-    void completeHandoff(
-      {
-        migration: id,
-        peer: this.deps.trust.get(record.peer),
-        identity: this.deps.identity,
-        shipping: this.shipping,
-        signal: controller.signal,
-        decided: this.decision(id),
-        onDoubt: (reason) => this.emit('log', { level: 'warn', migration: id, message: `in doubt after the restart: ${reason}` }),
-        onStall: (reason) => this.emit('log', { level: 'warn', migration: id, message: reason }),
-        departed: (left) => this.provider.departed(left, id),
-      },
-      vm,
-      this.deps.volume.mountpoint,
-      spec.disks.map((disk) => disk.id),
-    )
-      .then(async (handoff) => {
-        if (handoff.side === 'target') {
-          this.forget(vm);
-          this.settle(id, 'completed', undefined, 'finished on the target after the restart');
-        } else {
-          this.settle(id, 'failed', `${handoff.reason}: the guest was resumed here`);
-        }
-      })
-      .catch((error: unknown) => {
-        if (!(error instanceof InDoubtError)) this.settle(id, 'failed', `after the restart: ${(error as Error).message}`);
-      })
-      .finally(() => {
-        this.aborts.delete(id);
-        this.resolvers.delete(id);
-      });
-  }
-
-  /** The target did not hear the rollback: it is told again, in the background, until it does. */
-  private tellAborted(id: string, peer: TrustedPeer): void {
-    const log = (level: 'info' | 'warn', message: string) => this.emit('log', { level, migration: id, message });
-    log('warn', `${peer.name} did not answer the rollback's abort: asking again until it does`);
-    abortUntilHeard(peer, this.deps.identity, id, this.closing.signal).then(
-      (tries) => log('info', `${peer.name} heard the rollback's abort after ${tries} more ${tries === 1 ? 'ask' : 'asks'}`),
-      (error: unknown) => {
-        if (!this.closing.signal.aborted) log('warn', `${peer.name} refused the rollback's abort: ${(error as Error).message}`);
-      },
-    );
-  }
-
-  private changed(record: MigrationRecord): void {
-    record.updatedAt = new Date().toISOString();
-    this.journal(record).catch((error: Error) => this.emit('log', { level: 'error', migration: record.id, message: `journal: ${error.message}` }));
-    this.emit('migration', record);
-  }
-
-  /** A VM that left for another host: the provider retired it, the engine lets go of it. */
-  private forget(vm: ManagedVm | undefined): void {
-    if (vm && this.vms.get(vm.spec.name) === vm) this.vms.delete(vm.spec.name);
-  }
-
-  private journal(record: MigrationRecord): Promise<void> {
-    return this.state.outgoing(headOf(record));
-  }
-
   /** A restart: resolve what the previous run left (restart.ts), then admit what is queued. */
   private async recover(): Promise<void> {
-    await restart(this.restartHost());
+    await restart(restartHostOf(this.parts));
     void this.admission.admit();
   }
 
-  private restartHost(): RestartHost {
-    const log = (message: string, migration?: string) => this.emit('log', { level: 'warn', ...(migration ? { migration } : {}), message });
-    return {
-      state: this.state,
-      provider: this.provider,
-      target: this.target,
-      shipping: this.shipping,
-      bufferPath: this.deps.volume.mountpoint,
-      context: (migration, peer) => ({ bufferPath: this.deps.volume.mountpoint, shipping: this.shipping, identity: this.deps.identity, peer: this.deps.trust.get(peer), log: (message) => log(message, migration) }),
-      adopt: (vm) => this.vms.set(vm.spec.name, vm),
-      reattached: (vm) => {
-        this.vms.set(vm.spec.name, vm);
-        void this.provider.attached?.(vm);
-      },
-      vm: (name) => this.vms.get(name),
-      restore: (entry) => this.records.set(entry.id, { ...entry, progress: { ...EMPTY_PROGRESS }, decisions: [] }),
-      requeue: (id) => this.admission.push(id),
-      settle: (id, phase, error) => this.settle(id, phase, error),
-      handOff: (id, vm, spec) => this.continueHandoff(id, vm, spec),
-      log,
-    };
-  }
-
   private onTick(trace: TickTrace): void {
-    for (const entry of trace.migrations) {
-      const record = this.records.get(entry.id);
-      if (!record || TERMINAL.has(record.phase)) continue;
-      record.buffer = { bin: entry.bin, cow: entry.cow, shards: entry.shards.length, frozen: entry.frozen, throttle: entry.throttle, linkShare: entry.linkShare };
-    }
-    for (const loss of linkLosses(trace, this.records.values(), this.deps.config.linkLostSeconds, (id) => this.aborts.has(id))) {
+    this.ledger.observe(trace);
+    for (const loss of linkLosses(trace, this.ledger.list(), this.deps.config.linkLostSeconds, (id) => this.ledger.isRunning(id))) {
       const error = new LinkLostError(loss.peer, loss.seconds);
-      for (const id of loss.rollBack) {
-        this.records.get(id)?.decisions.push(`${error.message}: rolling back`);
-        this.aborts.get(id)?.abort(error);
-      }
+      for (const id of loss.rollBack) this.ledger.abort(id, error, `${error.message}: rolling back`);
       // Broken, the streams fail QEMU's NBD and RAM clients at once instead of when TCP gives up.
       this.links.sever(loss.peer);
     }

@@ -7,7 +7,7 @@
  * back. One past it (finishing, in doubt, post-copy) is left to its own recovery, and while one
  * is, the link's streams are not broken under it.
  */
-import type { TickTrace } from './control-loop.js';
+import type { TickTrace } from './tick-trace.js';
 import { HANDOFF, type MigrationHead } from './record.js';
 
 export interface LinkLoss {

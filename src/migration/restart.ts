@@ -10,6 +10,7 @@ import type { DiskShipping } from '../storage/shipping.js';
 import { attachVm } from '../vm/launcher.js';
 import type { ManagedVm, VmProvider } from '../vm/provider.js';
 import type { VmSpec } from '../vm/spec.js';
+import { continueHandoff, type OutgoingParts } from './background.js';
 import type { Persistence } from './persistence.js';
 import { reconcileLeftovers, recoverOutgoing, type RecoveryContext, type Recovered } from './recovery.js';
 import { FINAL, HANDOFF, type Phase } from './record.js';
@@ -38,6 +39,40 @@ export interface RestartHost {
   log(message: string, migration?: string): void;
 }
 
+/** The engine's parts a restart works with, beyond those of its outgoing migrations. */
+export interface RestartParts extends OutgoingParts {
+  readonly state: Persistence;
+  readonly provider: Pick<VmProvider, 'vms' | 'attached' | 'departed'>;
+  readonly target: TargetSide;
+  readonly vms: Map<string, ManagedVm>;
+  /** A journaled migration that was still queued waits for admission again. */
+  requeue(id: string): void;
+}
+
+/** The engine as a restart sees it: its VMs and records, re-taken from the journal and QEMU. */
+export function restartHostOf(parts: RestartParts): RestartHost {
+  const log = (message: string, migration?: string) => parts.log({ level: 'warn', ...(migration ? { migration } : {}), message });
+  const { ledger, vms } = parts;
+  return {
+    state: parts.state,
+    provider: parts.provider,
+    target: parts.target,
+    shipping: parts.shipping,
+    bufferPath: parts.bufferPath,
+    context: (migration, peer) => ({ bufferPath: parts.bufferPath, shipping: parts.shipping, identity: parts.identity, peer: parts.peer(peer), log: (message) => log(message, migration) }),
+    adopt: (vm) => vms.set(vm.spec.name, vm),
+    reattached: (vm) => {
+      vms.set(vm.spec.name, vm);
+      void parts.provider.attached?.(vm);
+    },
+    vm: (name) => vms.get(name),
+    restore: (entry) => ledger.restore(entry),
+    requeue: (id) => parts.requeue(id),
+    settle: (id, phase, error) => ledger.settle(id, phase, error),
+    handOff: (id, vm, spec) => continueHandoff(parts, id, vm, spec),
+    log,
+  };
+}
 
 export async function restart(host: RestartHost): Promise<void> {
   await host.state.open();

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { admit, observe, type Bin, type Partition } from '../../src/buffer/partition.js';
 import { viewMigrations } from '../../src/buffer/view.js';
 import { run } from '../../src/exec/run.js';
-import type { TickTrace } from '../../src/migration/control-loop.js';
+import type { TickTrace } from '../../src/migration/tick-trace.js';
 import { startDaemonPair } from '../../src/testbed/daemons.js';
 import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
 import { report } from '../support/report.js';
