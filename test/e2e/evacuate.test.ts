@@ -3,6 +3,7 @@ import type { EvacuationRecord } from '../../src/evacuation/progress.js';
 import { startDaemonPair, type DaemonHost, type DaemonPair } from '../../src/testbed/daemons.js';
 import { guestVmBody, waitForSerial } from '../../src/testbed/guest.js';
 import { qemuProcesses, type VmView } from '../support/faults.js';
+import { report } from '../support/report.js';
 import { qemuImg, until, useScope } from '../support/testbed.js';
 
 const MiB = 1024 ** 2;
@@ -51,14 +52,22 @@ describe('evacuating a host onto two others', { timeout: 600_000 }, () => {
       }
       const mostAtOnce = new Map<string, number>();
       let cut: Promise<void> | undefined;
+      let cutAt = 0;
+      const endedAt = new Map<string, number>();
+      const startedAt = Date.now();
       const batch = await evacuate(pair, (record) => {
+        for (const vm of record.vms) if (vm.outcome !== 'running' && vm.outcome !== 'waiting' && !endedAt.has(vm.vm)) endedAt.set(vm.vm, Date.now());
         for (const target of record.targets) {
           const running = record.vms.filter((vm) => vm.target === target && vm.outcome === 'running').length;
           mostAtOnce.set(target, Math.max(mostAtOnce.get(target) ?? 0, running));
         }
         // Mid-flight: the first guest bound for dst2 has its base there and is mirroring.
-        if (!cut && record.vms.some((vm) => vm.target === 'dst2' && (vm.phase === 'mirror' || vm.phase === 'ram'))) cut = link?.cut();
+        if (!cut && record.vms.some((vm) => vm.target === 'dst2' && (vm.phase === 'mirror' || vm.phase === 'ram'))) {
+          cutAt = Date.now();
+          cut = link?.cut();
+        }
       });
+      const batchSeconds = Math.round((Date.now() - startedAt) / 1000);
       await cut;
       expect(cut, 'no guest bound for dst2 reached the mirror').toBeDefined();
       expect(batch.status, JSON.stringify(batch)).toBe('done');
@@ -70,6 +79,12 @@ describe('evacuating a host onto two others', { timeout: 600_000 }, () => {
       expect(toCut.map((vm) => vm.outcome)).toEqual(toCut.map(() => 'failed'));
       for (const vm of toCut) expect(vm.error).toMatch(/dst2/);
       expect(batch.total).toMatchObject({ moved: toDst.length, failed: toCut.length, left: 0 });
+      const seconds = (at: number | undefined) => Math.round(((at ?? NaN) - cutAt) / 100) / 10;
+      await report('evacuate', {
+        batchSeconds,
+        cutAfterSeconds: Math.round((cutAt - startedAt) / 1000),
+        vms: batch.vms.map((vm) => ({ vm: vm.vm, target: vm.target, outcome: vm.outcome, endedSecondsAfterCut: seconds(endedAt.get(vm.vm)), error: vm.error })),
+      });
       // Every guest runs in exactly one place, with every write: dst's where they landed, the
       // cut target's back at the source, while its link is still down.
       expect((await pair.source.api.call<VmView[]>('GET', '/1.0/vms')).map((vm) => vm.name).sort()).toEqual(toCut.map((vm) => vm.vm).sort());
