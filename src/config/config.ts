@@ -56,7 +56,10 @@ export interface MigrationConfig {
   /** bytes: a migration is admitted only while the buffer has this much room left. */
   readonly minBin: number;
   readonly mirrorReadySeconds: number;
-  /** A migration rolls back once its link has acknowledged nothing this long with bytes waiting (a cut link). */
+  /**
+   * A migration rolls back once its link has acknowledged nothing this long with bytes waiting (a
+   * cut link); a target gives an incoming one up after hearing nothing for this plus 40 s (source-silence.ts).
+   */
   readonly linkLostSeconds: number;
   /** ZFS dataset under which arriving VMs' disks are received when the source ships them by `zfs send`. */
   readonly incomingDataset?: string;

@@ -42,6 +42,7 @@ import { blackoutText, runSource, type Blackout, type Progress } from './source.
 import { Persistence } from './persistence.js';
 import { localFacts } from './preflight.js';
 import { afterQmpLoss, restart, type RestartHost } from './restart.js';
+import { sourceGivesUpSeconds } from './source-silence.js';
 import { TargetSide } from './target.js';
 
 export interface EngineConfig {
@@ -175,7 +176,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       maxIncoming: config.maxIncoming,
       shipping: this.shipping,
       provider: this.provider,
-      log: (message) => this.emit('log', { level: 'warn', message }),
+      log: (message, migration) => this.emit('log', { level: 'warn', ...(migration ? { migration } : {}), message }),
+      sourceGivesUpSeconds: sourceGivesUpSeconds(config.linkLostSeconds),
       inventory,
       facts: localFacts({ binary: QEMU_BINARY, ...(deps.launch?.accel ? { accel: deps.launch.accel } : {}), inventory, hasVm: (name) => this.vms.has(name) }),
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),
