@@ -58,7 +58,8 @@ export interface MigrationConfig {
   readonly mirrorReadySeconds: number;
   /**
    * A migration rolls back once its link has acknowledged nothing this long with bytes waiting (a
-   * cut link); a target gives an incoming one up after hearing nothing for this plus 40 s (source-silence.ts).
+   * cut link). A target gives an incoming one up after hearing nothing for longer than its
+   * source can take to give up (source-silence.ts).
    */
   readonly linkLostSeconds: number;
   /** ZFS dataset under which arriving VMs' disks are received when the source ships them by `zfs send`. */

@@ -7,13 +7,14 @@
  *
  * Why the source must give up first, and why that keeps one owner: the source is the guest's
  * owner until its point of no return, and it decides alone. A source that hears nothing back
- * rolls back after `linkLostSeconds`, then asks the target `abort` for at most
- * ROLLBACK_ABORT_TIMEOUT_MS before its guest runs on at home (and asks again in the background,
- * abandon.ts). A target that waits longer than both only ever carries out, late, a rollback its
- * source has already decided (or a source long dead would have): it never withdraws a copy from
- * a live source that might still complete into it, and the source's later `abort` finds nothing
- * and is answered as done. The other way round, a target giving up first would race a source
- * still counting on its copy, with a link that was only slow.
+ * rolls back after `linkLostSeconds` of a stalled stream, or once a peer request of it got no
+ * answer (REQUEST_TIMEOUT_MS; a dial through an outage gives up sooner), then asks the target
+ * `abort` for at most ROLLBACK_ABORT_TIMEOUT_MS before its guest runs on at home (and asks again
+ * in the background, abandon.ts). A target that waits longer than all that only ever carries
+ * out, late, a rollback its source has already decided (or a source long dead would have): it
+ * never withdraws a copy from a live source that might still complete into it, and the
+ * source's later `abort` finds nothing and is answered as done. The other way round, a target
+ * giving up first would race a source still counting on its copy, over a link that was only slow.
  * Whatever the timing, only a copy that cannot run is discarded. One whose QEMU holds the whole
  * guest (`completed`) or runs post-copy may be the guest's only copy, since its source may be
  * past its point of no return, waiting in doubt to be told: it is kept, paused, until the source
@@ -22,6 +23,7 @@
  * every phase: its `finish` is answered `not-run`, and it resumes its own copy.
  */
 
+import { REQUEST_TIMEOUT_MS } from '../peer/channel.js';
 import type { QmpCommands } from '../qmp/commands.js';
 
 /**
@@ -31,14 +33,14 @@ import type { QmpCommands } from '../qmp/commands.js';
 export const ROLLBACK_ABORT_TIMEOUT_MS = 30_000;
 
 /**
- * On top of the source's two bounds: its link watch notices a stall on its next control tick,
- * and its rollback undoes local steps (cancels, the overlay's commit) before it asks `abort`.
+ * On top of the source's bounds: its link watch notices a stall on its next control tick, and
+ * its rollback undoes local steps (cancels, the overlay's commit) before it asks `abort`.
  */
 const SOURCE_SLACK_SECONDS = 10;
 
 /** How long a target waits, hearing nothing, before it gives an incoming migration up. */
 export function sourceGivesUpSeconds(linkLostSeconds: number): number {
-  return linkLostSeconds + ROLLBACK_ABORT_TIMEOUT_MS / 1000 + SOURCE_SLACK_SECONDS;
+  return Math.max(linkLostSeconds, REQUEST_TIMEOUT_MS / 1000) + ROLLBACK_ABORT_TIMEOUT_MS / 1000 + SOURCE_SLACK_SECONDS;
 }
 
 /** How often the target looks for silent sources. */
@@ -58,10 +60,13 @@ export function mayDiscardUnheard(status: string | undefined): boolean {
   return CANNOT_RUN.has(status);
 }
 
-/** A stream from the source. Bytes waiting on us count as heard: a slow disk here is not a silent source. */
+/**
+ * A stream from the source: heard while its bytes read grow. Bytes already buffered here do not
+ * count, since a cut link can leave them there for good (a splice waiting on a QEMU that waits
+ * on its replies into the cut link).
+ */
 export interface HeardStream {
   readonly bytesRead: number;
-  readonly readableLength: number;
   readonly destroyed: boolean;
 }
 
@@ -119,7 +124,7 @@ export class SilenceWatch {
     const hearing = this.hearings.get(`${peer}/${id}`) ?? this.hearing(peer, id);
     const now = this.now();
     for (const [socket, bytes] of hearing.streams) {
-      if (socket.bytesRead !== bytes || socket.readableLength > 0) {
+      if (socket.bytesRead !== bytes) {
         hearing.at = now;
         hearing.streams.set(socket, socket.bytesRead);
       }

@@ -64,7 +64,7 @@ export interface TargetOptions {
   readonly hasArrived: (migration: string) => boolean;
   /** What went wrong that the migration survives, and what this side decided alone. */
   readonly log?: (message: string, migration?: string) => void;
-  /** An incoming migration whose source was silent this long is aborted here (source-silence.ts); never, absent. */
+  /** An incoming migration whose source was silent this long is aborted here (source-silence.ts); absent, none is. */
   readonly sourceGivesUpSeconds?: number;
   /** Durable record of what is in flight, so a restarted daemon can clean it up. */
   readonly journal: { save(entry: IncomingEntry): Promise<void>; drop(id: string): Promise<void> };
@@ -152,6 +152,7 @@ export class TargetSide {
   }
 
   async handle(peer: TrustedPeer, request: PeerRequest): Promise<Json | undefined> {
+    // A request under way (a preflight, a launch) is its source waiting on us, not silent.
     return request.method === 'headroom' ? this.answer(peer, request) : this.silence.during(peer.name, request.migration, () => this.answer(peer, request));
   }
 
