@@ -164,10 +164,13 @@ export interface SilencePort<T extends Unheard> {
   log(message: string, migration?: string): void;
 }
 
-/** Its QEMU's migration status, undefined when no QEMU runs for it. */
+/**
+ * Its QEMU's migration status, undefined when no QEMU runs for it. An incoming QEMU reports
+ * none (no `status`) until its source's RAM stream connects.
+ */
 async function statusOf({ vm }: Unheard): Promise<string | undefined> {
   if (!vm?.running()) return undefined;
-  return (await vm.commands.queryMigrate({ signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) })).status ?? 'unknown';
+  return (await vm.commands.queryMigrate({ signal: AbortSignal.timeout(STATUS_TIMEOUT_MS) })).status ?? 'none';
 }
 
 /** One look: aborts each incoming migration silent for more than `boundSeconds` whose copy cannot run. */
@@ -188,10 +191,10 @@ export async function abortUnheard<T extends Unheard>(watch: SilenceWatch, bound
     if (port.incoming.get(id) !== candidate || candidate.finishing || seconds <= boundSeconds) continue;
     const heard = `nothing heard from ${peer} for ${Math.round(seconds)} s, past the ${boundSeconds} s its source takes to give up`;
     if (!mayDiscardUnheard(status)) {
-      if (watch.firstKept(peer, id)) port.log(`${id}: ${heard}; kept: its QEMU is ${status ?? 'unknown'}, it may hold the guest's only copy, so it waits paused for its source's \`finish\` or \`abort\``, id);
+      if (watch.firstKept(peer, id)) port.log(`${id}: ${heard}; kept: its incoming QEMU is ${status ?? 'unknown'}, it may hold the guest's only copy, so it waits paused for its source's \`finish\` or \`abort\``, id);
       continue;
     }
-    port.log(`${id}: ${heard}; aborted here as its \`abort\` would (its QEMU ${status ? `was ${status}` : 'was not running'})`, id);
+    port.log(`${id}: ${heard}; aborted here as its \`abort\` would (its incoming QEMU: ${status ?? 'not running'})`, id);
     await port.discard(candidate);
   }
 }

@@ -103,7 +103,8 @@ function fakes(time: ReturnType<typeof clock>, incoming: readonly Fake[], onStat
             queryMigrate: async () => {
               onStatus(fake.id);
               if (fake.status instanceof Error) throw fake.status;
-              return { status: fake.status as string };
+              // An incoming QEMU whose RAM stream never connected reports no status at all.
+              return fake.status === 'absent' ? {} : { status: fake.status as string };
             },
           },
         };
@@ -126,6 +127,7 @@ describe('abortUnheard', () => {
       { id: 'unstarted', peer: 'src' },
       { id: 'receiving', peer: 'src', status: 'active' },
       { id: 'dead', peer: 'src', status: 'dead' },
+      { id: 'unconnected', peer: 'src', status: 'absent' },
       { id: 'whole', peer: 'src', status: 'completed' },
       { id: 'postcopy', peer: 'src', status: 'postcopy-paused' },
       { id: 'finishing', peer: 'src', status: 'active', finishing: Promise.resolve() },
@@ -140,11 +142,11 @@ describe('abortUnheard', () => {
     await look();
     time.at(61);
     await look();
-    expect(discarded).toEqual(['unstarted', 'receiving', 'dead']);
-    expect(logged.map(({ migration }) => migration)).toEqual(['unstarted', 'receiving', 'dead', 'whole', 'postcopy']);
-    expect(logged[1]?.message).toBe('receiving: nothing heard from src for 60 s, past the 48 s its source takes to give up; aborted here as its `abort` would (its QEMU was active)');
-    expect(logged[0]?.message).toMatch(/its QEMU was not running\)$/);
-    expect(logged[3]?.message).toBe("whole: nothing heard from src for 60 s, past the 48 s its source takes to give up; kept: its QEMU is completed, it may hold the guest's only copy, so it waits paused for its source's `finish` or `abort`");
+    expect(discarded).toEqual(['unstarted', 'receiving', 'dead', 'unconnected']);
+    expect(logged.map(({ migration }) => migration)).toEqual(['unstarted', 'receiving', 'dead', 'unconnected', 'whole', 'postcopy']);
+    expect(logged[1]?.message).toBe('receiving: nothing heard from src for 60 s, past the 48 s its source takes to give up; aborted here as its `abort` would (its incoming QEMU: active)');
+    expect(logged[0]?.message).toMatch(/its incoming QEMU: not running\)$/);
+    expect(logged[4]?.message).toBe("whole: nothing heard from src for 60 s, past the 48 s its source takes to give up; kept: its incoming QEMU is completed, it may hold the guest's only copy, so it waits paused for its source's `finish` or `abort`");
   });
 
   it('aborts nothing its source spoke of, or that went, while its QEMU answered, nor one whose QEMU cannot say', async () => {
@@ -185,7 +187,7 @@ describe('a target whose source fell silent', () => {
     await vi.advanceTimersByTimeAsync(2000);
     for (let i = 0; i < 100 && (await access(dir).then(() => true, () => false)); i += 1) await sleep(20);
     await expect(access(dir)).rejects.toThrow(/ENOENT/);
-    expect(logged).toEqual(['m1: nothing heard from src for 41 s, past the 40 s its source takes to give up; aborted here as its `abort` would (its QEMU was not running)']);
+    expect(logged).toEqual(['m1: nothing heard from src for 41 s, past the 40 s its source takes to give up; aborted here as its `abort` would (its incoming QEMU: not running)']);
     expect(side.arriving()).toEqual([]);
     await expect(side.handle(peer, { id: 3, method: 'abort', migration: 'm1' })).resolves.toBeUndefined();
     await expect(side.handle(peer, { id: 4, method: 'finish', migration: 'm1' })).resolves.toMatchObject({ outcome: 'not-run' });
