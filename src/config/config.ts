@@ -56,7 +56,11 @@ export interface MigrationConfig {
   /** bytes: a migration is admitted only while the buffer has this much room left. */
   readonly minBin: number;
   readonly mirrorReadySeconds: number;
-  /** A migration rolls back once its link has acknowledged nothing this long with bytes waiting (a cut link). */
+  /**
+   * A migration rolls back once its link has acknowledged nothing this long with bytes waiting (a
+   * cut link). A target gives an incoming one up after hearing nothing for longer than its
+   * source can take to give up (source-silence.ts).
+   */
   readonly linkLostSeconds: number;
   /** ZFS dataset under which arriving VMs' disks are received when the source ships them by `zfs send`. */
   readonly incomingDataset?: string;

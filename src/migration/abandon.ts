@@ -10,12 +10,13 @@ import { PeerRequestError } from '../errors.js';
 import { ControlClient } from '../peer/channel.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustedPeer } from '../peer/trust.js';
+import { ROLLBACK_ABORT_TIMEOUT_MS } from './source-silence.js';
 
 /** @returns how many asks it took. @throws the target's refusal, or the signal's reason */
 export async function abortUntilHeard(peer: TrustedPeer, identity: Identity, migration: string, signal: AbortSignal, retryMs = 5000): Promise<number> {
   for (let tries = 1; ; tries += 1) {
     try {
-      await ControlClient.once(peer, identity, { method: 'abort', migration }, { timeoutMs: 30_000, signal });
+      await ControlClient.once(peer, identity, { method: 'abort', migration }, { timeoutMs: ROLLBACK_ABORT_TIMEOUT_MS, signal });
       return tries;
     } catch (error) {
       if (signal.aborted) throw signal.reason;

@@ -41,6 +41,7 @@ import { FINAL as TERMINAL, HANDOFF } from './record.js';
 import { Persistence } from './persistence.js';
 import { localFacts } from './preflight.js';
 import { restart, restartHostOf } from './restart.js';
+import { sourceGivesUpSeconds } from './source-silence.js';
 import { TargetSide } from './target.js';
 import type { TickTrace } from './tick-trace.js';
 
@@ -166,7 +167,8 @@ export class Engine extends EventEmitter<EngineEvents> {
       maxIncoming: config.maxIncoming,
       shipping: this.shipping,
       provider: this.provider,
-      log: (message) => this.emit('log', { level: 'warn', message }),
+      log: (message, migration) => this.emit('log', { level: 'warn', ...(migration ? { migration } : {}), message }),
+      sourceGivesUpSeconds: sourceGivesUpSeconds(config.linkLostSeconds),
       inventory,
       facts: localFacts({ binary: QEMU_BINARY, ...(deps.launch?.accel ? { accel: deps.launch.accel } : {}), inventory, hasVm: (name) => this.vms.has(name) }),
       onStarted: (vm, migration) => this.emit('incoming', vm, migration),

@@ -4,6 +4,7 @@
  * migrations cut short, re-queue or resolve outgoing ones), and a lost QMP connection to one
  * migrating VM (reconnect to its monitor, resolve that migration).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { CowbufError } from '../errors.js';
 import { processAlive } from '../exec/run.js';
 import type { DiskShipping } from '../storage/shipping.js';
@@ -14,7 +15,7 @@ import { continueHandoff, type OutgoingParts } from './background.js';
 import type { Persistence } from './persistence.js';
 import { reconcileLeftovers, recoverOutgoing, type RecoveryContext, type Recovered } from './recovery.js';
 import { FINAL, HANDOFF, type Phase } from './record.js';
-import { discardIncoming, type TargetSide } from './target.js';
+import { removeShipped, type TargetSide } from './target.js';
 import type { IncomingEntry, OutgoingEntry } from './journal.js';
 
 export interface RestartHost {
@@ -136,6 +137,16 @@ export async function restart(host: RestartHost): Promise<void> {
       host.log(`${vm.spec.name} carried cowbuf's nodes from an earlier migration: committed back and removed`);
     }
   }
+}
+
+/** Cleans up what an incoming migration left when the daemon died before it arrived or was aborted. */
+async function discardIncoming(entry: IncomingEntry, shipping: Pick<DiskShipping, 'discard'>): Promise<void> {
+  if (entry.pid !== undefined && processAlive(entry.pid)) {
+    // A paused VM waiting for its RAM: nothing in it is anyone's only copy.
+    process.kill(entry.pid, 'SIGKILL');
+    for (let i = 0; i < 100 && processAlive(entry.pid); i += 1) await sleep(50);
+  }
+  await removeShipped(entry, shipping);
 }
 
 async function reattachIncoming(entry: IncomingEntry): Promise<ManagedVm | undefined> {

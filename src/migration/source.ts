@@ -32,6 +32,7 @@ import { shipBases } from './base.js';
 import { wireVm } from './wire-spec.js';
 import { decide, migrationSetup, startConvergence, type ConvergenceConfig } from './convergence.js';
 import { completeHandoff, type Side } from './handoff.js';
+import { ROLLBACK_ABORT_TIMEOUT_MS } from './source-silence.js';
 import type { Phase } from './record.js';
 import { cancelMigration, cancelMirrors, commitBack, ensureRunning, eventTime, finishMirrors, mirrorFilterNode, mirrorJob, nbdNode, overlayFileNode, overlayName, overlayNode, RAM_FAILED, RAM_HANDED_OVER, RAM_SETTLED, supportedParameters } from './qemu-steps.js';
 
@@ -173,7 +174,7 @@ export async function runSource(ctx: SourceContext): Promise<void> {
       // Before the first `prepare`: one given up on by a cancel may still be carried out there.
       revert.add(async () => {
         try {
-          await client.request({ method: 'abort', migration: ctx.id }, { timeoutMs: 30_000 });
+          await client.request({ method: 'abort', migration: ctx.id }, { timeoutMs: ROLLBACK_ABORT_TIMEOUT_MS });
         } catch (error) {
           if (!(error instanceof PeerRequestError && error.refused)) ctx.onAbortUnheard();
           throw error;

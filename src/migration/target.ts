@@ -10,7 +10,6 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { TLSSocket } from 'node:tls';
 import { PeerError } from '../errors.js';
-import { processAlive } from '../exec/run.js';
 import type { Headroom } from '../evacuation/headroom.js';
 import type { HostInventory } from '../host/inventory.js';
 import type { Hello, PeerRequest, WireVm } from '../peer/protocol.js';
@@ -26,6 +25,7 @@ import type { IncomingEntry } from './journal.js';
 import { MEMORY_MARGIN, preflight, preflightTimeoutMs, type TargetFacts } from './preflight.js';
 import { listenForRecovery } from './postcopy.js';
 import { eventTime, RAM_FAILED, RAM_HANDED_OVER, RAM_SETTLED } from './qemu-steps.js';
+import { SilenceWatch, watchUnheard } from './source-silence.js';
 import { incomingSpec } from './wire-spec.js';
 
 interface Incoming {
@@ -62,26 +62,18 @@ export interface TargetOptions {
   readonly onArrived: (vm: ManagedVm, migration: string) => Promise<void>;
   /** Whether this migration arrived here already (a repeated `finish` is then answered again). */
   readonly hasArrived: (migration: string) => boolean;
-  /** What went wrong that the migration survives. */
-  readonly log?: (message: string) => void;
+  /** What went wrong that the migration survives, and what this side decided alone. */
+  readonly log?: (message: string, migration?: string) => void;
+  /** An incoming migration whose source was silent this long is aborted here (source-silence.ts); absent, none is. */
+  readonly sourceGivesUpSeconds?: number;
   /** Durable record of what is in flight, so a restarted daemon can clean it up. */
   readonly journal: { save(entry: IncomingEntry): Promise<void>; drop(id: string): Promise<void> };
   /** This host's headroom, asked by a source planning an evacuation (the engine's). */
   readonly headroom: (signal: AbortSignal) => Promise<Headroom>;
 }
 
-/** Cleans up what an incoming migration left when the daemon died before it arrived or was aborted. */
-export async function discardIncoming(entry: IncomingEntry, shipping: Pick<DiskShipping, 'discard'>): Promise<void> {
-  if (entry.pid !== undefined && processAlive(entry.pid)) {
-    // A paused VM waiting for its RAM: nothing in it is anyone's only copy.
-    process.kill(entry.pid, 'SIGKILL');
-    for (let i = 0; i < 100 && processAlive(entry.pid); i += 1) await sleep(50);
-  }
-  await removeShipped(entry, shipping);
-}
-
 /** What was shipped for an incoming migration: its directory, and its dataset if it came by ZFS. */
-async function removeShipped(incoming: { readonly dir: string; readonly dataset?: string | undefined }, shipping: Pick<DiskShipping, 'discard'>): Promise<void> {
+export async function removeShipped(incoming: { readonly dir: string; readonly dataset?: string | undefined }, shipping: Pick<DiskShipping, 'discard'>): Promise<void> {
   if (incoming.dataset) await shipping.discard(incoming.dataset);
   await rm(incoming.dir, { recursive: true, force: true });
 }
@@ -101,8 +93,13 @@ export class TargetSide {
   private readonly answers = new Map<string, Json>();
   /** Arrivals whose RAM is still following (post-copy), until their QEMU completes: their stream may need recovering. */
   private readonly postcopy = new Map<string, { readonly peer: string; readonly vm: ManagedVm; readonly ramSocket: string }>();
+  private readonly silence = new SilenceWatch();
+  private readonly stopSilence: () => void = () => undefined;
 
-  constructor(private readonly options: TargetOptions) {}
+  constructor(private readonly options: TargetOptions) {
+    if (options.sourceGivesUpSeconds === undefined) return;
+    this.stopSilence = watchUnheard(this.silence, options.sourceGivesUpSeconds, { incoming: this.incoming, discard: (incoming) => this.discard(incoming), log: (message, migration) => options.log?.(message, migration) });
+  }
 
   private journal(incoming: Incoming): Promise<void> {
     const vm = incoming.vm;
@@ -155,6 +152,11 @@ export class TargetSide {
   }
 
   async handle(peer: TrustedPeer, request: PeerRequest): Promise<Json | undefined> {
+    // A request under way (a preflight, a launch) is its source waiting on us, not silent.
+    return request.method === 'headroom' ? this.answer(peer, request) : this.silence.during(peer.name, request.migration, () => this.answer(peer, request));
+  }
+
+  private async answer(peer: TrustedPeer, request: PeerRequest): Promise<Json | undefined> {
     switch (request.method) {
       case 'prepare': {
         if (this.incoming.has(request.migration)) throw new PeerError(`migration ${request.migration} is already incoming`);
@@ -208,6 +210,7 @@ export class TargetSide {
   }
 
   base(peer: TrustedPeer, hello: Extract<Hello, { kind: 'base' }>, socket: TLSSocket): void {
+    this.silence.stream(peer.name, hello.migration, socket);
     let incoming: Incoming;
     try {
       incoming = this.lookup(peer, hello.migration);
@@ -221,6 +224,7 @@ export class TargetSide {
   }
 
   dataset(peer: TrustedPeer, hello: Extract<Hello, { kind: 'dataset' }>, socket: TLSSocket): void {
+    this.silence.stream(peer.name, hello.migration, socket);
     let incoming: Incoming;
     let dataset: string;
     try {
@@ -245,6 +249,7 @@ export class TargetSide {
   }
 
   stream(peer: TrustedPeer, hello: Extract<Hello, { kind: 'stream' }>, socket: TLSSocket): void {
+    this.silence.stream(peer.name, hello.migration, socket);
     try {
       const arrival = this.postcopy.get(hello.migration);
       if (arrival && arrival.peer === peer.name && hello.stream === 'ram') {
@@ -398,6 +403,7 @@ export class TargetSide {
 
   /** Daemon shutdown: every incoming migration is aborted. */
   async abortAll(): Promise<void> {
+    this.stopSilence();
     for (const incoming of [...this.incoming.values()]) await this.discard(incoming);
   }
 }

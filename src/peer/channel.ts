@@ -159,6 +159,9 @@ function serveControl(peer: TrustedPeer, socket: TLSSocket, handlers: PeerHandle
   });
 }
 
+/** How long a peer request waits for its answer unless it says otherwise. */
+export const REQUEST_TIMEOUT_MS = 120_000;
+
 export interface DialOptions {
   readonly timeoutMs?: number;
   readonly signal?: AbortSignal;
@@ -304,7 +307,7 @@ export class ControlClient {
   /** @throws PeerRequestError (refused, timed out or disconnected), or the signal's reason */
   async request(request: WithoutId<PeerRequest>, options: RequestOptions = {}): Promise<Json | undefined> {
     const id = this.nextId++;
-    const timeoutMs = options.timeoutMs ?? 120_000;
+    const timeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
     const send = () => {
       if (this.socket.destroyed) throw new PeerRequestError(this.peer.name, 'connection closed');
       this.socket.write(encodeLine({ ...request, id } as unknown as JsonObject));

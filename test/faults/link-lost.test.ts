@@ -1,5 +1,9 @@
+import { access, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { run } from '../../src/exec/run.js';
+import { sourceGivesUpSeconds } from '../../src/migration/source-silence.js';
 import type { DaemonPair } from '../../src/testbed/daemons.js';
 import { readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { busyGuestPair, expectGuestKeptAtSource, migrateWithFault, outcome, qemuProcesses, type VmView } from '../support/faults.js';
@@ -56,5 +60,31 @@ describe('the link cut for good', { timeout: 300_000 }, () => {
     await until('the target drops what it had incoming', async () => (await pair.target.api.call<unknown[]>('GET', '/1.0/vms')).length === 0 && (await qemuProcesses(pair.target.stateDir)) === 0, 90_000);
     await expectGuestKeptAtSource(pair, 'g1');
     await report(`link-lost-${phase}`, { secondsFromCutToFailed: Number(seconds.toFixed(1)), decisions: record.decisions.slice(-3) });
+  });
+});
+
+// The source host gone for good, as far as the target can tell: nobody is left to say `abort`.
+describe('the link cut for good and never back', { timeout: 420_000 }, () => {
+  it('in ram: the target gives the migration up on its own, after its source did, and the guest writes on at the source', async () => {
+    let cutAt = 0;
+    const id = await migrateWithFault(pair, 'g1', 'ram', async () => {
+      await pair.hosts.cut();
+      cutAt = Date.now();
+    });
+    const record = await outcome(pair, id);
+    const failedAfter = (Date.now() - cutAt) / 1000;
+    expect(record.phase).toBe('failed');
+    const incoming = join(pair.target.stateDir, 'vms', id);
+    const gone = () => access(incoming).then(() => false, () => true);
+    // The source gave up first: the target still held its copy then.
+    expect(await gone()).toBe(false);
+    const bound = sourceGivesUpSeconds(LINK_LOST_SECONDS);
+    await until('the target drops what it had incoming, the link still cut', async () => (await qemuProcesses(pair.target.stateDir)) === 0 && (await gone()), (bound + 30) * 1000);
+    const cleanAfter = (Date.now() - cutAt) / 1000;
+    expect(await readFile(pair.target.logFile, 'utf8')).toMatch(new RegExp(`${id}: nothing heard from src for \\d+ s, past the ${bound} s its source takes to give up; aborted here`));
+    // The target's bases land as files in `incoming` here; none may have come as a dataset either.
+    expect((await run('zfs', ['list', '-H', '-o', 'name', '-r', pair.pool.name])).stdout).not.toContain(id);
+    await expectGuestKeptAtSource(pair, 'g1');
+    await report('link-lost-never-back-ram', { secondsFromCutToFailed: Number(failedAfter.toFixed(1)), secondsFromCutToTargetClean: Number(cleanAfter.toFixed(1)), targetBoundSeconds: bound });
   });
 });

@@ -3,21 +3,17 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PeerError } from '../../src/errors.js';
-import type { Headroom } from '../../src/evacuation/headroom.js';
 import type { HostInventory } from '../../src/host/inventory.js';
 import type { IncomingEntry } from '../../src/migration/journal.js';
 import { preflightTimeoutMs, type TargetFacts } from '../../src/migration/preflight.js';
-import { TargetSide } from '../../src/migration/target.js';
+import type { TargetSide } from '../../src/migration/target.js';
 import type { WireVm } from '../../src/peer/protocol.js';
-import type { TrustedPeer } from '../../src/peer/trust.js';
-import { RawShipping } from '../../src/storage/raw/shipping-raw.js';
-import type { Accel } from '../../src/vm/spec.js';
+import { facts, HEADROOM, host, peer, targetSide } from '../support/target-side.js';
 import { useTempDir } from '../support/temp-dir.js';
 
 const tempDir = useTempDir('preflight');
 const GiB = 1024 ** 3;
 const MiB = 1024 ** 2;
-const peer: TrustedPeer = { name: 'src', fingerprint: 'F', cert: '', address: '127.0.0.1:1', notAfter: '2100-01-01T00:00:00Z' };
 const ISO = Buffer.alloc(8192, 7);
 const ISO_SHA256 = createHash('sha256').update(ISO).digest('hex');
 
@@ -30,54 +26,11 @@ beforeAll(async () => {
   await writeFile(file('install.iso'), ISO);
 });
 
-/** A host with this much to give; `asked` records where its disk space was looked up. */
-function host(has: { memory: number; disk: number; bridges?: readonly string[] }): HostInventory & { asked: string[] } {
-  const asked: string[] = [];
-  return {
-    asked,
-    availableMemory: () => Promise.resolve(has.memory),
-    availableDisk: (path) => (asked.push(path), Promise.resolve(has.disk)),
-    cpuVirtualization: () => Promise.reject(new Error('the accelerator is a fact of its own here')),
-    interfaceCounters: () => Promise.reject(new Error('no interfaces in this test')),
-    isBridge: (name) => Promise.resolve((has.bridges ?? []).includes(name)),
-    interfaceOf: () => Promise.resolve(undefined),
-  };
-}
-
 const roomy = () => host({ memory: 8 * GiB, disk: 100 * GiB, bridges: ['br0'] });
 
-/** This host's QEMU and VMs; `asked` counts the questions put to its QEMU and accelerator. */
-function facts(has: { accel?: Accel; machines?: readonly string[]; cpus?: readonly string[]; vms?: readonly string[]; qemuFails?: boolean } = {}): TargetFacts & { asked: string[] } {
-  const asked: string[] = [];
-  return {
-    asked,
-    accel: () => (asked.push('accel'), Promise.resolve(has.accel ?? 'tcg')),
-    qemu: () => {
-      asked.push('qemu');
-      if (has.qemuFails) return Promise.reject(new Error('`qemu-system-x86_64 -machine help` could not run (ENOENT)'));
-      return Promise.resolve({ machines: new Set(has.machines ?? ['pc-q35-7.2', 'pc-i440fx-7.2']), cpuModels: new Set(has.cpus ?? ['qemu64', 'Skylake-Server-v4']) });
-    },
-    hasVm: (name) => (has.vms ?? []).includes(name),
-  };
-}
-
 function target(inventory: HostInventory, saved: IncomingEntry[], known: TargetFacts = facts(), maxIncoming = 1): TargetSide {
-  return new TargetSide({
-    stateDir: tempDir(),
-    maxIncoming,
-    shipping: new RawShipping(),
-    provider: { launchIncoming: () => Promise.reject(new Error('no VM is started in this test')) },
-    inventory,
-    facts: known,
-    onStarted: () => undefined,
-    onArrived: () => Promise.resolve(),
-    hasArrived: () => false,
-    journal: { save: (entry) => (saved.push(entry), Promise.resolve()), drop: () => Promise.resolve() },
-    headroom: () => Promise.resolve(HEADROOM),
-  });
+  return targetSide(tempDir(), inventory, saved, known, maxIncoming);
 }
-
-const HEADROOM: Headroom = { host: 'FP', buffer: { size: GiB, used: 0, committed: 0, free: GiB }, outgoing: { used: 0, limit: 4 }, incoming: { used: 1, limit: 4 }, memoryFree: 8 * GiB, diskFree: 100 * GiB, links: [] };
 
 const vm = (over: Partial<WireVm> = {}): WireVm => ({ name: 'g1', memoryMiB: 1024, vcpus: 1, disks: [{ id: 'root', nodeName: 'root', format: 'raw', virtualSize: 2 * GiB }, { id: 'data', nodeName: 'data', format: 'qcow2', virtualSize: GiB }], ...over });
 const prepare = (side: TargetSide, migration: string, wire: WireVm) => side.handle(peer, { id: 1, method: 'prepare', migration, vm: wire });
