@@ -1,6 +1,5 @@
 import { access, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
 import { sourceGivesUpSeconds } from '../../src/migration/source-silence.js';
@@ -8,7 +7,7 @@ import type { DaemonPair } from '../../src/testbed/daemons.js';
 import { readSerial, waitForSerial } from '../../src/testbed/guest.js';
 import { busyGuestPair, expectGuestKeptAtSource, migrateWithFault, outcome, qemuProcesses, type VmView } from '../support/faults.js';
 import { report } from '../support/report.js';
-import { Scope } from '../support/testbed.js';
+import { Scope, until } from '../support/testbed.js';
 
 let scope: Scope;
 let pair: DaemonPair;
@@ -24,14 +23,6 @@ afterEach(async () => {
   await pair?.close();
   await scope?.cleanup();
 }, 120_000);
-
-/** Waits until `check` holds, or fails naming `what`. */
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  for (const end = Date.now() + timeoutMs; !(await check()); ) {
-    if (Date.now() > end) throw new Error(`${what}: not after ${timeoutMs / 1000} s`);
-    await sleep(500);
-  }
-}
 
 // TCP retransmits into a cut link for many minutes without an error; before the link watch, a
 // migration to a target cut off for good waited that long with its guest throttled to ε.
