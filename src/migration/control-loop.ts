@@ -79,6 +79,8 @@ interface Sampled {
   readonly uniqueFraction: number;
   /** Guest write rate of each drive, in the order of its overlays. */
   readonly writeRates: readonly number[];
+  /** Guest bytes written to all its drives; undefined when QEMU did not say for one. */
+  readonly written: number | undefined;
   /** Each overlay file's end (written extent, or allocation where QEMU did not say). */
   readonly extents: readonly number[];
   readonly monitorMs: number | undefined;
@@ -296,6 +298,7 @@ export class ControlLoop {
         linkShare: demand?.linkShare ?? 0,
         remainingBytes: demand?.remainingBytes ?? 0,
         uniqueFraction: demand?.uniqueFraction ?? 1,
+        ...(sample?.written !== undefined ? { written: sample.written } : {}),
         throttle: throttle.rate,
         ...(drives ? { drives } : {}),
         ...(thresholds ? { thresholds } : {}),
@@ -336,7 +339,7 @@ export class ControlLoop {
       const own = migration.overlays.map((overlay) => readings.get(overlay.id));
       if (failed.has(migration.id) || !own.every((reading) => reading !== undefined)) continue;
       // A migration's overlays are one VM's, measured by one set of queries: one round trip.
-      this.sampled.set(migration.id, { cow: own.reduce((sum, r) => sum + r.allocated, 0), uniqueFraction: uniqueFraction(own), writeRates: own.map((r) => r.estimate.writeRate), extents: own.map((r) => r.extent ?? r.allocated), monitorMs: own[0]?.monitorMs, t });
+      this.sampled.set(migration.id, { cow: own.reduce((sum, r) => sum + r.allocated, 0), uniqueFraction: uniqueFraction(own), writeRates: own.map((r) => r.estimate.writeRate), written: sumKnown(own.map((r) => r.written)), extents: own.map((r) => r.extent ?? r.allocated), monitorMs: own[0]?.monitorMs, t });
     }
     return failed;
   }
@@ -388,4 +391,9 @@ function uniqueFraction(readings: readonly CowReading[]): number {
   // Nothing written lately: the most pessimistic drive speaks for the VM.
   if (written <= 0) return readings.length > 0 ? Math.max(...readings.map((r) => r.estimate.uniqueFraction)) : 1;
   return readings.reduce((sum, r) => sum + r.estimate.uniqueFraction * r.estimate.writeRate, 0) / written;
+}
+
+/** The sum, or undefined when any is unknown. */
+function sumKnown(values: ReadonlyArray<number | undefined>): number | undefined {
+  return values.every((v) => v !== undefined) ? values.reduce<number>((sum, v) => sum + v, 0) : undefined;
 }

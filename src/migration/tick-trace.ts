@@ -15,6 +15,8 @@ export interface TraceEntry {
   readonly linkShare: number;
   readonly remainingBytes: number;
   readonly uniqueFraction: number;
+  /** Bytes the guest has written to its drives (QEMU's wr_bytes, summed), as last sampled. */
+  readonly written?: number;
   readonly throttle: number;
   /** `bps_wr` in force on each drive after this tick, when throttled. */
   readonly drives?: readonly number[];

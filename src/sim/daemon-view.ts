@@ -1,7 +1,8 @@
 /**
  * The simulated daemon: what its control loop knows of a run and what it does with it, so a
  * policy is judged on what it would get for real, not on the simulator's true state:
- * - samples are `samplingLagSeconds` old (a zfs buffer reports allocation only once it syncs)
+ * - samples are `samplingLagSeconds` old (0 by default: QEMU's written extent is current; a
+ *   buffer sized by st_blocks alone, on zfs, sees allocation only once it syncs)
  *   and pass through the daemon's own estimators: the link model for U, the cow model for the
  *   unique fraction (1 until the guest has written enough to tell), the RAM model for the time
  *   RAM pre-copy still needs;

@@ -78,6 +78,8 @@ export interface TraceMigration {
   readonly linkShare: number;
   readonly remainingBytes: number;
   readonly uniqueFraction: number;
+  /** Bytes the guest has written since its migration began. */
+  readonly written: number;
 }
 
 export interface TraceLine {
@@ -91,6 +93,7 @@ interface ActiveRun {
   readonly spec: ScenarioMigration;
   readonly phase: string;
   readonly cow: number;
+  readonly written: number;
 }
 
 /** The daemon's last decision as a trace line: bin, overlay and inputs are what that γ was computed from. */
@@ -122,6 +125,7 @@ export function traceLine(
       linkShare: demand?.linkShare ?? 0,
       remainingBytes: demand?.remainingBytes ?? 0,
       uniqueFraction: demand?.uniqueFraction ?? run.spec.uniqueFraction,
+      written: Math.round(run.written),
     };
   });
   const capacity = policy.buffer === 'shared' ? bufferSize : active.reduce((sum, run) => sum + (run.spec.sizeState ?? 0), 0);

@@ -50,7 +50,7 @@ const WRITE_PATTERNS: readonly WritePattern[] = ['random', 'sequential'];
 export interface ScenarioControl {
   /** Seconds between two control-loop ticks (the daemon's migration.controlPeriodMs). */
   readonly periodSeconds: number;
-  /** Age of the samples the loop sees (the buffer's write-back lag: ZFS syncs allocation late). */
+  /** Age of the samples the loop sees: 0 where QEMU reports the written extent, a zfs sync's for st_blocks alone. */
   readonly samplingLagSeconds: number;
   /** Relative change of γ below which the throttle is not re-applied. */
   readonly hysteresis: number;
@@ -75,8 +75,12 @@ export interface Scenario {
 
 export const DEFAULT_TICK_SECONDS = 0.5;
 export const DEFAULT_MAX_SECONDS = 86_400;
-/** The daemon's defaults (config/cowbuf.example.yaml); the sampling lag is a zfs buffer's. */
-const DEFAULT_CONTROL = { periodSeconds: 0.5, samplingLagSeconds: 2, hysteresis: 0.05, assumedLinkRate: 12_500_000, mirrorReadySeconds: 60, targetStartSeconds: 0 };
+/**
+ * The daemon's defaults (config/cowbuf.example.yaml). No sampling lag: the daemon sizes an
+ * overlay by the larger of st_blocks and the written extent QEMU reports, and the extent is not
+ * held back by a filesystem's sync (a zfs buffer's st_blocks lags by seconds).
+ */
+const DEFAULT_CONTROL = { periodSeconds: 0.5, samplingLagSeconds: 0, hysteresis: 0.05, assumedLinkRate: 12_500_000, mirrorReadySeconds: 60, targetStartSeconds: 0 };
 
 /** @throws ValidationError naming the first bad field, e.g. `migrations[1].writeRate` */
 export function parseScenario(input: unknown): Scenario {

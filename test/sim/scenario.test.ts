@@ -30,7 +30,7 @@ describe('scenario files', () => {
   });
 
   it('defaults what the daemon does when a scenario says nothing, and reads it when it does', () => {
-    expect(loadScenario('slow-link-flap').control).toMatchObject({ periodSeconds: 0.5, samplingLagSeconds: 2, hysteresis: 0.05, mirrorReadySeconds: 60 });
+    expect(loadScenario('slow-link-flap').control).toMatchObject({ periodSeconds: 0.5, samplingLagSeconds: 0, hysteresis: 0.05, mirrorReadySeconds: 60 });
     expect(loadScenario('slow-link-flap').control.convergence.autoConverge).toBe(true);
     const scenario = parseScenario(
       edited((raw) => {
