@@ -55,7 +55,7 @@ export function continueHandoff(parts: OutgoingParts, id: string, vm: ManagedVm 
     parts.bufferPath,
     spec.disks.map((disk) => disk.id),
   )
-    .then(async (handoff) => {
+    .then((handoff) => {
       if (handoff.side === 'target') {
         parts.forget(vm);
         ledger.settle(id, 'completed', undefined, 'finished on the target after the restart');

@@ -78,13 +78,18 @@ export async function expectGuestKeptAtSource(pair: DaemonPair, vm: string): Pro
   expect((await readdir(join(pair.source.stateDir, 'buffer'))).filter((file) => file.endsWith('.qcow2'))).toEqual([]);
 }
 
+/** `guest` (as its host lists it) runs there unthrottled, and two verifications of its ledger find every write and no I/O error. */
+export async function expectWritingOn(guest: VmView | undefined, name: string, where: string, timeoutMs = 60_000): Promise<void> {
+  expect(guest, `${name} on ${where}`).toMatchObject({ name, running: true, throttled: false });
+  const serial = await waitForSerial(guest?.serialLog ?? '', (r) => r.verifications.length >= 2, `two verifications on ${where}`, { timeoutMs });
+  expect(serial.verifications.every((v) => v.lost === 0)).toBe(true);
+  expect(serial.ioErrors).toEqual([]);
+}
+
 /** When the guest must be at the target: it runs there, unthrottled, with every write; nothing is left at the source. */
 export async function expectGuestMovedToTarget(pair: DaemonPair, vm: string): Promise<void> {
   const [arrived] = await pair.target.api.call<VmView[]>('GET', '/1.0/vms');
-  expect(arrived).toMatchObject({ name: vm, running: true, throttled: false });
-  const onTarget = await waitForSerial(arrived?.serialLog ?? '', (r) => r.verifications.length >= 2, 'two verifications on the target', { timeoutMs: 60_000 });
-  expect(onTarget.verifications.every((v) => v.lost === 0)).toBe(true);
-  expect(onTarget.ioErrors).toEqual([]);
+  await expectWritingOn(arrived, vm, 'the target');
   expect(await pair.source.api.call('GET', '/1.0/vms')).toEqual([]);
   expect(await qemuProcesses(`${pair.source.stateDir}/vms/${vm}/`)).toBe(0);
   const buffer = await pair.source.api.call<{ partition: { bins: unknown[] } }>('GET', '/1.0/buffer');
