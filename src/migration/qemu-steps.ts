@@ -124,6 +124,8 @@ export async function finishMirrors(qmp: QmpCommands, client: QmpClient, count: 
     for (const job of jobs) {
       const info = state.get(job);
       if (!info?.ready) throw new CowbufError(`mirror ${job} is not in sync at the switchover (${info ? `${info.status}${info.error ? `: ${info.error}` : ''}` : 'gone'})`);
+      // Someone else's pause is not overridden: the switchover rolls back instead of draining.
+      if (info.paused) throw new CowbufError(`mirror ${job} is paused at the switchover (${info.status}): what the guest wrote last cannot drain to the target`);
     }
     await Promise.all(jobs.map((job) => qmp.blockJobCancel(job).catch(async (error: unknown) => concludedMeanwhile(qmp, job, error))));
     const pending = new Set(jobs);

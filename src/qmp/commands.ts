@@ -18,6 +18,8 @@ export interface BlockJobInfo {
   readonly ready: boolean;
   readonly status: string;
   readonly speed: number;
+  /** Paused by a `job-pause` (a ready one then reads `standby`): it copies nothing until resumed. */
+  readonly paused: boolean;
   /** Why a concluded job failed. */
   readonly error?: string;
 }

@@ -2,6 +2,7 @@
  * The target stops taking the mirror's writes after the disks are in sync: its copy of the disk
  * is then missing writes the guest made, so the migration must not reach the switchover.
  */
+import { createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { run } from '../../src/exec/run.js';
 import type { MigrationRecord } from '../../src/migration/engine.js';
@@ -58,26 +59,39 @@ describe('the target failing the mirror’s writes', { timeout: 180_000 }, () =>
 
   it('in the final drain at the switchover (its NBD export gone as the drain starts): rolled back, the guest resumes at the source with every write', async () => {
     let removed: Promise<unknown> | undefined;
+    let gated: Promise<unknown> | undefined;
+    let resumed: Promise<unknown> | undefined;
+    // A speed limit cannot hold writes back for the drain (QEMU 7.2 ignores one on a ready
+    // mirror), so the mirror is paused through the RAM phase, holding what the guest writes.
+    // The export must then be gone before the drain touches it, and the drain starts within a
+    // monitor round trip of the stop: racing it lost in CI. A monitor runs its commands in order,
+    // so at the switchover the source's is handed, ahead of the engine's drain, a blockdev-add
+    // whose NBD handshake this test holds until the target has dropped the export, then the
+    // resume: the drain always meets a resumed mirror and a dead export.
+    const gate = createServer((socket) => void removed?.then(() => socket.destroy(), () => socket.destroy()));
+    const gatePath = scope().path('gate.sock');
+    await new Promise<void>((resolve) => gate.listen(gatePath, resolve));
     const migration = await busyGuestMigrating((phase, source, target) => {
-      // The export must be gone before the drain touches it, and the drain starts within a
-      // monitor round trip of the stop: racing it lost in CI. So the mirror is paused through
-      // the RAM phase (holding whatever the guest wrote meanwhile; a speed limit cannot hold it,
-      // QEMU 7.2 ignores one on a ready mirror), the export goes at the switchover, and only then
-      // does the mirror resume, under the drain the source has started (a cancel waits for a
-      // paused job).
       if (phase === 'ram') void source.qmp.execute('job-pause', { id: 'cowbuf-mirror0' });
-      if (phase === 'switchover') removed = target?.commands.blockExportDel('exp-vdisk0', 'hard').then(() => source.qmp.execute('job-resume', { id: 'cowbuf-mirror0' }));
+      if (phase !== 'switchover' || !target) return;
+      removed = target.commands.blockExportDel('exp-vdisk0', 'hard');
+      gated = source.qmp.execute('blockdev-add', { driver: 'nbd', 'node-name': 'gate', server: { type: 'unix', path: gatePath }, export: 'gate' }).then(
+        () => Promise.reject(new Error('the gate’s NBD handshake succeeded')),
+        (error: Error) => error.message,
+      );
+      resumed = source.qmp.execute('job-resume', { id: 'cowbuf-mirror0' });
     });
     try {
       const done = await migration.done;
-      await removed;
-      expect(removed).toBeDefined();
+      await Promise.all([removed, resumed]);
+      expect(await gated).toMatch(/^`blockdev-add` failed/);
       expect(done.phase).toBe('failed');
       // The resumed mirror fails either before the source's cancel reached it or while it drains.
       expect(done.error).toMatch(new RegExp(`^migration ${migration.id} failed in phase switchover: mirror cowbuf-mirror0 (ended out of sync|is not in sync at the switchover)`));
       await expectKeptAtSource(migration.pair, migration.vm, scope().path('target/vms'));
     } finally {
       await migration.pair.close();
+      gate.close();
     }
   });
 });

@@ -13,15 +13,15 @@ afterEach(async () => {
   }
 });
 
-const job = (status: string, extra: object = {}) => ({ device: 'cowbuf-mirror0', type: 'mirror', len: 4096, offset: 4096, ready: status === 'ready', status, speed: 0, ...extra });
+const job = (status: string, extra: object = {}) => ({ device: 'cowbuf-mirror0', type: 'mirror', len: 4096, offset: 4096, ready: status === 'ready' || status === 'standby', status, speed: 0, paused: status === 'standby', ...extra });
 const completed = (data: object) => JSON.stringify({ event: 'BLOCK_JOB_COMPLETED', data: { device: 'cowbuf-mirror0', len: 4096, offset: 4096, ...data }, timestamp: { seconds: 0, microseconds: 0 } }) + '\r\n';
 
 /**
  * A QEMU with one ready mirror; `onCancel` decides what `block-job-cancel` does to it, and may
  * push the events QEMU would.
  */
-async function mirrorHost(onCancel: (push: (text: string) => void, conclude: (error?: string) => void) => object): Promise<{ qmp: QmpCommands; client: QmpClient }> {
-  let state = job('ready');
+async function mirrorHost(onCancel: (push: (text: string) => void, conclude: (error?: string) => void) => object, initial = job('ready')): Promise<{ qmp: QmpCommands; client: QmpClient }> {
+  let state = initial;
   let socket: Socket | undefined;
   const server = await fakeQmp((command, _args, from) => {
     socket = from;
@@ -63,5 +63,15 @@ describe('finishing the mirrors at the switchover', () => {
   it('passes on a refused cancel of a mirror that has not concluded', async () => {
     const { qmp, client } = await mirrorHost(() => ({ error: { class: 'GenericError', desc: 'no' } }));
     await expect(finishMirrors(qmp, client, 1, 2000)).rejects.toThrow('`block-job-cancel` failed: GenericError: no');
+  });
+
+  it('refuses to drain a mirror someone paused, before cancelling anything', async () => {
+    let cancelled = false;
+    const { qmp, client } = await mirrorHost(() => {
+      cancelled = true;
+      return { return: {} };
+    }, job('standby'));
+    await expect(finishMirrors(qmp, client, 1, 2000)).rejects.toThrow(/^mirror cowbuf-mirror0 is paused at the switchover \(standby\): what the guest wrote last cannot drain to the target$/);
+    expect(cancelled).toBe(false);
   });
 });
