@@ -7,7 +7,9 @@ import { run } from '../../src/exec/run.js';
 import type { MigrationRecord } from '../../src/migration/engine.js';
 import { startDaemonPair, type DaemonPair } from '../../src/testbed/daemons.js';
 import { guestVmBody, readSerial, waitForSerial } from '../../src/testbed/guest.js';
-import { qemuImg, useScope } from '../support/testbed.js';
+import { QEMU_BINARY } from '../../src/vm/launcher.js';
+import { qemuCatalog } from '../../src/vm/qemu-catalog.js';
+import { otherQemuBinary, qemuImg, useScope } from '../support/testbed.js';
 
 const MiB = 1024 ** 2;
 const scope = useScope('impossible-target');
@@ -59,6 +61,21 @@ describe('definitions and targets that cannot be, over the real API', { timeout:
       await pair.kill('target');
       await pair.restart('target', {}, [{ target: image, source: another }]);
       expect((await refusedWith(pair, 'g1')).error).toMatch(new RegExp(`cdrom cd0 ${image}: differs from the source's \\(sha256 [0-9a-f]{12}… here, [0-9a-f]{12}… there`));
+      await pair.kill('target');
+
+      // A target running another QEMU (the other version's binary over its own, in its mount
+      // namespace): a machine type only the source's QEMU knows (7.2's oldest i440fx types are
+      // gone from 10.0; 10.0's newest are unknown to 7.2).
+      const otherQemu = await otherQemuBinary();
+      const [here, there] = await Promise.all([qemuCatalog(QEMU_BINARY), qemuCatalog(otherQemu)]);
+      const onlyHere = [...here.machines].filter((machine) => /\d+\.\d+$/.test(machine) && !there.machines.has(machine)).sort();
+      const machine = onlyHere.findLast((name) => name.startsWith('pc-q35-')) ?? onlyHere.at(-1);
+      expect(machine, `a machine type ${QEMU_BINARY} knows and ${otherQemu} does not`).toBeDefined();
+      const oldDisk = scope().path('g2.qcow2');
+      await qemuImg('create', '-q', '-f', 'qcow2', oldDisk, '64M');
+      await pair.source.api.call('POST', '/1.0/vms', { ...guestVmBody('g2', oldDisk, { diskRateMiB: 0, diskSpanMiB: 8, dirtyRateMiB: 0, verifyEvery: 0 }, 64), machine });
+      await pair.restart('target', {}, [{ target: '/usr/bin/qemu-system-x86_64', source: otherQemu }]);
+      expect((await refusedWith(pair, 'g2')).error).toMatch(new RegExp(`machine type ${String(machine).replaceAll('.', '\\.')}: this host's QEMU does not know it`));
       await pair.kill('target');
       await pair.restart('target');
 

@@ -2,16 +2,17 @@
  * Integration-test scaffolding on the real test bed: a scope that owns every VM, namespace pair
  * and temp dir a test creates and tears them down afterwards, whatever happened.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { afterEach, beforeEach } from 'vitest';
 import { join } from 'node:path';
 import { run } from '../../src/exec/run.js';
 import { GUEST_DISK, guestVm, waitForSerial, type GuestWorkload } from '../../src/testbed/guest.js';
 import { createTwoHosts, sweepStaleHosts, type TwoHosts } from '../../src/testbed/netns.js';
 import { createTestPool, type TestPool } from '../../src/testbed/zfs.js';
-import { launchVm, type RunningVm } from '../../src/vm/launcher.js';
+import { launchVm, QEMU_BINARY, type RunningVm } from '../../src/vm/launcher.js';
 
 const ROOT = new URL('../../build/test-runs/', import.meta.url).pathname;
+const QEMU_BUILDS = new URL('../../build/qemu/', import.meta.url).pathname;
 
 export class Scope {
   private readonly vms: RunningVm[] = [];
@@ -109,4 +110,16 @@ export async function until(what: string, check: () => Promise<boolean>, timeout
     if (Date.now() > end) throw new Error(`${what}: not after ${timeoutMs / 1000} s`);
     await new Promise((resolve) => setTimeout(resolve, 500));
   }
+}
+
+/**
+ * The unpacked qemu-system-x86_64 (scripts/testbed/qemu-binaries.sh) of the version the installed
+ * one is not, to stand for another host's QEMU.
+ * @throws Error when the test bed has not unpacked it (a missing component fails, never skips)
+ */
+export async function otherQemuBinary(): Promise<string> {
+  const installed = /version (\d+(\.\d+)+)/.exec((await run(QEMU_BINARY, ['--version'])).stdout)?.[1];
+  const others = (await readdir(QEMU_BUILDS).catch(() => [])).filter((version) => version !== installed);
+  if (others.length === 0) throw new Error(`no QEMU but the installed ${String(installed)} in ${QEMU_BUILDS}: run \`npm run testbed\``);
+  return join(QEMU_BUILDS, others[0] as string, QEMU_BINARY);
 }
