@@ -1,7 +1,8 @@
 /**
  * The evacuation batch: moves every VM of this host to the targets the planner chose, as many at
- * once as `nextStarts` allows, asking it again whenever one of the batch's migrations ends. It
- * talks to the engine only through `EvacuationPort`, so it runs on fakes in tests.
+ * once as `nextStarts` allows, asking it again whenever one of the batch's migrations ends or the
+ * link to one of them stalls (`linksStalled`). It talks to the engine only through
+ * `EvacuationPort`, so it runs on fakes in tests.
  *
  * A VM no target can take, or whose migration fails, is recorded with why and the others go on.
  * A target lost mid-batch fails the migrations to it on their own (the engine rolls them back);
@@ -18,6 +19,11 @@ import { bytesLeft, progressRecord, type BatchState, type BatchVm, type Evacuati
 
 export interface EvacuationPort {
   ownHeadroom(signal: AbortSignal): Promise<Headroom>;
+  /**
+   * What this host's interfaces can send to `targets` at in all, bytes/s; undefined when it cannot
+   * tell (uplink.ts). @throws only once `signal` aborted
+   */
+  uplink(targets: readonly string[], signal: AbortSignal): Promise<number | undefined>;
   /** @throws when the peer cannot be reached or answers badly: it is left out */
   peerHeadroom(peer: string, signal: AbortSignal): Promise<Headroom>;
   /** This host's VMs that are not migrating already. */
@@ -35,14 +41,15 @@ export interface EvacuationPort {
   log(level: 'info' | 'warn' | 'error', message: string): void;
 }
 
-/** PlanOptions, with `uplink` derived from this host's links when not given. */
+/** PlanOptions, with `uplink` derived from this host's interfaces or links when not given (`planBatch`). */
 export type BatchOptions = Omit<PlanOptions, 'uplink'> & { readonly uplink?: number };
 
 const message = (error: unknown) => (error as Error).message;
 
 /**
  * Asks every target for its headroom (one that does not answer is left out, with why), lists the
- * VMs and plans. @throws what the port throws for this host's own headroom or VMs
+ * VMs, takes the uplink from this host's interfaces (else `linkUplink`) and plans. @throws what
+ * the port throws for this host's own headroom or VMs
  */
 export async function planBatch(port: EvacuationPort, request: { readonly id: string; readonly targets: readonly string[]; readonly options: BatchOptions }, signal: AbortSignal): Promise<BatchState> {
   const [own, vms, answers] = await Promise.all([
@@ -52,10 +59,9 @@ export async function planBatch(port: EvacuationPort, request: { readonly id: st
   ]);
   const leftOut = answers.flatMap((answer) => ('reason' in answer ? [{ peer: answer.peer, reason: answer.reason }] : []));
   for (const { peer, reason } of leftOut) port.log('warn', `evacuation ${request.id}: target ${peer} left out: ${reason}`);
-  // The engine does not know this host's interface speed: the best rate measured to a peer, else
-  // the assumed one, stands in (the planner takes either): if anything it starts fewer at once.
-  const uplink = request.options.uplink ?? Math.max(request.options.assumedLinkRate, ...own.links.map((link) => link.rate));
-  const plan = planEvacuation(own, vms, answers.flatMap((answer) => ('headroom' in answer ? [answer.headroom] : [])), { ...request.options, uplink });
+  const targets = answers.flatMap((answer) => ('headroom' in answer ? [answer.headroom] : []));
+  const uplink = request.options.uplink ?? (await port.uplink(targets.map((target) => target.host), signal)) ?? linkUplink(own, targets, request.options.assumedLinkRate);
+  const plan = planEvacuation(own, vms, targets, { ...request.options, uplink });
   for (const unplaced of plan.unplaced) port.log('warn', `evacuation ${request.id}: ${unplaced.message}`);
   const now = new Date().toISOString();
   return {
@@ -73,6 +79,22 @@ export async function planBatch(port: EvacuationPort, request: { readonly id: st
   };
 }
 
+/**
+ * The uplink when no interface says what it is (a veth, a virtual NIC): the rates measured to the
+ * targets (the assumed one where never measured) added up. That is the most the measurements
+ * show this host sending at, and it never binds before the targets' own links do. The best single
+ * rate, which stood in before, is only right when every target sits behind one link: with each on
+ * a link of its own one migration filled it, and the batch ran one at a time. Where the targets
+ * do share a link no interface names, this over-counts it and the batch may start migrations that
+ * split it: each gets less than planned, so each takes longer and its overlay grows more (the
+ * throttle's to bound), while the link, full either way, carries as much.
+ */
+function linkUplink(own: Headroom, targets: readonly Headroom[], assumedLinkRate: number): number {
+  const measured = new Map(own.links.map((link) => [link.peer, link.rate]));
+  // With no target at all nothing is placed; the planner still takes no uplink of 0.
+  return targets.reduce((sum, target) => sum + (measured.get(target.host) || assumedLinkRate), 0) || assumedLinkRate;
+}
+
 export class Evacuation {
   /** The batch's migrations being waited for, by VM: each settles once its end is recorded. */
   private readonly watching = new Map<string, Promise<void>>();
@@ -80,6 +102,8 @@ export class Evacuation {
   private readonly vms: ReadonlyMap<string, EvacuationVm>;
   /** The daemon's shutdown, once `run` was given it. */
   private stopping: AbortSignal | undefined;
+  /** Ends the run loop's round, so it asks `nextStarts` again without waiting for a migration to end. */
+  private wake: (() => void) | undefined;
 
   constructor(
     private readonly port: EvacuationPort,
@@ -102,8 +126,10 @@ export class Evacuation {
     this.stopping = signal;
     for (const entry of this.state.vms) if (entry.outcome === 'running') this.watch(entry);
     for (;;) {
+      // Made before startNext: a stall it did not see yet still ends this round.
+      const woken = new Promise<void>((resolve) => (this.wake = resolve));
       if (this.state.status === 'running' && !signal.aborted) await this.startNext(signal);
-      if (this.watching.size > 0) await Promise.race(this.watching.values());
+      if (this.watching.size > 0) await Promise.race([...this.watching.values(), woken]);
       // With nothing running, startNext starts or fails a waiting VM each round: this ends.
       else if (signal.aborted || this.state.status !== 'running' || !this.state.vms.some((entry) => entry.outcome === 'waiting')) break;
     }
@@ -130,6 +156,14 @@ export class Evacuation {
     void this.commit();
   }
 
+  /**
+   * The links to `peers` stalled: their migrations take no share in the planner's model while
+   * they are, so what waited for link may start now instead of when one of them ends or fails.
+   */
+  linksStalled(peers: readonly string[]): void {
+    if (this.state.status === 'running' && this.state.vms.some((entry) => entry.outcome === 'running' && peers.includes(entry.target as string))) this.wake?.();
+  }
+
   record(): EvacuationRecord {
     return progressRecord(this.state, (id) => this.port.status(id), this.rates);
   }
@@ -153,7 +187,7 @@ export class Evacuation {
     const running = this.state.vms.filter((entry) => entry.outcome === 'running');
     const flights = running.map((entry): InFlight => {
       const status = this.port.status(entry.migration as string);
-      return { vm: entry.vm, cowBytes: status?.cowBytes ?? 0, remainingBytes: bytesLeft(this.vms.get(entry.vm) as EvacuationVm, status) };
+      return { vm: entry.vm, cowBytes: status?.cowBytes ?? 0, remainingBytes: bytesLeft(this.vms.get(entry.vm) as EvacuationVm, status), stalled: status?.linkStalled ?? false };
     });
     const ended = this.state.vms.filter((entry) => entry.outcome !== 'waiting' && entry.outcome !== 'running').map((entry) => entry.vm);
     const { start } = nextStarts(this.state.plan, { running: flights, ended, buffer: own.buffer, otherOutgoing: Math.max(0, own.outgoing.used - running.length) });

@@ -18,7 +18,9 @@
  * - the link: it adds at least `minShare` to the batch's aggregate rate (max-min shares of the
  *   uplink and of each target's link), so it uses spare link instead of splitting a full one;
  *   and every migration keeps a share above its guest's write rate (or its mirror could never
- *   catch up without the throttle cutting the guest);
+ *   catch up without the throttle cutting the guest). A migration whose link has stalled moves
+ *   no bytes, so it takes no share while it is (it still holds its slots): a start onto another
+ *   target need not wait until the link watch ends it;
  * - the buffer: one more bin floor is free, and after the re-cut to Ω/N each bin still holds
  *   its overlay plus what its guest writes, unthrottled, in the time it needs at its share.
  * A VM that may not start now is passed over for the next one, and keeps its place in the
@@ -41,7 +43,7 @@ export interface EvacuationVm {
 }
 
 export interface PlanOptions {
-  /** What this host can send at in all, bytes/s (its interface speed, or the best rate measured). */
+  /** What this host can send at in all, bytes/s (batch.ts says where it comes from). */
   readonly uplink: number;
   /** EngineConfig.minBinBytes: the least room a migration is admitted with. */
   readonly minBinBytes: number;
@@ -96,6 +98,8 @@ export interface InFlight {
   readonly cowBytes: number;
   /** Bytes it still has to send (base or overlay left, plus RAM). */
   readonly remainingBytes: number;
+  /** Its link has bytes waiting and none acknowledged (the link tracker's stall). */
+  readonly stalled?: boolean;
 }
 
 export interface EvacuationState {
@@ -153,7 +157,7 @@ export function nextStarts(plan: EvacuationPlan, state: EvacuationState): Starts
   const flights: Flight[] = state.running.map((running, index) => {
     const placement = byName.get(running.vm);
     if (!placement) throw new ValidationError(`running[${index}].vm`, running.vm, `a VM of the plan (${plan.placements.map((p) => p.vm.name).join(', ')})`);
-    return { placement, cowBytes: running.cowBytes, remainingBytes: running.remainingBytes };
+    return { placement, cowBytes: running.cowBytes, remainingBytes: running.remainingBytes, stalled: running.stalled ?? false };
   });
   const busy = new Set([...state.ended, ...state.running.map((running) => running.vm)]);
   const targets = new Map(plan.targets.map((target) => [target.name, target]));
@@ -165,7 +169,7 @@ export function nextStarts(plan: EvacuationPlan, state: EvacuationState): Starts
     if (flights.length + others >= plan.outgoingLimit) return { start, boundBy: 'outgoing' };
     const target = targets.get(placement.target) as PlannedTarget;
     const there = flights.filter((flight) => flight.placement.target === target.name).length;
-    const candidate: Flight = { placement, cowBytes: 0, remainingBytes: bytesOf(placement.vm) };
+    const candidate: Flight = { placement, cowBytes: 0, remainingBytes: bytesOf(placement.vm), stalled: false };
     const refusal =
       target.incomingUsed + there >= target.incomingLimit
         ? 'target-slots'
@@ -186,6 +190,7 @@ interface Flight {
   readonly placement: Placement;
   readonly cowBytes: number;
   readonly remainingBytes: number;
+  readonly stalled: boolean;
 }
 
 /** Why `candidate` may not join `flights` now, if it may not. */
@@ -208,15 +213,19 @@ function refuse(
   if (sum(after) - sum(before) < plan.minShare || squeezed) return 'link';
   if (buffer.free - startedNow * plan.minBinBytes < plan.minBinBytes) return 'buffer';
   const bin = buffer.size / (batch.length + others);
-  const overflows = batch.some((flight, index) => flight.cowBytes + (flight.placement.vm.writeRate * flight.remainingBytes) / (after[index] as number) > bin);
-  return overflows ? 'buffer' : undefined;
+  // How long a stalled migration still runs is unknown (its link may come back, or the link watch
+  // ends it): only the overlay it holds must still fit its re-cut bin.
+  const needs = (flight: Flight, share: number) => flight.cowBytes + (flight.stalled ? 0 : (flight.placement.vm.writeRate * flight.remainingBytes) / share);
+  return batch.some((flight, index) => needs(flight, after[index] as number) > bin) ? 'buffer' : undefined;
 }
 
-/** Max-min shares of the batch over this host's uplink and each target's link, in batch order. */
+/** Max-min shares of the batch over this host's uplink and each target's link, in batch order; 0 for a stalled flight. */
 function shares(plan: EvacuationPlan, targets: ReadonlyMap<string, PlannedTarget>, batch: readonly Flight[]): number[] {
+  const moving = batch.filter((flight) => !flight.stalled);
   const capacities = new Map<string, number>([['uplink', plan.uplink]]);
-  for (const flight of batch) capacities.set(flight.placement.target, (targets.get(flight.placement.target) as PlannedTarget).rate);
-  return maxMinRates(capacities, batch.map((flight) => ({ uses: ['uplink', flight.placement.target], cap: Infinity })));
+  for (const flight of moving) capacities.set(flight.placement.target, (targets.get(flight.placement.target) as PlannedTarget).rate);
+  const rates = maxMinRates(capacities, moving.map((flight) => ({ uses: ['uplink', flight.placement.target], cap: Infinity })));
+  return batch.map((flight) => (flight.stalled ? 0 : (rates[moving.indexOf(flight)] as number)));
 }
 
 function sum(values: readonly number[]): number {

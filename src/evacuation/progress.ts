@@ -48,6 +48,8 @@ export interface MigrationStatus {
   readonly diskLeft?: number;
   /** RAM bytes still to send, once pre-copy began. */
   readonly ramLeft?: number;
+  /** Its link has bytes waiting and none acknowledged (link-model.ts's stall), while it has. */
+  readonly linkStalled?: boolean;
 }
 
 export interface VmProgress extends Readonly<BatchVm> {

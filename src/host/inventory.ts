@@ -1,8 +1,8 @@
 /**
  * The host-inventory port: what this host can give a guest (memory, disk, hardware
- * virtualisation, bridges for its NICs) and its network interfaces' byte counters. The engine asks through this
- * interface only; `systemInventory` (systeminformation) is the adapter the daemon uses, and tests
- * hand in fakes.
+ * virtualisation, bridges for its NICs) and its network interfaces' byte counters, routes and
+ * speeds. The engine asks through this interface only; `systemInventory` (systeminformation) is
+ * the adapter the daemon uses, and tests hand in fakes.
  */
 import type { InterfaceCounters } from './interface-counters.js';
 
@@ -21,4 +21,11 @@ export interface HostInventory {
   isBridge(name: string, signal?: AbortSignal): Promise<boolean>;
   /** The interface holding local address `address`, if this host has it. */
   interfaceOf(address: string): Promise<string | undefined>;
+  /**
+   * The interface this host sends to `address` (`host:port`) by, as the kernel routes it;
+   * undefined when it has no route there (or the name does not resolve).
+   */
+  interfaceTo(address: string, signal?: AbortSignal): Promise<string | undefined>;
+  /** The link speed `iface` has, bytes/s; undefined when it reports none of its own (interface-speed.ts). */
+  interfaceSpeed(iface: string): Promise<number | undefined>;
 }

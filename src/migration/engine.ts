@@ -182,7 +182,7 @@ export class Engine extends EventEmitter<EngineEvents> {
       journal: { save: (entry) => this.state.journal.saveIncoming(entry), drop: (id) => this.state.journal.dropIncoming(id) },
       headroom: (signal) => this.headroom(signal),
     });
-    this.evacuations = new Evacuations({ engine: this, identity: deps.identity, trust: deps.trust, config });
+    this.evacuations = new Evacuations({ engine: this, identity: deps.identity, trust: deps.trust, inventory, config });
     this.parts = {
       ledger: this.ledger,
       identity: deps.identity,

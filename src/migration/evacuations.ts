@@ -10,8 +10,10 @@ import { CowbufError, UnknownEvacuationError, ValidationError } from '../errors.
 import { Evacuation, planBatch, type EvacuationPort } from '../evacuation/batch.js';
 import { EvacuationJournal } from '../evacuation/journal.js';
 import { askHeadroom } from '../evacuation/peer-headroom.js';
+import { interfaceUplink } from '../evacuation/uplink.js';
 import type { EvacuationVm } from '../evacuation/plan.js';
 import { BATCH_FINAL, type EvacuationRecord, type MigrationStatus } from '../evacuation/progress.js';
+import type { HostInventory } from '../host/inventory.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustStore } from '../peer/trust.js';
 import { defined } from '../validate.js';
@@ -23,6 +25,7 @@ export interface EvacuationHost {
   readonly engine: Engine;
   readonly identity: Identity;
   readonly trust: TrustStore;
+  readonly inventory: Pick<HostInventory, 'interfaceTo' | 'interfaceSpeed'>;
   readonly config: Pick<EngineConfig, 'stateDir' | 'minBinBytes' | 'assumedLinkRate'>;
 }
 
@@ -38,6 +41,8 @@ export class Evacuations {
   private readonly port: EvacuationPort;
   private readonly stopping = new AbortController();
   private planning = false;
+  /** Peers whose link the last tick saw stalled. */
+  private stalled = new Set<string>();
 
   constructor(private readonly host: EvacuationHost) {
     this.journal = new EvacuationJournal(join(host.config.stateDir, 'journal', 'evacuations'));
@@ -47,6 +52,13 @@ export class Evacuations {
       for (const batch of this.batches.values()) {
         if (!BATCH_FINAL.has(batch.state.status) && batch.state.vms.some((vm) => vm.migration === record.id)) host.engine.emit('evacuation', batch.record());
       }
+    });
+    // Only a link that has just stalled: asking again each tick would re-read the headroom (df) every second.
+    host.engine.on('tick', (trace) => {
+      const stalled = new Set(trace.links.filter((link) => link.stalledSeconds !== undefined).map((link) => link.peer));
+      const fresh = [...stalled].filter((peer) => !this.stalled.has(peer));
+      this.stalled = stalled;
+      if (fresh.length > 0) for (const batch of this.batches.values()) batch.linksStalled(fresh);
     });
   }
 
@@ -126,9 +138,11 @@ export class Evacuations {
   }
 }
 
-function enginePort({ engine, identity, trust }: EvacuationHost, journal: EvacuationJournal): EvacuationPort {
+function enginePort({ engine, identity, trust, inventory }: EvacuationHost, journal: EvacuationJournal): EvacuationPort {
   return {
     ownHeadroom: (signal) => engine.headroom(signal),
+    // Every target is a trusted peer (`start` checked): each has an address.
+    uplink: (targets, signal) => interfaceUplink(targets.flatMap((name) => trust.get(name)?.address ?? []), inventory, signal),
     peerHeadroom: async (peer, signal) => {
       const trusted = trust.get(peer);
       if (!trusted) throw new ValidationError('target', peer, 'a trusted peer');
@@ -142,7 +156,9 @@ function enginePort({ engine, identity, trust }: EvacuationHost, journal: Evacua
     waitFor: async (id) => statusOf(await engine.waitFor(id)),
     status: (id) => {
       const record = engine.list().find((candidate) => candidate.id === id);
-      return record && statusOf(record);
+      if (!record) return undefined;
+      const stalled = engine.links.estimate(record.peer)?.stalledSince !== undefined;
+      return { ...statusOf(record), ...(stalled ? { linkStalled: true } : {}) };
     },
     cancel: (id) => void engine.cancel(id),
     save: (state) => journal.save(state),

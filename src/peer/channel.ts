@@ -14,7 +14,7 @@ import { object, type Json } from '../validate.js';
 import type { Identity } from './identity.js';
 import { parseHello, parseRequest, parseResponse, type Hello, type PeerRequest, type PeerResponse } from './protocol.js';
 import type { Token } from './tokens.js';
-import type { TrustStore, TrustedPeer } from './trust.js';
+import { hostPort, type TrustStore, type TrustedPeer } from './trust.js';
 
 const HELLO_MAX_BYTES = 4096;
 const HELLO_TIMEOUT_MS = 10_000;
@@ -181,9 +181,7 @@ export interface PeerSocket {
  * @throws TrustError when the server's certificate is not the expected one
  */
 export async function dialTls(label: string, address: string, fingerprint: string, identity: Identity, options: DialOptions = {}): Promise<PeerSocket> {
-  const separator = address.lastIndexOf(':');
-  const host = address.slice(0, separator).replace(/^\[|\]$/g, '');
-  const port = Number(address.slice(separator + 1));
+  const { host, port } = hostPort(address);
   const raw = netConnect({ host, port });
   const timeoutMs = options.timeoutMs ?? 10_000;
   const timer = setTimeout(() => raw.destroy(new Error(`no connection within ${timeoutMs / 1000} s`)), timeoutMs);

@@ -24,6 +24,12 @@ export function checkAddress(field: string, address: string): string {
   return address;
 }
 
+/** A checked `host:port` address taken apart (an IPv6 host without its brackets). */
+export function hostPort(address: string): { readonly host: string; readonly port: number } {
+  const separator = address.lastIndexOf(':');
+  return { host: address.slice(0, separator).replace(/^\[|\]$/g, ''), port: Number(address.slice(separator + 1)) };
+}
+
 export class TrustStore {
   private peers: TrustedPeer[] = [];
   private constructor(private readonly path: string) {}

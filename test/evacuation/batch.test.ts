@@ -24,6 +24,12 @@ class FakeEngine implements EvacuationPort {
   readonly logs: string[] = [];
   readonly cancelled: string[] = [];
   maxRunning = 0;
+  /** What the port says this host's interfaces carry to the targets in all; undefined: unknown. */
+  interfaceUplink: number | undefined;
+  uplinkAsked: (readonly string[])[] = [];
+  ownLinks = TARGETS.map((peer) => ({ peer, rate: 1000 * MB, phase: 'steady' as const }));
+  outgoingLimit = 2;
+  headroomReads = 0;
   private readonly migrations = new Map<string, { vm: string; status: MigrationStatus; end?: (status: MigrationStatus) => void }>();
 
   constructor(
@@ -33,7 +39,13 @@ class FakeEngine implements EvacuationPort {
   ) {}
 
   ownHeadroom(): Promise<Headroom> {
-    return Promise.resolve(headroom('src', { links: TARGETS.map((peer) => ({ peer, rate: 1000 * MB, phase: 'steady' as const })) }));
+    this.headroomReads += 1;
+    return Promise.resolve(headroom('src', { links: this.ownLinks, outgoing: { used: this.running().length, limit: this.outgoingLimit } }));
+  }
+
+  uplink(targets: readonly string[]): Promise<number | undefined> {
+    this.uplinkAsked.push(targets);
+    return Promise.resolve(this.interfaceUplink);
   }
 
   peerHeadroom(peer: string): Promise<Headroom> {
@@ -78,6 +90,12 @@ class FakeEngine implements EvacuationPort {
     this.end(id.replace(/-m$/, ''), 'cancelled', 'cancelled by request');
   }
 
+  /** Its link has bytes waiting and none acknowledged. */
+  stall(name: string): void {
+    const migration = this.migrations.get(`${name}-m`) as { status: MigrationStatus };
+    migration.status = { ...migration.status, linkStalled: true };
+  }
+
   end(name: string, phase = 'completed', error?: string): void {
     const migration = this.migrations.get(`${name}-m`);
     if (!migration) throw new Error(`${name} was not started`);
@@ -106,8 +124,8 @@ class FakeEngine implements EvacuationPort {
 const settle = () => new Promise((resolve) => setImmediate(resolve));
 const outcomes = (state: BatchState) => Object.fromEntries(state.vms.map((entry) => [entry.vm, entry.outcome]));
 
-async function begin(engine: FakeEngine, signal = new AbortController().signal): Promise<{ batch: Evacuation; done: Promise<BatchState> }> {
-  const state = await planBatch(engine, { id: 'evac-1', targets: TARGETS, options: OPTIONS }, signal);
+async function begin(engine: FakeEngine, signal = new AbortController().signal, options = OPTIONS): Promise<{ batch: Evacuation; done: Promise<BatchState> }> {
+  const state = await planBatch(engine, { id: 'evac-1', targets: TARGETS, options }, signal);
   const batch = new Evacuation(engine, state);
   const done = batch.run(signal);
   await settle();
@@ -227,6 +245,73 @@ describe('an evacuation batch', () => {
     const state = await done;
     expect(state.status).toBe('running');
     expect(Object.values(outcomes(engine.last()))).toEqual(['waiting', 'waiting', 'waiting']);
+    expect(engine.started).toHaveLength(2);
+  });
+});
+
+describe("an evacuation batch's uplink", () => {
+  const unset: BatchOptions = { minBinBytes: OPTIONS.minBinBytes, assumedLinkRate: OPTIONS.assumedLinkRate };
+  const plan = async (engine: FakeEngine) => (await planBatch(engine, { id: 'evac-1', targets: TARGETS, options: unset }, new AbortController().signal)).plan;
+
+  it("is what this host's interfaces carry to the targets that answered, when the port knows it", async () => {
+    const engine = new FakeEngine([vm('a')], { t0: headroom('t0'), t1: headroom('t1'), t2: new Error('peer t2: connect ECONNREFUSED') });
+    engine.interfaceUplink = 1250 * MB;
+    expect((await plan(engine)).uplink).toBe(1250 * MB);
+    expect(engine.uplinkAsked).toEqual([['t0', 't1']]);
+  });
+
+  it('else the measured rates to the targets added up, the assumed one for a peer never measured', async () => {
+    const engine = new FakeEngine([vm('a')]);
+    engine.ownLinks = [{ peer: 't0', rate: 25 * MB, phase: 'steady' }, { peer: 't1', rate: 20 * MB, phase: 'steady' }, { peer: 'elsewhere', rate: 900 * MB, phase: 'steady' }];
+    expect((await plan(engine)).uplink).toBe(25 * MB + 20 * MB + OPTIONS.assumedLinkRate);
+  });
+
+  it('runs one migration per target at once when each target has a link of its own', async () => {
+    // The three-host test bed: two targets on 25 MB/s links of their own, one incoming slot each.
+    const slot = { incoming: { used: 0, limit: 1 } };
+    const engine = new FakeEngine(['a', 'b', 'c', 'd'].map((name) => vm(name)), { t0: headroom('t0', slot), t1: headroom('t1', slot) });
+    engine.ownLinks = ['t0', 't1'].map((peer) => ({ peer, rate: 25 * MB, phase: 'steady' as const }));
+    engine.outgoingLimit = 4;
+    expect((await plan(engine)).concurrency).toEqual({ initial: 2, boundBy: 'target-slots' });
+  });
+});
+
+describe('an evacuation batch with a stalled link', () => {
+  it('starts onto the healthy targets as if the stalled migration took no link, and keeps its target slot', async () => {
+    const slot = { incoming: { used: 0, limit: 1 } };
+    const engine = new FakeEngine(['a', 'b', 'c', 'd', 'e', 'f'].map((name) => vm(name)), Object.fromEntries(TARGETS.map((name) => [name, headroom(name, slot)])));
+    engine.outgoingLimit = 4;
+    // The uplink carries two of the three 1000 MB/s links.
+    const { batch } = await begin(engine, undefined, { ...OPTIONS, uplink: 2000 * MB });
+    const target = (name: string) => batch.state.vms.find((entry) => entry.vm === name)?.target;
+    const [first, second] = engine.started as [string, string];
+    expect(engine.started).toHaveLength(2);
+    engine.stall(second);
+    engine.end(first);
+    await settle();
+    const next = engine.started.slice(2);
+    expect(next).toHaveLength(2);
+    expect(next.map(target).sort()).toEqual(TARGETS.filter((name) => name !== target(second)));
+  });
+});
+
+describe('an evacuation batch whose link stalls while nothing ends', () => {
+  it('asks again when a link of its own stalled, and starts what waited for link onto another target', async () => {
+    const slot = { incoming: { used: 0, limit: 1 } };
+    const engine = new FakeEngine(['a', 'b'].map((name) => vm(name)), { t0: headroom('t0', slot), t1: headroom('t1', slot) });
+    engine.outgoingLimit = 4;
+    // The uplink carries one of the 1000 MB/s links.
+    const { batch } = await begin(engine, undefined, { ...OPTIONS, uplink: 1000 * MB });
+    const [first] = engine.started as [string];
+    expect(engine.started).toHaveLength(1);
+    const stalledTarget = batch.state.vms.find((entry) => entry.vm === first)?.target as string;
+    const reads = engine.headroomReads;
+    batch.linksStalled(TARGETS.filter((name) => name !== stalledTarget));
+    await settle();
+    expect(engine.headroomReads).toBe(reads);
+    engine.stall(first);
+    batch.linksStalled([stalledTarget]);
+    await settle();
     expect(engine.started).toHaveLength(2);
   });
 });

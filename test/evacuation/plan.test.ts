@@ -2,7 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
 import type { Headroom } from '../../src/evacuation/headroom.js';
-import { nextStarts, planEvacuation, type EvacuationPlan, type EvacuationVm, type PlanOptions } from '../../src/evacuation/plan.js';
+import { nextStarts, planEvacuation, type EvacuationPlan, type EvacuationVm, type Placement, type PlanOptions } from '../../src/evacuation/plan.js';
 import { MEMORY_MARGIN } from '../../src/migration/preflight.js';
 
 const GiB = 1024 ** 3;
@@ -107,6 +107,26 @@ describe('concurrency', () => {
     expect(together.concurrency.initial).toBe(2);
     const alone = planEvacuation(source, [vm('busy', 4, 16, 700), vm('calm', 4, 10, 1)], targets(2), OPTIONS);
     expect(alone.concurrency).toEqual({ initial: 1, boundBy: 'link' });
+  });
+
+  it("counts a flight whose link stalled as no share of the links, but as one of its target's slots", () => {
+    // The uplink carries one 100 MB/s link: a second flight adds nothing while the first moves.
+    const source = headroom({ name: 'src', links: rates(2, 100 * MB) });
+    const plan = planEvacuation(source, ['a', 'b', 'c'].map((name) => vm(name, 4, 16)), targets(2, { incoming: { used: 0, limit: 1 } }), { ...OPTIONS, uplink: 100 * MB });
+    const [first, ...rest] = plan.placements as [Placement, ...Placement[]];
+    const other = rest.find((placement) => placement.target !== first.target) as Placement;
+    const state = (stalled: boolean) => ({ running: [{ vm: first.vm.name, cowBytes: 0, remainingBytes: 20 * GiB, stalled }], ended: [], buffer: { size: 10 * GiB, free: 9 * GiB } });
+    expect(nextStarts(plan, state(false))).toEqual({ start: [], boundBy: 'link' });
+    expect(nextStarts(plan, state(true))).toEqual({ start: [other], boundBy: 'target-slots' });
+  });
+
+  it('still fits the overlay a stalled flight holds into its bin after the re-cut', () => {
+    const source = headroom({ name: 'src', links: rates(2, 100 * MB) });
+    const plan = planEvacuation(source, [vm('a', 4, 16), vm('b', 4, 16)], targets(2), OPTIONS);
+    const [first, second] = plan.placements as [Placement, Placement];
+    const state = (cowBytes: number) => ({ running: [{ vm: first.vm.name, cowBytes, remainingBytes: 20 * GiB, stalled: true }], ended: [], buffer: { size: 10 * GiB, free: 10 * GiB - cowBytes } });
+    expect(nextStarts(plan, state(4 * GiB)).start).toEqual([second]);
+    expect(nextStarts(plan, state(6 * GiB))).toEqual({ start: [], boundBy: 'buffer' });
   });
 
   it('starts the rest as migrations end, each once, and none while the batch is full', () => {

@@ -47,6 +47,12 @@ describe('the systeminformation inventory of this host', () => {
     await expect(systemInventory.interfaceCounters('../etc')).rejects.toThrow('Expected `interface` to be a name');
   });
 
+  it('finds the interface the kernel routes an address by, and reads no speed a loopback does not have', async () => {
+    expect(await systemInventory.interfaceTo('127.0.0.1:9')).toBe('lo');
+    await expect(systemInventory.interfaceTo('127.0.0.1:9', AbortSignal.abort(new Error('stop')))).rejects.toThrow('stop');
+    expect(await systemInventory.interfaceSpeed('lo')).toBeUndefined();
+  });
+
   it('tells a bridge from an interface that is none, or is not there', async () => {
     const bridges = (await readdir('/sys/class/net')).filter((name) => existsSync(`/sys/class/net/${name}/bridge`));
     for (const bridge of bridges) expect(await systemInventory.isBridge(bridge)).toBe(true);

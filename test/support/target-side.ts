@@ -23,6 +23,8 @@ export function host(has: { memory: number; disk: number; bridges?: readonly str
     interfaceCounters: () => Promise.reject(new Error('no interfaces in this test')),
     isBridge: (name) => Promise.resolve((has.bridges ?? []).includes(name)),
     interfaceOf: () => Promise.resolve(undefined),
+    interfaceTo: () => Promise.resolve(undefined),
+    interfaceSpeed: () => Promise.resolve(undefined),
   };
 }
 
