@@ -22,6 +22,9 @@
  *     │   └── DuplicateMigrationError  id already admitted
  *     ├── MigrationFailedError     a migration rolled back (its phase and reason; `cause` is why)
  *     ├── UnknownEvacuationError   no evacuation batch with that id
+ *     ├── UnknownVmError           no VM of that name on this host
+ *     ├── VmBusyError              a migration or an evacuation batch holds the VM
+ *     ├── NotOfferedError          the VM provider has no such operation (an embedder's own VMs)
  *     ├── InDoubtError             past the point of no return, the target's answer has not come
  *     ├── CancelledError           an admin or a shutdown stopped a migration (not a fault)
  *     └── BufferFullError          the buffer could not hold a migration's overlay
@@ -187,6 +190,42 @@ export class UnknownEvacuationError extends CowbufError {
   override readonly name: string = 'UnknownEvacuationError';
   constructor(readonly evacuation: string) {
     super(`unknown evacuation ${JSON.stringify(evacuation)}`);
+  }
+}
+
+export class UnknownVmError extends CowbufError {
+  override readonly name: string = 'UnknownVmError';
+  constructor(
+    readonly vm: string,
+    readonly known: readonly string[],
+  ) {
+    super(`unknown VM ${JSON.stringify(vm)} (this host's VMs: ${known.join(', ') || 'none'})`);
+  }
+}
+
+/** `holder` names what has the VM (a migration and its phase, an evacuation batch); `action` what was refused. */
+export class VmBusyError extends CowbufError {
+  override readonly name: string = 'VmBusyError';
+  constructor(
+    readonly vm: string,
+    readonly action: string,
+    readonly holder: string,
+  ) {
+    super(`VM ${vm} cannot be ${action}: ${holder}; it can be once that is over`);
+  }
+}
+
+/**
+ * The VM provider leaves out an optional operation (provider.ts): an embedding daemon keeps its
+ * VMs in its own store and starts or removes them itself.
+ */
+export class NotOfferedError extends CowbufError {
+  override readonly name: string = 'NotOfferedError';
+  constructor(
+    readonly vm: string,
+    readonly operation: string,
+  ) {
+    super(`VM ${vm} cannot be ${operation} here: this engine's VM provider does not offer it (the daemon embedding the engine manages its own VMs)`);
   }
 }
 

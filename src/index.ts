@@ -5,9 +5,10 @@
  * `Engine.migrate` and the engine's events. Everything else in the package is internal.
  */
 export { Engine, type EngineConfig, type EngineDeps, type EngineEvents, type MigrationRecord } from './migration/engine.js';
+export type { VmRemoval } from './migration/removal.js';
 export type { Blackout, Progress } from './migration/source.js';
 export { FINAL, type Phase } from './migration/record.js';
-export type { IncomingLaunch, ManagedVm, VmProvider } from './vm/provider.js';
+export type { IncomingLaunch, ManagedVm, Removal, VmProvider } from './vm/provider.js';
 export { attachRunning, attachVm, type RunningVm } from './vm/launcher.js';
 export { detectAccel } from './vm/accel.js';
 export { qemuArgv, throttleTarget, type Accel, type DiskSpec, type VmSpec } from './vm/spec.js';

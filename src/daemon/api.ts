@@ -8,7 +8,7 @@
 import { mkdir } from 'node:fs/promises';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
-import { CowbufError, UnknownEvacuationError, UnknownMigrationError, ValidationError } from '../errors.js';
+import { CowbufError, NotOfferedError, UnknownEvacuationError, UnknownMigrationError, UnknownVmError, ValidationError } from '../errors.js';
 import type { Engine, MigrationRecord } from '../migration/engine.js';
 import { FINAL } from '../migration/record.js';
 import type { TrustStore } from '../peer/trust.js';
@@ -173,6 +173,7 @@ function handlers(ctx: ApiContext): Record<EndpointName, Handler> {
       const name = await adopt(ctx, await readBody(req));
       sync(res, (await vmView(ctx.engine)).find((vm) => (vm as { name: string }).name === name), 201);
     },
+    removeVm: async (_req, res, [name = '']) => sync(res, await ctx.engine.removeVm(BODIES.vm.name.parse('name', name))),
     headroom: async (_req, res) => sync(res, await ctx.engine.headroom(AbortSignal.timeout(10_000))),
     migrations: (_req, res) => sync(res, ctx.engine.list()),
     migrate: async (req, res) => {
@@ -237,6 +238,15 @@ function pattern(path: string): RegExp {
   return new RegExp(`^${path.replace(/[.]/g, '\\.').replace(/\{[a-z]+\}/g, '([^/]+)')}$`);
 }
 
+function statusOf(error: unknown): number {
+  if (error instanceof HttpError) return error.status;
+  if (error instanceof ValidationError) return 400;
+  if (error instanceof UnknownMigrationError || error instanceof UnknownEvacuationError || error instanceof UnknownVmError) return 404;
+  // The method exists, but this daemon's VM provider does not offer it.
+  if (error instanceof NotOfferedError) return 405;
+  return error instanceof CowbufError ? 409 : 500;
+}
+
 export function apiHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerResponse) => void {
   const table = handlers(ctx);
   const routes = (Object.keys(ENDPOINTS) as EndpointName[]).map((name) => ({ method: ENDPOINTS[name].method as string, pattern: pattern(ENDPOINTS[name].path), handle: table[name] }));
@@ -250,7 +260,7 @@ export function apiHandler(ctx: ApiContext): (req: IncomingMessage, res: ServerR
         if (!route) throw new HttpError(matching.length > 0 ? 405 : 404, matching.length > 0 ? `method ${req.method ?? ''} not allowed on ${path}` : `no such endpoint ${path}`);
         await route.handle(req, res, (route.pattern.exec(path) ?? []).slice(1).map((segment) => decodeURIComponent(segment)));
       } catch (error) {
-        const status = error instanceof HttpError ? error.status : error instanceof ValidationError ? 400 : error instanceof UnknownMigrationError || error instanceof UnknownEvacuationError ? 404 : error instanceof CowbufError ? 409 : 500;
+        const status = statusOf(error);
         if (!res.headersSent) send(res, status, { type: 'error', error: (error as Error).message, error_code: status });
         else res.end();
       }

@@ -77,7 +77,7 @@ export const ENDPOINTS = {
   info: { method: 'GET', path: '/1.0', summary: 'Daemon identity: version, certificate and fingerprint, peer address, buffer driver.', returns: 'object' },
   buffer: { method: 'GET', path: '/1.0/buffer', summary: 'The buffer volume (size, used, available, hard limit, driver capabilities) and its partition (bins, shards, frozen).', returns: 'object' },
   resizeBuffer: { method: 'PATCH', path: '/1.0/buffer', summary: 'Resizes the buffer; the bins of running migrations are re-cut.', body: BODIES.resize, returns: 'the buffer status' },
-  vms: { method: 'GET', path: '/1.0/vms', summary: "This host's VMs (started by the daemon or arrived by migration).", returns: 'array of VMs' },
+  vms: { method: 'GET', path: '/1.0/vms', summary: "This host's VMs (started by the daemon, adopted, or arrived by migration).", returns: 'array of VMs' },
   startVm: { method: 'POST', path: '/1.0/vms', summary: 'Starts a VM owned by the daemon.', body: BODIES.vm, returns: 'the VM (201)' },
   adoptVm: {
     method: 'POST',
@@ -85,6 +85,13 @@ export const ENDPOINTS = {
     summary: "Takes over a running QEMU the daemon did not start, given its QMP socket and its definition. Refused unless every disk exists as declared and stops the guest on write errors; the admin's I/O limits are kept and restored after each migration.",
     body: BODIES.adopt,
     returns: 'the VM (201)',
+  },
+  removeVm: {
+    method: 'DELETE',
+    path: '/1.0/vms/{name}',
+    summary:
+      "Takes a VM off this host, as `lxc stop --force` then `lxc delete` would, but keeping every file. A VM the daemon started or received by migration is stopped: QMP `quit`, then SIGTERM, then SIGKILL (the guest OS is not shut down: shut it down from inside first if its filesystems matter), and its taps removed. An adopted VM is released: cowbuf's monitor connection closes and its QEMU runs on as the admin left it (cowbuf's write cap is only on while a migration runs, and the admin's I/O limits are put back when it lifts). Either way an overlay a failed rollback left is committed back into the disk first, the daemon forgets the VM (a restart does not bring it back), and nothing is deleted: disks, firmware variables, serial log, and the home under the state dir of a VM that arrived. Refused (409) while a migration of the VM is in any phase before its guest departed, or an evacuation batch holds it; 405 when the engine's VM provider removes no VMs (an embedding daemon's own).",
+    returns: 'the name, `removal` (`stopped` or `released`) and the pid of its QEMU (404 if unknown)',
   },
   headroom: {
     method: 'GET',

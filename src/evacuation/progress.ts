@@ -38,6 +38,11 @@ export interface BatchState {
   error?: string;
 }
 
+/** Whether the batch still has `vm` to move or moving: not over, and its VM waiting or running. */
+export function holdsVm(state: Pick<BatchState, 'status' | 'vms'>, vm: string): boolean {
+  return !BATCH_FINAL.has(state.status) && state.vms.some((entry) => entry.vm === vm && (entry.outcome === 'waiting' || entry.outcome === 'running'));
+}
+
 /** A migration as the engine holds it; what is not known yet is absent. */
 export interface MigrationStatus {
   readonly phase: string;

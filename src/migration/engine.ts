@@ -10,7 +10,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { resize } from '../buffer/partition.js';
 import { throttlePolicy } from '../buffer/throttle/index.js';
-import { CancelledError, LinkLostError, ValidationError } from '../errors.js';
+import { CancelledError, LinkLostError, NotOfferedError, ValidationError } from '../errors.js';
 import { systemInventory } from '../host/inventory-systeminformation.js';
 import type { HostInventory } from '../host/inventory.js';
 import { CowTracker } from '../monitor/cow-tracker.js';
@@ -40,6 +40,7 @@ import { runOutgoing, type RunParts } from './outgoing.js';
 import { FINAL as TERMINAL, HANDOFF } from './record.js';
 import { Persistence } from './persistence.js';
 import { localFacts } from './preflight.js';
+import { removeVm, type VmRemoval } from './removal.js';
 import { restart, restartHostOf } from './restart.js';
 import { sourceGivesUpSeconds } from './source-silence.js';
 import { TargetSide } from './target.js';
@@ -244,11 +245,11 @@ export class Engine extends EventEmitter<EngineEvents> {
 
   /**
    * Starts a VM through the provider (the standalone daemon's `POST /1.0/vms`).
-   * @throws ValidationError when the name is taken or the provider starts no VMs on request
+   * @throws ValidationError when the name is taken; NotOfferedError when the provider starts no VMs on request
    */
   async launchVm(spec: VmSpec): Promise<ManagedVm> {
     if (this.vms.has(spec.name)) throw new ValidationError('vm.name', spec.name, 'a name not already in use');
-    if (!this.provider.launch) throw new ValidationError('vm', spec.name, 'a VM started by its own provider (this engine\'s provider starts none on request)');
+    if (!this.provider.launch) throw new NotOfferedError(spec.name, 'started');
     const vm = await this.provider.launch(spec);
     this.vms.set(spec.name, vm);
     return vm;
@@ -269,6 +270,14 @@ export class Engine extends EventEmitter<EngineEvents> {
     }
     this.vms.set(vm.spec.name, vm);
     await this.provider.attached?.(vm);
+  }
+
+  /**
+   * Quits a VM the provider started, or releases one it adopted, and forgets it (removal.ts).
+   * @throws UnknownVmError, NotOfferedError, VmBusyError while a migration or an evacuation holds it
+   */
+  removeVm(name: string): Promise<VmRemoval> {
+    return removeVm({ vms: this.vms, provider: this.provider, bufferPath: this.deps.volume.mountpoint, migrations: () => this.list(), evacuation: (vm) => this.evacuations.holding(vm) }, name);
   }
 
   /**

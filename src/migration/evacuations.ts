@@ -12,7 +12,7 @@ import { EvacuationJournal } from '../evacuation/journal.js';
 import { askHeadroom } from '../evacuation/peer-headroom.js';
 import { interfaceUplink } from '../evacuation/uplink.js';
 import type { EvacuationVm } from '../evacuation/plan.js';
-import { BATCH_FINAL, type EvacuationRecord, type MigrationStatus } from '../evacuation/progress.js';
+import { BATCH_FINAL, holdsVm, type EvacuationRecord, type MigrationStatus } from '../evacuation/progress.js';
 import type { HostInventory } from '../host/inventory.js';
 import type { Identity } from '../peer/identity.js';
 import type { TrustStore } from '../peer/trust.js';
@@ -84,6 +84,12 @@ export class Evacuations {
     } finally {
       this.planning = false;
     }
+  }
+
+  /** The batch that holds `vm` (one being planned holds every VM), if one does. */
+  holding(vm: string): string | undefined {
+    if (this.planning) return '(being planned)';
+    return [...this.batches.values()].find((batch) => holdsVm(batch.state, vm))?.id;
   }
 
   list(): EvacuationRecord[] {

@@ -60,16 +60,17 @@ async function rollBackLive(vm: ManagedVm, limits: MigrationHead['ioLimits'] = {
 
 /**
  * A VM no migration is under way for, that still carries cowbuf's nodes (a rollback that failed
- * before a restart kept its overlay attached, or left an NBD client): folded back now, so no
- * write is stranded in the buffer and the next migration's fixed node names are free.
+ * kept its overlay attached, or left an NBD client): folded back now, so no write is stranded in
+ * the buffer and the next migration's fixed node names are free.
+ * @param limits the admin's I/O limits the failed migration journaled (none: unthrottled)
  * @returns whether anything was left
  */
-export async function reconcileLeftovers(vm: ManagedVm, bufferPath: string): Promise<boolean> {
+export async function reconcileLeftovers(vm: ManagedVm, bufferPath: string, limits?: MigrationHead['ioLimits']): Promise<boolean> {
   const nodes = await vm.commands.queryNamedBlockNodes();
   const ours = nodes.filter((node) => node['node-name'].startsWith('cowbuf-'));
   if (ours.length === 0) return false;
   const files = ours.filter((node) => node['node-name'].startsWith(overlayNode(0).slice(0, -1)) && node.file.startsWith(`${bufferPath}/`)).map((node) => node.file);
-  await rollBackLive(vm);
+  await rollBackLive(vm, limits);
   for (const file of files) await rm(file, { force: true });
   return true;
 }

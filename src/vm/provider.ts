@@ -27,6 +27,12 @@ export interface IncomingLaunch {
   readonly signal: AbortSignal;
 }
 
+/**
+ * What removing a VM did: `stopped` its QEMU (one its provider started, or received by
+ * migration), or `released` it (a QEMU someone else started: its monitor given back, it runs on).
+ */
+export type Removal = 'stopped' | 'released';
+
 export interface VmProvider {
   /**
    * Every VM this provider runs on the host now, with a monitor for the engine, and the
@@ -53,4 +59,11 @@ export interface VmProvider {
    * crossed) and removes it from its store.
    */
   departed(vm: ManagedVm, migration: string): Promise<void>;
+  /**
+   * An admin takes the VM off this host's books (the standalone daemon's `DELETE /1.0/vms/{name}`;
+   * the engine calls it only when no migration or evacuation holds the VM). The provider quits a
+   * QEMU it started and releases one it adopted, forgets it so a restart does not bring it back,
+   * and deletes no disk. An embedder that removes its VMs itself leaves this out.
+   */
+  remove?(vm: ManagedVm): Promise<Removal>;
 }

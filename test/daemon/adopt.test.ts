@@ -1,10 +1,10 @@
-import { writeFile } from 'node:fs/promises';
+import { stat, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type Daemon } from '../../src/daemon/daemon.js';
-import { run } from '../../src/exec/run.js';
+import { processAlive, run } from '../../src/exec/run.js';
 import { openVolume } from '../../src/storage/registry.js';
 import { attachVm, launchVm, type RunningVm } from '../../src/vm/launcher.js';
 import type { WriteErrorPolicy } from '../../src/vm/spec.js';
@@ -13,6 +13,8 @@ import { useTempDir } from '../support/temp-dir.js';
 const tempDir = useTempDir('adopt');
 let daemon: Daemon;
 const started: RunningVm[] = [];
+/** QEMUs the daemon started: a stopped daemon leaves them running. */
+const daemonsOwn: number[] = [];
 
 beforeAll(async () => {
   const stateDir = join(tempDir(), 'state');
@@ -28,6 +30,7 @@ afterAll(async () => {
     vm.child.kill('SIGKILL');
     await vm.child.exited;
   }
+  for (const pid of daemonsOwn.filter(processAlive)) process.kill(pid, 'SIGKILL');
 });
 
 function call(method: string, path: string, body: unknown): Promise<{ status: number; json: { error?: string; metadata?: Record<string, unknown> } }> {
@@ -100,5 +103,32 @@ describe('adopting a running QEMU cowbuf did not start', () => {
     const noMonitor = await call('POST', '/1.0/vms/adopt', definition('adopt-nothing', join(tempDir(), 'none.qmp'), disk));
     expect(noMonitor.status).toBe(400);
     expect(noMonitor.json.error).toMatch(/nothing listens on unix socket .*none\.qmp/);
+  });
+
+  it('releases an adopted QEMU on DELETE: it runs on as the admin left it, limits and all, and the daemon forgets it', async () => {
+    const { pid, qmpSocket, disk } = await someoneElsesQemu('adopt-release', 'stop');
+    expect((await call('POST', '/1.0/vms/adopt', definition('adopt-release', qmpSocket, disk))).status).toBe(201);
+    const released = await call('DELETE', '/1.0/vms/adopt-release', undefined);
+    expect(released.status, released.json.error).toBe(200);
+    expect(released.json.metadata).toEqual({ name: 'adopt-release', removal: 'released', pid });
+    expect(daemon.engine.vms.has('adopt-release')).toBe(false);
+    await untouched('adopt-release', pid, qmpSocket);
+  });
+});
+
+describe('removing a VM the daemon started', () => {
+  it('quits its QEMU on DELETE and keeps its disk', async () => {
+    const disk = join(tempDir(), 'own-stop.qcow2');
+    await run('qemu-img', ['create', '-q', '-f', 'qcow2', disk, '16M']);
+    const launched = await call('POST', '/1.0/vms', { name: 'own-stop', memoryMiB: 64, disks: [{ id: 'vda', file: disk }] });
+    expect(launched.status, launched.json.error).toBe(201);
+    const pid = launched.json.metadata?.pid as number;
+    daemonsOwn.push(pid);
+    const stopped = await call('DELETE', '/1.0/vms/own-stop', undefined);
+    expect(stopped.status, stopped.json.error).toBe(200);
+    expect(stopped.json.metadata).toEqual({ name: 'own-stop', removal: 'stopped', pid });
+    expect(processAlive(pid)).toBe(false);
+    expect((await stat(disk)).isFile()).toBe(true);
+    expect(daemon.engine.vms.has('own-stop')).toBe(false);
   });
 });

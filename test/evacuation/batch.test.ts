@@ -3,7 +3,7 @@ import { ValidationError } from '../../src/errors.js';
 import { Evacuation, planBatch, resume, type BatchOptions, type EvacuationPort } from '../../src/evacuation/batch.js';
 import type { Headroom } from '../../src/evacuation/headroom.js';
 import type { EvacuationVm } from '../../src/evacuation/plan.js';
-import { etaSeconds, type BatchState, type EvacuationRecord, type MigrationStatus } from '../../src/evacuation/progress.js';
+import { etaSeconds, holdsVm, type BatchState, type EvacuationRecord, type MigrationStatus } from '../../src/evacuation/progress.js';
 
 const GiB = 1024 ** 3;
 const MB = 1e6;
@@ -322,5 +322,23 @@ describe('the ETA', () => {
     expect(etaSeconds([{ target: 't0', bytes: 1000 * MB }, { target: 't1', bytes: 1000 * MB }], rates, 1000 * MB)).toBe(20);
     expect(etaSeconds([{ target: 't0', bytes: 1000 * MB }, { target: 't1', bytes: 500 * MB }], rates, 100 * MB)).toBe(15);
     expect(etaSeconds([], rates, 100 * MB)).toBeUndefined();
+  });
+});
+
+describe('which VMs a batch holds (an admin cannot remove them meanwhile)', () => {
+  const vms: BatchState['vms'] = [
+    { vm: 'waits', target: 't0', outcome: 'waiting' },
+    { vm: 'moves', target: 't0', outcome: 'running', migration: 'm1' },
+    { vm: 'moved', target: 't0', outcome: 'moved', migration: 'm0' },
+    { vm: 'failed', target: 't0', outcome: 'failed', error: 'no' },
+    { vm: 'unplaced', outcome: 'unplaced', error: 'no room' },
+  ];
+
+  it('holds those it has still to move or is moving, while it is not over', () => {
+    for (const status of ['running', 'cancelling'] as const) expect(['waits', 'moves', 'moved', 'failed', 'unplaced', 'other'].filter((vm) => holdsVm({ status, vms }, vm))).toEqual(['waits', 'moves']);
+  });
+
+  it('holds none once it is over', () => {
+    for (const status of ['done', 'cancelled', 'failed'] as const) expect(vms.filter((entry) => holdsVm({ status, vms }, entry.vm))).toEqual([]);
   });
 });

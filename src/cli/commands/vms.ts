@@ -1,7 +1,8 @@
-/** `cowbuf vm start|adopt|list`: the VMs the daemon drives, through its API. */
+/** `cowbuf vm start|adopt|list|delete`: the VMs the daemon drives, through its API. */
 import { Command } from 'commander';
 import { parse } from 'yaml';
 import { ValidationError } from '../../errors.js';
+import type { VmRemoval } from '../../migration/removal.js';
 import { ApiClient } from '../client.js';
 import { parseFormat, render, table } from '../format.js';
 import type { Io } from '../io.js';
@@ -49,6 +50,17 @@ export function vmCommands(io: Io): Command {
       const body = { ...(await definition(spec)), qmpSocket: flags.qmp, ...(flags.pid !== undefined ? { pid: Number(flags.pid) } : {}), ...(flags.allowErrorPolicy ? { allowErrorPolicy: true } : {}) };
       const adopted = await (await ApiClient.for(command)).call<VmView>('POST', '/1.0/vms/adopt', body);
       io.stdout(`adopted ${adopted.name} (pid ${String(adopted.pid ?? 'unknown')})\n`);
+    });
+  vm.command('delete')
+    .alias('rm')
+    .description(
+      'take a VM off this host, keeping its files: one the daemon started or received is stopped (QMP quit, then SIGTERM, SIGKILL: shut the guest down from inside first if its filesystems matter) and its taps removed; an adopted one is released and its QEMU runs on. Refused while a migration or an evacuation holds it',
+    )
+    .argument('<name>', 'a VM of this host (`cowbuf vm list`)')
+    .action(async (name: string, _flags: unknown, command: Command) => {
+      const removed = await (await ApiClient.for(command)).call<VmRemoval>('DELETE', `/1.0/vms/${encodeURIComponent(name)}`);
+      const pid = String(removed.pid ?? 'unknown');
+      io.stdout(removed.removal === 'stopped' ? `stopped ${removed.name} (pid ${pid} quit); its disks are kept\n` : `released ${removed.name}: its QEMU (pid ${pid}) runs on without cowbuf\n`);
     });
   vm.command('list')
     .option('--format <format>', 'table, json or yaml', 'table')
