@@ -16,7 +16,7 @@ import type { DiskShipping } from '../storage/shipping.js';
 import { parseFinish, type FinishAnswer } from '../peer/protocol.js';
 import type { MigrationInfo } from '../qmp/commands.js';
 import type { ManagedVm } from '../vm/provider.js';
-import { POSTCOPY_STALL_MS, resumePostcopy } from './postcopy.js';
+import { POSTCOPY_STALL_MS, RESUME_CONNECT_MS, resumePostcopy } from './postcopy.js';
 import { commitBack, ensureRunning, overlayName, overlayNode, RAM_FAILED } from './qemu-steps.js';
 
 export type Side = 'source' | 'target';
@@ -147,8 +147,8 @@ async function untilSent(vm: ManagedVm, ctx: HandoffContext): Promise<MigrationI
     if (RAM_FAILED.has(info.status)) throw new CowbufError(`post-copy ended ${info.status}${info['error-desc'] ? `: ${info['error-desc']}` : ''}; the guest on the target has lost the pages it had not received`);
     if (info.status === 'postcopy-paused' && ctx.ramUri) {
       ctx.onStall(`post-copy paused with ${info.ram?.remaining ?? 0} bytes left: resuming it on a new stream once the target answers`);
-      await resumePostcopy(vm.commands, ctx.ramUri, () => ask(ctx, 'recover', ctx.signal), ctx.retryMs ?? 2000, ctx.signal);
-      ctx.onStall('post-copy resumed on a new stream');
+      const connected = await resumePostcopy(vm.commands, ctx.ramUri, () => ask(ctx, 'recover', ctx.signal), ctx.retryMs ?? 2000, ctx.signal);
+      ctx.onStall(connected ? 'post-copy resumed on a new stream' : `post-copy still paused ${RESUME_CONNECT_MS / 1000} s after its resume: its new stream did not connect`);
       movedAt = Date.now();
       continue;
     }

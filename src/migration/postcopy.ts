@@ -38,13 +38,27 @@ export async function listenForRecovery(qmp: Pick<QmpCommands, 'queryMigrate' | 
   }
 }
 
+/** How long a resumed stream may take to connect before it is taken for failed and resumed again. */
+export const RESUME_CONNECT_MS = 30_000;
+
 /**
  * Source side, once this QEMU is `postcopy-paused`: asks the target to listen, through the
  * partition until it answers, then resumes the stream on `uri` (the RAM proxy, which dials a new
- * peer stream). @throws PeerRequestError when the target refused (it has nothing to recover),
+ * peer stream). QEMU answers `migrate` before that stream has connected and reads
+ * `postcopy-paused` until it has; resumed again meanwhile it refuses ("no paused migration"), so
+ * this waits for the status to move on. Resolves false when it had not within `connectMs` (the
+ * dial failed: QEMU stays paused, and may be resumed again).
+ * @throws PeerRequestError when the target refused (it has nothing to recover),
  *   the signal's reason (daemon shutdown: the journal keeps the migration for the next start)
  */
-export async function resumePostcopy(qmp: Pick<QmpCommands, 'migrateResume'>, uri: string, askTarget: () => Promise<unknown>, retryMs: number, signal: AbortSignal): Promise<void> {
+export async function resumePostcopy(
+  qmp: Pick<QmpCommands, 'migrateResume' | 'queryMigrate'>,
+  uri: string,
+  askTarget: () => Promise<unknown>,
+  retryMs: number,
+  signal: AbortSignal,
+  connectMs = RESUME_CONNECT_MS,
+): Promise<boolean> {
   for (;;) {
     signal.throwIfAborted();
     try {
@@ -56,4 +70,8 @@ export async function resumePostcopy(qmp: Pick<QmpCommands, 'migrateResume'>, ur
     }
   }
   await qmp.migrateResume(uri, { signal });
+  for (const deadline = Date.now() + connectMs; ; await sleep(200, undefined, { signal })) {
+    if ((await qmp.queryMigrate({ signal })).status !== 'postcopy-paused') return true;
+    if (Date.now() >= deadline) return false;
+  }
 }

@@ -90,4 +90,16 @@ describe('post-copy recovery, source side', () => {
     expect(asked).toBe(2);
     expect(source.sent).toEqual([]);
   });
+
+  it('waits for the resumed stream to connect (QEMU reads postcopy-paused until it has) and resumes once', async () => {
+    const source = qemu(['postcopy-paused', 'postcopy-paused', 'postcopy-recover']);
+    await expect(resumePostcopy(source, 'unix:/proxy', () => Promise.resolve(), 1, signal)).resolves.toBe(true);
+    expect(source.sent).toEqual(['migrate resume unix:/proxy']);
+  });
+
+  it('says so when the resumed stream never connected', async () => {
+    const source = qemu(['postcopy-paused']);
+    await expect(resumePostcopy(source, 'unix:/proxy', () => Promise.resolve(), 1, signal, 300)).resolves.toBe(false);
+    expect(source.sent).toEqual(['migrate resume unix:/proxy']);
+  });
 });
