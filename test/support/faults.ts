@@ -111,9 +111,12 @@ export async function busyGuestPair(scope: Scope, options: { readonly migration?
   return pair;
 }
 
-/** What a destination guest prints when TCG's virtio-blk completion crash hits it (TESTBED.md). */
-// An oops is the same fault where it hits a kernel thread rather than an interrupt: the kernel
-// kills that thread and runs on, wedged (seen in a local run: rcu_preempt, right after the switchover).
+/**
+ * What a destination guest prints when TCG's virtio-blk completion crash hits it (TESTBED.md),
+ * and the oops of a kernel thread faulting right after a switchover QEMU called correct (seen once
+ * in a local CI rehearsal, `rcu_preempt`): the same class, the destination kernel faulting on
+ * state QEMU migrated, root cause unknown.
+ */
 const GUEST_PANIC = /Kernel panic[^\n]*|Fatal exception in interrupt|is not a head!|Oops: [0-9a-f]{4} \[#\d+\][^\n]*/;
 
 /**
