@@ -16,6 +16,35 @@ async function expectWritesKept(host: DaemonHost, vm: string): Promise<void> {
   await expectWritingOn(guest, vm, host.name, 90_000);
 }
 
+/**
+ * Three hosts, four busy guests on the source. Each target takes one incoming migration at a
+ * time: the batch must respect that, not a constant.
+ */
+async function threeHostsWithGuests(): Promise<DaemonPair> {
+  const pair = await startDaemonPair({ dir: scope().dir, bufferSize: 192 * MiB, linkRate: '200mbit', moreTargets: 1, migration: { maxIncoming: 1, linkLostSeconds: 8 } });
+  try {
+    for (const name of NAMES) {
+      const disk = scope().path(`${name}.qcow2`);
+      await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
+      const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody(name, disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 2, verifyEvery: 3 }, 128));
+      await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, `heartbeats of ${name}`);
+    }
+    return pair;
+  } catch (error) {
+    await pair.close();
+    throw error;
+  }
+}
+
+/** The most migrations running at once into each target, and in all, as the batch reported them. */
+function concurrency(record: EvacuationRecord, perTarget: Map<string, number>): number {
+  for (const target of record.targets) {
+    const running = record.vms.filter((vm) => vm.target === target && vm.outcome === 'running').length;
+    perTarget.set(target, Math.max(perTarget.get(target) ?? 0, running));
+  }
+  return record.vms.filter((vm) => vm.outcome === 'running').length;
+}
+
 /** Evacuates the source while `onProgress` sees every batch update; the batch as it ended. */
 async function evacuate(pair: DaemonPair, onProgress: (record: EvacuationRecord) => void): Promise<EvacuationRecord> {
   const events = new AbortController();
@@ -35,18 +64,38 @@ async function evacuate(pair: DaemonPair, onProgress: (record: EvacuationRecord)
 }
 
 describe('evacuating a host onto two others', { timeout: 600_000 }, () => {
+  it('moves four busy guests, both targets at once and each within its incoming limit: all land with every write, the source keeps none', async () => {
+    const pair = await threeHostsWithGuests();
+    try {
+      const mostAtOnce = new Map<string, number>();
+      let mostInAll = 0;
+      const startedAt = Date.now();
+      const batch = await evacuate(pair, (record) => (mostInAll = Math.max(mostInAll, concurrency(record, mostAtOnce))));
+      const batchSeconds = Math.round((Date.now() - startedAt) / 1000);
+      expect(batch.status, JSON.stringify(batch)).toBe('done');
+      expect(batch.total).toMatchObject({ moved: NAMES.length, failed: 0, left: 0 });
+      expect(Math.max(...mostAtOnce.values())).toBeLessThanOrEqual(1);
+      // Each target has a link of its own: the batch uses both at once.
+      expect(mostInAll).toBe(2);
+      await report('evacuate-all', { batchSeconds, mostInAll, vms: batch.vms.map((vm) => ({ vm: vm.vm, target: vm.target, outcome: vm.outcome })) });
+      // As the source names them (startDaemonPair): dst, then dst2, dst3, ...
+      const hosts = new Map<string, DaemonHost>([['dst', pair.target], ...pair.more.map((host, k) => [`dst${k + 2}`, host] as const)]);
+      expect(await pair.source.api.call<VmView[]>('GET', '/1.0/vms')).toEqual([]);
+      for (const vm of batch.vms) {
+        const host = hosts.get(vm.target ?? '');
+        expect(host, `${vm.vm} went to ${String(vm.target)}`).toBeDefined();
+        if (host) await expectWritesKept(host, vm.vm);
+      }
+    } finally {
+      await pair.close();
+    }
+  });
+
   it('spreads four busy guests within each target’s incoming limit; a target cut off mid-batch keeps nothing, its guests write on at the source, the rest land with every write', async () => {
-    // Each target takes one incoming migration at a time: the batch must respect that, not a constant.
-    const pair = await startDaemonPair({ dir: scope().dir, bufferSize: 192 * MiB, linkRate: '200mbit', moreTargets: 1, migration: { maxIncoming: 1, linkLostSeconds: 8 } });
+    const pair = await threeHostsWithGuests();
     try {
       const cutOff = pair.more[0] as DaemonHost;
       const link = pair.hosts.more[0];
-      for (const name of NAMES) {
-        const disk = scope().path(`${name}.qcow2`);
-        await qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
-        const vm = await pair.source.api.call<{ serialLog: string }>('POST', '/1.0/vms', guestVmBody(name, disk, { diskRateMiB: 1, diskSpanMiB: 8, dirtyRateMiB: 2, verifyEvery: 3 }, 128));
-        await waitForSerial(vm.serialLog, (r) => r.heartbeats.length > 1, `heartbeats of ${name}`);
-      }
       const mostAtOnce = new Map<string, number>();
       let cut: Promise<void> | undefined;
       let cutAt = 0;
@@ -54,10 +103,7 @@ describe('evacuating a host onto two others', { timeout: 600_000 }, () => {
       const startedAt = Date.now();
       const batch = await evacuate(pair, (record) => {
         for (const vm of record.vms) if (vm.outcome !== 'running' && vm.outcome !== 'waiting' && !endedAt.has(vm.vm)) endedAt.set(vm.vm, Date.now());
-        for (const target of record.targets) {
-          const running = record.vms.filter((vm) => vm.target === target && vm.outcome === 'running').length;
-          mostAtOnce.set(target, Math.max(mostAtOnce.get(target) ?? 0, running));
-        }
+        concurrency(record, mostAtOnce);
         // Mid-flight: the first guest bound for dst2 has its base there and is mirroring.
         if (!cut && record.vms.some((vm) => vm.target === 'dst2' && (vm.phase === 'mirror' || vm.phase === 'ram'))) {
           cutAt = Date.now();
