@@ -16,6 +16,7 @@ done
 for deb in "$work"/*.deb; do
   dpkg-deb -x "$deb" "$work/x"
   version=$("$work/x/usr/bin/qemu-system-x86_64" --version | sed -n '1s/^QEMU emulator version \([0-9.]*\).*/\1/p')
+  [ -n "$version" ] || { echo "testbed: cannot read the version of $(basename "$deb")'s QEMU" >&2; exit 1; }
   mkdir -p "$out/$version"
   mv "$work/x/usr/bin/qemu-system-x86_64" "$out/$version/"
   rm -rf "$work/x"

@@ -170,12 +170,16 @@ export function nextStarts(plan: EvacuationPlan, state: EvacuationState): Starts
     const target = targets.get(placement.target) as PlannedTarget;
     const there = flights.filter((flight) => flight.placement.target === target.name).length;
     const candidate: Flight = { placement, cowBytes: 0, remainingBytes: bytesOf(placement.vm), stalled: false };
+    // A link that stalled carries nothing for a newcomer either, whatever slots its target has.
+    const stalledThere = flights.some((flight) => flight.stalled && flight.placement.target === target.name);
     const refusal =
       target.incomingUsed + there >= target.incomingLimit
         ? 'target-slots'
-        : flights.length === 0
-          ? undefined
-          : refuse(plan, targets, flights, candidate, state.buffer, others, start.length);
+        : stalledThere
+          ? 'link'
+          : flights.length === 0
+            ? undefined
+            : refuse(plan, targets, flights, candidate, state.buffer, others, start.length);
     if (refusal) {
       boundBy ??= refusal;
       continue;
@@ -214,7 +218,8 @@ function refuse(
   if (buffer.free - startedNow * plan.minBinBytes < plan.minBinBytes) return 'buffer';
   const bin = buffer.size / (batch.length + others);
   // How long a stalled migration still runs is unknown (its link may come back, or the link watch
-  // ends it): only the overlay it holds must still fit its re-cut bin.
+  // ends it), so no growth can be planned for it: the plan counts only the overlay it holds, and
+  // leaves what its guest writes meanwhile to the throttle, which sees the re-cut bin.
   const needs = (flight: Flight, share: number) => flight.cowBytes + (flight.stalled ? 0 : (flight.placement.vm.writeRate * flight.remainingBytes) / share);
   return batch.some((flight, index) => needs(flight, after[index] as number) > bin) ? 'buffer' : undefined;
 }

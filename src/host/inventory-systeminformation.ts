@@ -33,7 +33,8 @@ function interfaceOf(address: string): Promise<string | undefined> {
   // IPv4-mapped IPv6 (`::ffff:10.0.0.1`) is how a dual-stack socket names an IPv4 peer.
   const plain = address.replace(/^::ffff:/, '');
   const found = Object.entries(networkInterfaces()).find(([, addresses]) => addresses?.some((entry) => entry.address === plain));
-  return Promise.resolve(found?.[0]);
+  // An IPv4 alias is listed by its label (`eth0:1`); the interface is what comes before it.
+  return Promise.resolve(found?.[0].split(':')[0]);
 }
 
 /** The local address the kernel picks to reach `address`: a UDP socket's connect routes it and sends nothing. */

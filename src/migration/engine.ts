@@ -277,7 +277,7 @@ export class Engine extends EventEmitter<EngineEvents> {
    * @throws UnknownVmError, NotOfferedError, VmBusyError while a migration or an evacuation holds it
    */
   removeVm(name: string): Promise<VmRemoval> {
-    return removeVm({ vms: this.vms, provider: this.provider, bufferPath: this.deps.volume.mountpoint, migrations: () => this.list(), evacuation: (vm) => this.evacuations.holding(vm) }, name);
+    return removeVm({ vms: this.vms, provider: this.provider, bufferPath: this.deps.volume.mountpoint, migrations: () => this.list(), evacuation: (vm) => this.evacuations.holding(vm), receiving: (vm) => this.target.receiving(vm) }, name);
   }
 
   /**

@@ -69,7 +69,13 @@ export async function resumePostcopy(
       await sleep(retryMs, undefined, { signal }).catch(() => signal.throwIfAborted());
     }
   }
-  await qmp.migrateResume(uri, { signal });
+  try {
+    await qmp.migrateResume(uri, { signal });
+  } catch (error) {
+    // After an earlier resume given up on as slow to connect, QEMU refuses this one once that
+    // stream has connected after all: the recovery is under way, not failed.
+    if (!(error instanceof QmpCommandError) || (await qmp.queryMigrate({ signal })).status === 'postcopy-paused') throw error;
+  }
   for (const deadline = Date.now() + connectMs; ; await sleep(200, undefined, { signal })) {
     if ((await qmp.queryMigrate({ signal })).status !== 'postcopy-paused') return true;
     if (Date.now() >= deadline) return false;

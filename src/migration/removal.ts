@@ -18,6 +18,8 @@ export interface RemovalHost {
   migrations(): readonly MigrationHead[];
   /** The evacuation batch that holds the VM (planning, or yet to move it), if one does. */
   evacuation(vm: string): string | undefined;
+  /** The incoming migration that still holds the VM (arriving, or its RAM following by post-copy), if one does. */
+  receiving(vm: string): string | undefined;
 }
 
 export interface VmRemoval {
@@ -38,6 +40,8 @@ export async function removeVm(host: RemovalHost, name: string): Promise<VmRemov
   if (migration) throw new VmBusyError(name, 'removed', `migration ${migration.id} to ${migration.peer} holds it (phase ${migration.phase})`);
   const batch = host.evacuation(name);
   if (batch !== undefined) throw new VmBusyError(name, 'removed', `evacuation ${batch} holds it`);
+  const arriving = host.receiving(name);
+  if (arriving !== undefined) throw new VmBusyError(name, 'removed', `incoming migration ${arriving} holds it (its RAM is still arriving)`);
   // Off the books first, so no migration or batch takes it up while it goes.
   host.vms.delete(name);
   try {
@@ -48,5 +52,11 @@ export async function removeVm(host: RemovalHost, name: string): Promise<VmRemov
     host.vms.set(name, vm);
     throw error;
   }
-  return { name, removal: await host.provider.remove(vm), pid: vm.pid };
+  try {
+    return { name, removal: await host.provider.remove(vm), pid: vm.pid };
+  } catch (error) {
+    // A QEMU that outlived a failed removal stays on the books, or it would run unmanaged.
+    if (vm.running()) host.vms.set(name, vm);
+    throw error;
+  }
 }

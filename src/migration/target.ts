@@ -401,6 +401,15 @@ export class TargetSide {
     }));
   }
 
+  /**
+   * The incoming migration that still holds a VM of this name: one on its way, or one that runs
+   * here already while its RAM follows by post-copy (its only copy: the source cannot resume it).
+   */
+  receiving(name: string): string | undefined {
+    for (const [id, arrival] of this.postcopy) if (arrival.vm.spec.name === name) return id;
+    return [...this.incoming.values()].find((incoming) => incoming.wire.name === name)?.id;
+  }
+
   /** Daemon shutdown: every incoming migration is aborted. */
   async abortAll(): Promise<void> {
     this.stopSilence();

@@ -120,6 +120,17 @@ describe('concurrency', () => {
     expect(nextStarts(plan, state(true))).toEqual({ start: [other], boundBy: 'target-slots' });
   });
 
+  it('starts nothing more onto a target whose link stalled, however many slots it has', () => {
+    const source = headroom({ name: 'src', links: rates(2, 100 * MB) });
+    const plan = planEvacuation(source, ['a', 'b', 'c', 'd'].map((name) => vm(name, 4, 16)), targets(2, { incoming: { used: 0, limit: 4 } }), { ...OPTIONS, uplink: 200 * MB });
+    const [first, ...rest] = plan.placements as [Placement, ...Placement[]];
+    const state = { running: [{ vm: first.vm.name, cowBytes: 0, remainingBytes: 20 * GiB, stalled: true }], ended: [], buffer: { size: 10 * GiB, free: 9 * GiB } };
+    const started = nextStarts(plan, state).start;
+    expect(started.length).toBeGreaterThan(0);
+    expect(started.filter((placement) => placement.target === first.target)).toEqual([]);
+    expect(rest.some((placement) => placement.target === first.target)).toBe(true);
+  });
+
   it('still fits the overlay a stalled flight holds into its bin after the re-cut', () => {
     const source = headroom({ name: 'src', links: rates(2, 100 * MB) });
     const plan = planEvacuation(source, [vm('a', 4, 16), vm('b', 4, 16)], targets(2), OPTIONS);

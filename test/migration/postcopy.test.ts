@@ -102,4 +102,14 @@ describe('post-copy recovery, source side', () => {
     await expect(resumePostcopy(source, 'unix:/proxy', () => Promise.resolve(), 1, signal, 300)).resolves.toBe(false);
     expect(source.sent).toEqual(['migrate resume unix:/proxy']);
   });
+
+  it('takes a refused resume for the recovery under way when QEMU has left postcopy-paused (an earlier resume connected late)', async () => {
+    const source = { ...qemu(['postcopy-recover', 'postcopy-active']), migrateResume: () => Promise.reject(new QmpCommandError('migrate', {}, 'GenericError', 'Cannot resume if there is no paused migration', {})) };
+    await expect(resumePostcopy(source, 'unix:/proxy', () => Promise.resolve(), 1, signal)).resolves.toBe(true);
+  });
+
+  it('passes on a refused resume while QEMU is still paused', async () => {
+    const source = { ...qemu(['postcopy-paused']), migrateResume: () => Promise.reject(new QmpCommandError('migrate', {}, 'GenericError', 'no', {})) };
+    await expect(resumePostcopy(source, 'unix:/proxy', () => Promise.resolve(), 1, signal)).rejects.toThrow('`migrate` failed: GenericError: no');
+  });
 });

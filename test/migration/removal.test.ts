@@ -28,7 +28,7 @@ function fakeVm(name: string, nodes: readonly string[] = ['root']): ManagedVm & 
 const migration = (vm: string, phase: Phase, extra: Partial<MigrationHead> = {}): MigrationHead => ({ id: `m-${phase}`, vm, peer: 'dst', policy: 'deadline', phase, createdAt: '', updatedAt: '', ...extra });
 
 /** An engine's parts; `removal` is what its provider answers, `null` a provider without `remove`. */
-function host(vms: readonly ManagedVm[], options: { removal?: Removal | null; migrations?: MigrationHead[]; evacuation?: string } = {}): RemovalHost & { readonly removed: string[] } {
+function host(vms: readonly ManagedVm[], options: { removal?: Removal | Error | null; migrations?: MigrationHead[]; evacuation?: string; receiving?: string } = {}): RemovalHost & { readonly removed: string[] } {
   const removed: string[] = [];
   const { removal = 'stopped' } = options;
   const provider: Pick<VmProvider, 'remove'> =
@@ -36,11 +36,12 @@ function host(vms: readonly ManagedVm[], options: { removal?: Removal | null; mi
       ? {}
       : {
           remove: (vm) => {
+            if (removal instanceof Error) return Promise.reject(removal);
             removed.push(vm.spec.name);
             return Promise.resolve(removal);
           },
         };
-  return { vms: new Map(vms.map((vm) => [vm.spec.name, vm])), provider, bufferPath: '/buffer', migrations: () => options.migrations ?? [], evacuation: (name) => (name === 'web1' ? options.evacuation : undefined), removed };
+  return { vms: new Map(vms.map((vm) => [vm.spec.name, vm])), provider, bufferPath: '/buffer', migrations: () => options.migrations ?? [], evacuation: (name) => (name === 'web1' ? options.evacuation : undefined), receiving: (name) => (name === 'web1' ? options.receiving : undefined), removed };
 }
 
 describe("removing a VM at an admin's request", () => {
@@ -71,6 +72,21 @@ describe("removing a VM at an admin's request", () => {
     const engine = host([fakeVm('web1')], { evacuation: 'evac-12ab' });
     await expect(removeVm(engine, 'web1')).rejects.toThrow('VM web1 cannot be removed: evacuation evac-12ab holds it; it can be once that is over');
     expect(engine.vms.has('web1')).toBe(true);
+  });
+
+  it('refuses a guest whose RAM still follows by post-copy: the copy here is its only one', async () => {
+    const vm = fakeVm('web1');
+    const engine = host([vm], { receiving: 'm-in' });
+    await expect(removeVm(engine, 'web1')).rejects.toThrow('VM web1 cannot be removed: incoming migration m-in holds it (its RAM is still arriving); it can be once that is over');
+    expect(engine.vms.get('web1')).toBe(vm);
+    expect(vm.sent).toEqual([]);
+  });
+
+  it('keeps a VM on the books when its provider failed to remove it and its QEMU still runs', async () => {
+    const vm = fakeVm('web1');
+    const engine = host([vm], { removal: new Error('quit timed out') });
+    await expect(removeVm(engine, 'web1')).rejects.toThrow('quit timed out');
+    expect(engine.vms.get('web1')).toBe(vm);
   });
 
   it("says so when the engine's provider removes no VMs (an embedder's own), before anything else", async () => {

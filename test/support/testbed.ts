@@ -113,13 +113,15 @@ export async function until(what: string, check: () => Promise<boolean>, timeout
 }
 
 /**
- * The unpacked qemu-system-x86_64 (scripts/testbed/qemu-binaries.sh) of the version the installed
- * one is not, to stand for another host's QEMU.
+ * The unpacked qemu-system-x86_64 (scripts/testbed/qemu-binaries.sh) of a QEMU release other than
+ * the installed one, to stand for another host's QEMU.
  * @throws Error when the test bed has not unpacked it (a missing component fails, never skips)
  */
 export async function otherQemuBinary(): Promise<string> {
   const installed = /version (\d+(\.\d+)+)/.exec((await run(QEMU_BINARY, ['--version'])).stdout)?.[1];
-  const others = (await readdir(QEMU_BUILDS).catch(() => [])).filter((version) => version !== installed);
+  // Another major.minor: a point release of the installed one knows the same machine types.
+  const release = (version: string | undefined) => version?.split('.').slice(0, 2).join('.');
+  const others = (await readdir(QEMU_BUILDS).catch(() => [])).filter((version) => release(version) !== release(installed)).sort();
   if (others.length === 0) throw new Error(`no QEMU but the installed ${String(installed)} in ${QEMU_BUILDS}: run \`npm run testbed\``);
   return join(QEMU_BUILDS, others[0] as string, QEMU_BINARY);
 }
