@@ -24,9 +24,7 @@ export async function listenForRecovery(qmp: Pick<QmpCommands, 'queryMigrate' | 
   let status = (await qmp.queryMigrate({ signal })).status;
   if (status === 'postcopy-active') {
     await qmp.migratePause({ signal });
-    for (const deadline = Date.now() + 10_000; status === 'postcopy-active' && Date.now() < deadline; await sleep(100, undefined, { signal })) {
-      status = (await qmp.queryMigrate({ signal })).status;
-    }
+    status = await statusAfter(qmp, 'postcopy-active', 10_000, signal);
   }
   if (status === 'postcopy-recover') return;
   if (status !== 'postcopy-paused') throw new PeerError(`the post-copy is ${status ?? 'gone'} here: nothing to recover`);
@@ -76,8 +74,13 @@ export async function resumePostcopy(
     // stream has connected after all: the recovery is under way, not failed.
     if (!(error instanceof QmpCommandError) || (await qmp.queryMigrate({ signal })).status === 'postcopy-paused') throw error;
   }
-  for (const deadline = Date.now() + connectMs; ; await sleep(200, undefined, { signal })) {
-    if ((await qmp.queryMigrate({ signal })).status !== 'postcopy-paused') return true;
-    if (Date.now() >= deadline) return false;
+  return (await statusAfter(qmp, 'postcopy-paused', connectMs, signal)) !== 'postcopy-paused';
+}
+
+/** QEMU's migration status once it has left `from`, or `from` still after `timeoutMs` (polled: neither caller holds a MIGRATION event listener). */
+async function statusAfter(qmp: Pick<QmpCommands, 'queryMigrate'>, from: string, timeoutMs: number, signal: AbortSignal): Promise<string | undefined> {
+  for (const deadline = Date.now() + timeoutMs; ; await sleep(100, undefined, { signal })) {
+    const { status } = await qmp.queryMigrate({ signal });
+    if (status !== from || Date.now() >= deadline) return status;
   }
 }
